@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything wgroam's build, lab and VM tests need on a fresh Debian 12
+# (as root). Idempotent: a second run only checks.
+set -euo pipefail
+
+PKGS=(
+  # build
+  build-essential cmake pkg-config libjson-c-dev
+  # lab: namespaces, userspace WireGuard, NAT, capture
+  iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
+  iputils-ping traceroute ndisc6 radvd strace procps psmisc
+  # kernel-WireGuard VM
+  qemu-system-x86 busybox-static cpio
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# radvd is driven by wgroam/tests, never as a system service.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now radvd >/dev/null 2>&1 || true
+fi
+
+# Static musl target: the VM boots the same static binary that ships to routers.
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl
+fi
+echo "install-deps: ok"

@@ -1,0 +1,11 @@
+//! wgroam: keeps an IPv6 split tunnel alive for a roaming OpenWrt router.
+//!
+//! The decision logic lives in [`core`] and never touches the operating system;
+//! everything that does (WireGuard, uci, ubus, capture, netlink, syslog) is an
+//! adapter behind a small trait so the core can be driven by fakes in tests.
+
+pub mod bpf;
+pub mod capture;
+pub mod handshake;
+pub mod uci;
+pub mod wire;
