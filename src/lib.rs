@@ -6,6 +6,7 @@
 
 pub mod bpf;
 pub mod capture;
+pub mod core;
 pub mod handshake;
 pub mod uci;
 pub mod wire;

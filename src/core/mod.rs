@@ -1,0 +1,53 @@
+//! The sans-IO core: events in, actions out, time passed in.
+//!
+//! Nothing here reads a clock, opens a socket or runs a command, so every
+//! decision is unit-tested with plain values, the way boringtun tests its
+//! `Tunn` and smoltcp its `Interface`.
+
+pub mod hub;
+pub mod key;
+pub mod time;
+
+use std::net::SocketAddr;
+
+pub use key::PublicKey;
+pub use time::Now;
+
+/// Log severity, mapped to syslog priorities by the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warn,
+    Notice,
+    Info,
+    Debug,
+}
+
+/// What the core asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Set a peer's endpoint live (no link bounce, sessions kept).
+    SetEndpoint {
+        iface: String,
+        key: PublicKey,
+        endpoint: SocketAddr,
+    },
+    /// Stage `endpoint_host`/`endpoint_port` of a `network` uci section.
+    StageEndpoint {
+        section: String,
+        endpoint: SocketAddr,
+    },
+    /// `uci commit network`: the only flash write.
+    CommitUci,
+    /// Write the agent's state file (learned endpoints, stamps).
+    Persist,
+    /// Let transport packets through the capture filter, or not.
+    CaptureTransport {
+        iface: String,
+        on: bool,
+    },
+    Log {
+        level: Level,
+        msg: String,
+    },
+}
