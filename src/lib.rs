@@ -6,7 +6,11 @@
 
 pub mod bpf;
 pub mod capture;
+pub mod config;
 pub mod core;
 pub mod handshake;
+pub mod logging;
+pub mod persist;
 pub mod uci;
+pub mod wg;
 pub mod wire;

@@ -1,0 +1,352 @@
+//! `/etc/config/wgroam`: one `agent` section and one `interface` section per
+//! managed WireGuard interface. Every problem is reported on its own line
+//! naming section, option, value and what is expected; nothing is applied
+//! from a config that has any problem.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::core::Level;
+use crate::wg::BackendChoice;
+
+/// A uci section reduced to what validation needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSection {
+    pub stype: String,
+    pub name: Option<String>,
+    /// Option name, values (one for `option`, any number for `list`), is_list.
+    pub options: Vec<(String, Vec<String>, bool)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Hub,
+    Roam,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Hub => "hub",
+            Role::Roam => "roam",
+        }
+    }
+}
+
+/// A managed WireGuard interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// The netifd interface (uci section in `network`), e.g. `wg0`.
+    pub name: String,
+    /// The kernel device; netifd names it after the interface.
+    pub ifname: String,
+    pub backend: BackendChoice,
+    /// Hub: capture handshake initiations on the WAN.
+    pub capture: bool,
+    /// Hub: device to capture on; `None` captures on all devices.
+    pub capture_device: Option<String>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub role: Role,
+    pub log_level: Level,
+    /// RAM directory for `status.json` (read by `wgroam status`).
+    pub state_dir: PathBuf,
+    /// Learned endpoints and stamps, to survive agent restarts.
+    pub state_file: PathBuf,
+    pub poll_ms: u64,
+    /// Stage learned endpoints in uci `network` (OpenWrt).
+    pub uci: bool,
+    /// Seconds before staged changes are committed; `None`: never.
+    pub commit_interval: Option<u64>,
+    pub commit_on_stop: bool,
+    pub interfaces: Vec<Interface>,
+}
+
+/// One problem with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub String);
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const DEFAULT_PATH: &str = "/etc/config/wgroam";
+
+const AGENT_OPTIONS: &[&str] = &[
+    "role",
+    "log_level",
+    "state_dir",
+    "state_file",
+    "poll_ms",
+    "uci",
+    "commit_interval",
+    "commit_on_stop",
+];
+const INTERFACE_OPTIONS: &[&str] = &["enabled", "ifname", "backend", "capture", "capture_device"];
+
+/// Reads one option of a section, recording problems.
+struct Reader<'a> {
+    sec: &'a RawSection,
+    label: String,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn bad(&mut self, opt: &str, value: &str, expected: &str) {
+        self.problems.push(Problem(format!(
+            "wgroam.{}.{opt}: '{value}' is not valid; expected {expected}",
+            self.label
+        )));
+    }
+
+    fn single(&mut self, opt: &str) -> Option<String> {
+        let (_, values, is_list) = self.sec.options.iter().rev().find(|(n, _, _)| n == opt)?;
+        if *is_list {
+            self.problems.push(Problem(format!(
+                "wgroam.{}.{opt}: is a list; expected a single 'option {opt}'",
+                self.label
+            )));
+            return None;
+        }
+        values.first().cloned()
+    }
+
+    fn bool(&mut self, opt: &str, default: bool) -> bool {
+        match self.single(opt).as_deref() {
+            None => default,
+            Some("1" | "on" | "yes" | "true" | "enabled") => true,
+            Some("0" | "off" | "no" | "false" | "disabled") => false,
+            Some(v) => {
+                self.bad(opt, v, "1 or 0");
+                default
+            }
+        }
+    }
+
+    fn number(&mut self, opt: &str, default: u64, min: u64, max: u64) -> u64 {
+        match self.single(opt) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.bad(opt, &v, &format!("a whole number from {min} to {max}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn path(&mut self, opt: &str, default: &str) -> PathBuf {
+        match self.single(opt) {
+            None => PathBuf::from(default),
+            Some(v) if v.starts_with('/') && !v.contains('\0') => PathBuf::from(v),
+            Some(v) => {
+                self.bad(opt, &v, "an absolute path");
+                PathBuf::from(default)
+            }
+        }
+    }
+
+    fn unknown_options(&mut self, known: &[&str]) {
+        let unknown: Vec<String> = self
+            .sec
+            .options
+            .iter()
+            .map(|(n, _, _)| n.clone())
+            .filter(|n| !known.contains(&n.as_str()))
+            .collect();
+        for n in unknown {
+            self.problems.push(Problem(format!(
+                "wgroam.{}.{n}: unknown option; expected one of {}",
+                self.label,
+                known.join(", ")
+            )));
+        }
+    }
+}
+
+/// Linux interface names: 1-15 bytes, no '/', whitespace or ':'.
+pub fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() < 16
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// uci section names: letters, digits and '_' only.
+pub fn valid_uci_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn label(sec: &RawSection, index: usize) -> String {
+    match &sec.name {
+        Some(n) => n.clone(),
+        None => format!("@{}[{index}]", sec.stype),
+    }
+}
+
+/// Validates sections into a [`Config`], or returns every problem found.
+pub fn from_sections(sections: &[RawSection]) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let agents: Vec<(usize, &RawSection)> = sections
+        .iter()
+        .filter(|s| s.stype == "agent")
+        .enumerate()
+        .collect();
+    if agents.len() > 1 {
+        problems.push(Problem(format!(
+            "wgroam: {} 'agent' sections; expected exactly one",
+            agents.len()
+        )));
+    }
+    let mut cfg = Config {
+        role: Role::Hub,
+        log_level: Level::Info,
+        state_dir: PathBuf::from("/var/run/wgroam"),
+        state_file: PathBuf::from("/var/lib/wgroam/state.json"),
+        poll_ms: 500,
+        uci: true,
+        commit_interval: Some(3600),
+        commit_on_stop: true,
+        interfaces: Vec::new(),
+    };
+    match agents.first() {
+        None => problems.push(Problem(
+            "wgroam: no 'agent' section; add \"config agent 'agent'\" with \"option role 'hub'\" or 'roam'"
+                .into(),
+        )),
+        Some(&(i, sec)) => {
+            let mut r = Reader {
+                sec,
+                label: label(sec, i),
+                problems: &mut problems,
+            };
+            r.unknown_options(AGENT_OPTIONS);
+            match r.single("role").as_deref() {
+                Some("hub") => cfg.role = Role::Hub,
+                Some("roam") => cfg.role = Role::Roam,
+                Some(v) => r.bad("role", v, "hub or roam"),
+                None => r.problems.push(Problem(format!(
+                    "wgroam.{}.role: missing; expected 'hub' (static router) or 'roam' (travel router)",
+                    r.label
+                ))),
+            }
+            match r.single("log_level").as_deref() {
+                None | Some("info") => {}
+                Some("error") => cfg.log_level = Level::Error,
+                Some("warn") => cfg.log_level = Level::Warn,
+                Some("notice") => cfg.log_level = Level::Notice,
+                Some("debug") => cfg.log_level = Level::Debug,
+                Some(v) => r.bad("log_level", v, "error, warn, notice, info or debug"),
+            }
+            cfg.state_dir = r.path("state_dir", "/var/run/wgroam");
+            cfg.state_file = r.path("state_file", "/var/lib/wgroam/state.json");
+            cfg.poll_ms = r.number("poll_ms", 500, 100, 10_000);
+            cfg.uci = r.bool("uci", true);
+            let interval = r.number("commit_interval", 3600, 0, 30 * 86_400);
+            cfg.commit_interval = (interval > 0).then_some(interval);
+            cfg.commit_on_stop = r.bool("commit_on_stop", true);
+        }
+    }
+    let mut seen = Vec::new();
+    for (i, sec) in sections
+        .iter()
+        .filter(|s| s.stype == "interface")
+        .enumerate()
+    {
+        let mut r = Reader {
+            sec,
+            label: label(sec, i),
+            problems: &mut problems,
+        };
+        r.unknown_options(INTERFACE_OPTIONS);
+        let Some(name) = sec.name.clone() else {
+            r.problems.push(Problem(format!(
+                "wgroam.{}: interface section has no name; expected \"config interface 'wg0'\" naming the netifd interface",
+                r.label
+            )));
+            continue;
+        };
+        if !valid_uci_name(&name) {
+            r.problems.push(Problem(format!(
+                "wgroam.{name}: '{name}' is not a valid netifd interface name; expected letters, digits and '_' only"
+            )));
+            continue;
+        }
+        if !r.bool("enabled", true) {
+            continue;
+        }
+        let ifname = r.single("ifname").unwrap_or_else(|| name.clone());
+        if !valid_ifname(&ifname) {
+            r.bad(
+                "ifname",
+                &ifname,
+                "a Linux interface name (1-15 characters, no '/' or ':')",
+            );
+        }
+        let backend = match r.single("backend").as_deref() {
+            None | Some("auto") => BackendChoice::Auto,
+            Some("kernel") => BackendChoice::Kernel,
+            Some("userspace") => BackendChoice::Userspace,
+            Some(v) => {
+                r.bad("backend", v, "auto, kernel or userspace");
+                BackendChoice::Auto
+            }
+        };
+        let capture = r.bool("capture", true);
+        let capture_device = r.single("capture_device");
+        if let Some(d) = &capture_device
+            && !valid_ifname(d)
+        {
+            r.bad(
+                "capture_device",
+                d,
+                "a Linux interface name, e.g. 'wan' or 'eth1'",
+            );
+        }
+        if seen.contains(&ifname) {
+            r.problems.push(Problem(format!(
+                "wgroam.{name}.ifname: '{ifname}' is managed twice; expected one section per interface"
+            )));
+            continue;
+        }
+        seen.push(ifname.clone());
+        cfg.interfaces.push(Interface {
+            name,
+            ifname,
+            backend,
+            capture,
+            capture_device,
+        });
+    }
+    for sec in sections {
+        if sec.stype != "agent" && sec.stype != "interface" {
+            problems.push(Problem(format!(
+                "wgroam: unknown section type '{}'; expected 'agent' or 'interface'",
+                sec.stype
+            )));
+        }
+    }
+    if cfg.interfaces.is_empty() && problems.is_empty() {
+        problems.push(Problem(
+            "wgroam: no enabled 'interface' section; add \"config interface 'wg0'\" for the WireGuard interface to manage"
+                .into(),
+        ));
+    }
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

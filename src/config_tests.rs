@@ -1,0 +1,167 @@
+//! Config validation: every bad option is named with the fix.
+
+use super::*;
+
+fn sec(stype: &str, name: Option<&str>, opts: &[(&str, &str)]) -> RawSection {
+    RawSection {
+        stype: stype.into(),
+        name: name.map(Into::into),
+        options: opts
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.to_string()], false))
+            .collect(),
+    }
+}
+
+fn good() -> Vec<RawSection> {
+    vec![
+        sec("agent", Some("agent"), &[("role", "hub")]),
+        sec("interface", Some("wg0"), &[]),
+    ]
+}
+
+fn problems(secs: &[RawSection]) -> Vec<String> {
+    from_sections(secs)
+        .unwrap_err()
+        .into_iter()
+        .map(|p| p.0)
+        .collect()
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = from_sections(&good()).unwrap();
+    assert_eq!(c.role, Role::Hub);
+    assert_eq!(c.poll_ms, 500);
+    assert_eq!(c.commit_interval, Some(3600));
+    assert_eq!(c.interfaces[0].ifname, "wg0");
+    assert!(c.interfaces[0].capture);
+}
+
+#[test]
+fn each_bad_option_is_one_line_naming_section_option_value_and_fix() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "agent",
+            "role",
+            "hubb",
+            "wgroam.agent.role: 'hubb' is not valid; expected hub or roam",
+        ),
+        (
+            "agent",
+            "log_level",
+            "loud",
+            "wgroam.agent.log_level: 'loud' is not valid",
+        ),
+        (
+            "agent",
+            "poll_ms",
+            "5",
+            "wgroam.agent.poll_ms: '5' is not valid; expected a whole number from 100 to 10000",
+        ),
+        ("agent", "poll_ms", "-1", "wgroam.agent.poll_ms: '-1'"),
+        (
+            "agent",
+            "uci",
+            "maybe",
+            "wgroam.agent.uci: 'maybe' is not valid; expected 1 or 0",
+        ),
+        (
+            "agent",
+            "state_dir",
+            "run/x",
+            "wgroam.agent.state_dir: 'run/x' is not valid; expected an absolute path",
+        ),
+        (
+            "agent",
+            "commit_interval",
+            "1h",
+            "wgroam.agent.commit_interval: '1h'",
+        ),
+        (
+            "agent",
+            "colour",
+            "blue",
+            "wgroam.agent.colour: unknown option",
+        ),
+        (
+            "interface",
+            "backend",
+            "bsd",
+            "wgroam.wg0.backend: 'bsd' is not valid; expected auto, kernel or userspace",
+        ),
+        (
+            "interface",
+            "ifname",
+            "wg/0",
+            "wgroam.wg0.ifname: 'wg/0' is not valid",
+        ),
+        (
+            "interface",
+            "ifname",
+            "averyveryverylongname",
+            "wgroam.wg0.ifname",
+        ),
+        (
+            "interface",
+            "capture",
+            "2",
+            "wgroam.wg0.capture: '2' is not valid; expected 1 or 0",
+        ),
+    ];
+    for (stype, opt, value, want) in cases {
+        let mut secs = good();
+        let i = if *stype == "agent" { 0 } else { 1 };
+        secs[i]
+            .options
+            .push((opt.to_string(), vec![value.to_string()], false));
+        let p = problems(&secs);
+        assert_eq!(p.len(), 1, "{opt}={value}: {p:?}");
+        assert!(p[0].starts_with(want), "{opt}={value}: {}", p[0]);
+    }
+}
+
+#[test]
+fn structural_problems_are_reported_together() {
+    let p = problems(&[
+        sec("agent", None, &[]),
+        sec("agent", None, &[("role", "hub")]),
+        sec("interface", Some("wg-r1"), &[]),
+        sec("interface", None, &[]),
+        sec("peer", Some("x"), &[]),
+    ]);
+    let joined = p.join("\n");
+    for want in [
+        "2 'agent' sections",
+        "@agent[0].role: missing",
+        "'wg-r1' is not a valid netifd interface name",
+        "interface section has no name",
+        "unknown section type 'peer'",
+    ] {
+        assert!(joined.contains(want), "missing {want:?} in:\n{joined}");
+    }
+    assert!(p.iter().all(|l| !l.contains('\n')));
+}
+
+#[test]
+fn missing_pieces_say_what_to_add() {
+    assert!(problems(&[])[0].contains("no 'agent' section"));
+    let p = problems(&[sec("agent", Some("agent"), &[("role", "roam")])]);
+    assert!(p[0].contains("no enabled 'interface' section"), "{p:?}");
+}
+
+#[test]
+fn a_list_where_an_option_belongs_is_named() {
+    let mut secs = good();
+    secs[0].options[0].2 = true;
+    assert!(problems(&secs)[0].contains("wgroam.agent.role: is a list"));
+}
+
+#[test]
+fn disabled_and_duplicate_interfaces() {
+    let mut secs = good();
+    secs.push(sec("interface", Some("wg9"), &[("enabled", "0")]));
+    assert_eq!(from_sections(&secs).unwrap().interfaces.len(), 1);
+    secs.push(sec("interface", Some("other"), &[("ifname", "wg0")]));
+    assert!(problems(&secs)[0].contains("'wg0' is managed twice"));
+}
