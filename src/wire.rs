@@ -353,7 +353,7 @@ fn parse(frame: &[u8], allow_short: bool) -> Result<Datagram, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn hex(s: &str) -> Vec<u8> {
@@ -647,6 +647,7 @@ mod tests {
             x
         };
         let seeds = [fixture!("initiation_v4.l3"), fixture!("transport_v6.l3")];
+        let (mut parsed, mut classified) = (0, 0);
         for round in 0..20_000 {
             let mut buf = if round % 2 == 0 {
                 seeds[round % 4 / 2].clone()
@@ -664,13 +665,14 @@ mod tests {
             if next() % 3 == 0 {
                 buf.truncate(cut);
             }
-            for parsed in [parse_l3(&buf), parse_l3_prefix(&buf)] {
-                if let Ok(d) = parsed {
-                    assert!(d.payload.start <= d.payload.end && d.payload.end <= buf.len());
-                    let _ = classify(d.payload(&buf));
-                }
+            for d in [parse_l3(&buf), parse_l3_prefix(&buf)].into_iter().flatten() {
+                assert!(d.payload.start <= d.payload.end && d.payload.end <= buf.len());
+                parsed += 1;
+                classified += usize::from(classify(d.payload(&buf)).is_ok());
             }
             let _ = classify(&buf);
         }
+        // The mutations must also reach the deeper layers, not only fail early.
+        assert!(parsed > 2_000 && classified > 1_000, "{parsed} {classified}");
     }
 }
