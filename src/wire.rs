@@ -665,7 +665,10 @@ pub(crate) mod tests {
             if next() % 3 == 0 {
                 buf.truncate(cut);
             }
-            for d in [parse_l3(&buf), parse_l3_prefix(&buf)].into_iter().flatten() {
+            for d in [parse_l3(&buf), parse_l3_prefix(&buf)]
+                .into_iter()
+                .flatten()
+            {
                 assert!(d.payload.start <= d.payload.end && d.payload.end <= buf.len());
                 parsed += 1;
                 classified += usize::from(classify(d.payload(&buf)).is_ok());
@@ -673,6 +676,9 @@ pub(crate) mod tests {
             let _ = classify(&buf);
         }
         // The mutations must also reach the deeper layers, not only fail early.
-        assert!(parsed > 2_000 && classified > 1_000, "{parsed} {classified}");
+        assert!(
+            parsed > 2_000 && classified > 1_000,
+            "{parsed} {classified}"
+        );
     }
 }
