@@ -298,6 +298,33 @@ mod tests {
         assert!(st.success(), "ip {args:?} failed");
     }
 
+    /// Two namespaces joined by a veth pair: hub 192.0.2.1, 2001:db8:c::1;
+    /// peer 192.0.2.2, 2001:db8:c::2. Returns (hub, peer, hub's interface).
+    fn veth_lab(tag: char) -> (Netns, Netns, String) {
+        let pid = std::process::id();
+        let hub = Netns::new(format!("wgr-captest-{pid}-{tag}a"));
+        let peer = Netns::new(format!("wgr-captest-{pid}-{tag}b"));
+        let (hub_if, peer_if) = (format!("wgc{pid}{tag}a"), format!("wgc{pid}{tag}b"));
+        ip(&[
+            "link", "add", &hub_if, "netns", &hub.0, "type", "veth", "peer", "name", &peer_if,
+            "netns", &peer.0,
+        ]);
+        for (ns, dev, v4, v6) in [
+            (&hub, &hub_if, "192.0.2.1/24", "2001:db8:c::1/64"),
+            (&peer, &peer_if, "192.0.2.2/24", "2001:db8:c::2/64"),
+        ] {
+            ns.ip(&["addr", "add", v4, "dev", dev]);
+            ns.ip(&["addr", "add", v6, "dev", dev, "nodad"]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        (hub, peer, hub_if)
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: plain syscall.
+        unsafe { libc::geteuid() == 0 }
+    }
+
     /// A WireGuard-shaped payload carrying `marker` in its index field.
     fn wg(ty: u8, len: usize, marker: u32) -> Vec<u8> {
         let mut p = vec![0x5a; len];
@@ -345,30 +372,13 @@ mod tests {
 
     #[test]
     fn root_only_wireguard_shapes_reach_user_space() {
-        // SAFETY: plain syscall.
-        if unsafe { libc::geteuid() } != 0 {
+        if !is_root() {
             eprintln!(
                 "skip root_only_wireguard_shapes_reach_user_space: needs root (netns, AF_PACKET)"
             );
             return;
         }
-        let pid = std::process::id();
-        let hub = Netns::new(format!("wgr-captest-{pid}-a"));
-        let peer = Netns::new(format!("wgr-captest-{pid}-b"));
-        let (hub_if, peer_if) = (format!("wgc{pid}a"), format!("wgc{pid}b"));
-        ip(&[
-            "link", "add", &hub_if, "netns", &hub.0, "type", "veth", "peer", "name", &peer_if,
-            "netns", &peer.0,
-        ]);
-        for (ns, dev, v4, v6) in [
-            (&hub, &hub_if, "192.0.2.1/24", "2001:db8:c::1/64"),
-            (&peer, &peer_if, "192.0.2.2/24", "2001:db8:c::2/64"),
-        ] {
-            ns.ip(&["addr", "add", v4, "dev", dev]);
-            ns.ip(&["addr", "add", v6, "dev", dev, "nodad"]);
-            ns.ip(&["link", "set", dev, "up"]);
-        }
-
+        let (hub, peer, hub_if) = veth_lab('s');
         let (mut cap, hub_index) = hub.run(|| {
             let i = ifindex(&hub_if).unwrap();
             (PacketCapture::open(i, 51820, false).unwrap(), i)
@@ -447,5 +457,193 @@ mod tests {
         cap.set_transport(false).unwrap();
         peer.run(|| send("192.0.2.2:4000", "192.0.2.1:51820", &wg(4, 200, 12)));
         assert!(collect(&mut cap, 1, Duration::from_secs(1)).is_empty());
+    }
+
+    /// A wireguard-go process in a namespace, stopped (and its UAPI socket
+    /// removed) on drop.
+    struct WireguardGo {
+        child: std::process::Child,
+        name: String,
+    }
+
+    impl WireguardGo {
+        fn start(ns: &Netns, name: &str) -> WireguardGo {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &ns.0, "wireguard-go", name])
+                .env("WG_PROCESS_FOREGROUND", "1")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let wg = WireguardGo {
+                child,
+                name: name.to_string(),
+            };
+            let sock = format!("/run/wireguard/{name}.sock");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !std::path::Path::new(&sock).exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "wireguard-go {name} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            wg
+        }
+    }
+
+    impl Drop for WireguardGo {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_file(format!("/run/wireguard/{}.sock", self.name));
+        }
+    }
+
+    fn base64(b: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = c
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &x)| n | u32::from(x) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= c.len() {
+                    A[(n >> (18 - 6 * i) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        out
+    }
+
+    /// `wg set` in a namespace; the private key goes through a 0600 file.
+    fn wg_set(ns: &Netns, dev: &str, private: &[u8; 32], args: &[&str]) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir().join(format!("{dev}.key"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, base64(private).as_bytes()).unwrap();
+        let key = path.to_str().unwrap();
+        let mut all = vec!["netns", "exec", &ns.0, "wg", "set", dev, "private-key", key];
+        all.extend_from_slice(args);
+        let st = Command::new("ip").args(&all).status().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(st.success(), "wg set {dev} failed");
+    }
+
+    #[test]
+    fn root_only_live_wireguard_go_handshake_is_identified() {
+        use crate::handshake::{Responder, Tai64n, tests::build_initiation};
+        use x25519_dalek::{PublicKey, StaticSecret};
+        if !is_root() {
+            eprintln!("skip root_only_live_wireguard_go_handshake_is_identified: needs root");
+            return;
+        }
+        if Command::new("wireguard-go")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skip root_only_live_wireguard_go_handshake_is_identified: no wireguard-go");
+            return;
+        }
+        let (hub, peer, hub_if) = veth_lab('w');
+        let pid = std::process::id();
+        let (hub_wg, peer_wg) = (format!("wgc{pid}h"), format!("wgc{pid}p"));
+        let (hub_key, peer_key) = ([0x11u8; 32], [0x22u8; 32]);
+        let peer_pub = PublicKey::from(&StaticSecret::from(peer_key)).to_bytes();
+        let responder = Responder::new(hub_key);
+
+        let mut cap = hub
+            .run(|| PacketCapture::open(ifindex(&hub_if)?, 51820, false))
+            .unwrap();
+        let _hub_go = WireguardGo::start(&hub, &hub_wg);
+        let _peer_go = WireguardGo::start(&peer, &peer_wg);
+        let (hub_b64, peer_b64) = (base64(responder.public_key()), base64(&peer_pub));
+        wg_set(
+            &hub,
+            &hub_wg,
+            &hub_key,
+            &[
+                "listen-port",
+                "51820",
+                "peer",
+                &peer_b64,
+                "allowed-ips",
+                "2001:db8:c:1::2/128",
+            ],
+        );
+        hub.ip(&["link", "set", &hub_wg, "up"]);
+        peer.ip(&["link", "set", &peer_wg, "up"]);
+        // A persistent keepalive makes the peer handshake at once.
+        wg_set(
+            &peer,
+            &peer_wg,
+            &peer_key,
+            &[
+                "listen-port",
+                "40001",
+                "peer",
+                &hub_b64,
+                "allowed-ips",
+                "2001:db8:c:1::1/128",
+                "endpoint",
+                "192.0.2.1:51820",
+                "persistent-keepalive",
+                "1",
+            ],
+        );
+
+        let got = collect(&mut cap, 2, Duration::from_secs(10));
+        let init = got.iter().find(|(f, d, dir, _)| {
+            *dir == Direction::Incoming
+                && matches!(wire::classify(d.payload(f)), Ok(Message::Initiation(_)))
+        });
+        let (f, d, ..) = init.expect("captured the live initiation");
+        assert_eq!(d.src, "192.0.2.2:40001".parse::<SocketAddr>().unwrap());
+        let who = responder.identify_payload(d.payload(f)).unwrap();
+        assert_eq!(who.static_public, peer_pub);
+        let resp = got
+            .iter()
+            .find_map(|(f, d, dir, _)| match wire::classify(d.payload(f)) {
+                Ok(Message::Response(r)) if *dir == Direction::Outgoing => Some(r.receiver_index()),
+                _ => None,
+            });
+        assert_eq!(
+            resp,
+            Some(who.sender_index),
+            "hub's wireguard-go answered it"
+        );
+
+        // The test builder's initiation is accepted by real WireGuard too: it
+        // answers with a response addressed to the builder's sender index.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let ts = Tai64n {
+            seconds: 0x4000_0000_0000_000a + now.as_secs() + 2,
+            nanos: 0,
+        };
+        assert!(ts.is_newer_than(&who.timestamp));
+        let built = build_initiation(peer_key, [0x33; 32], *responder.public_key(), ts, 0x5eed);
+        assert_eq!(responder.identify_payload(&built).unwrap().timestamp, ts);
+        peer.run(|| send("192.0.2.2:40002", "192.0.2.1:51820", &built));
+        let got = collect(&mut cap, 2, Duration::from_secs(5));
+        let answered = got.iter().any(|(f, d, dir, _)| {
+            *dir == Direction::Outgoing
+                && d.dst == "192.0.2.2:40002".parse::<SocketAddr>().unwrap()
+                && matches!(wire::classify(d.payload(f)), Ok(Message::Response(r)) if r.receiver_index() == 0x5eed)
+        });
+        assert!(
+            answered,
+            "wireguard-go answered the built initiation: {got:?}"
+        );
     }
 }
