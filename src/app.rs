@@ -43,14 +43,12 @@ fn print_problems(problems: &[config::Problem]) {
 }
 
 fn uci_for(confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> UciCli {
-    let mut u = UciCli::from_env();
-    u.confdir = confdir.clone();
-    u.savedir = savedir.clone();
-    u
+    UciCli::from_env().with_dirs(confdir.clone(), savedir.clone())
 }
 
 fn network(cfg: &Config, uci: UciCli) -> Option<Box<dyn NetworkConfig>> {
-    cfg.uci.then(|| Box::new(UciNetwork::new(uci)) as Box<dyn NetworkConfig>)
+    cfg.uci
+        .then(|| Box::new(UciNetwork::new(uci)) as Box<dyn NetworkConfig>)
 }
 
 fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {

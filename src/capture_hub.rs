@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-use crate::capture::{Capture, Direction, PacketSource};
+use crate::capture::{Direction, PacketCapture, PacketSource, ifindex};
 use crate::config::Interface;
 use crate::core::PublicKey;
 use crate::core::hub::{Event, Ignored};
@@ -26,7 +26,7 @@ pub struct HubCapture {
 }
 
 struct Open {
-    source: Capture,
+    source: PacketCapture,
     responder: Responder,
     public: PublicKey,
     port: u16,
@@ -51,7 +51,7 @@ impl HubCapture {
             return;
         }
         let device = cfg.capture_device.as_deref();
-        match Capture::open(device, port, false) {
+        match open(device, port) {
             Ok(source) => {
                 self.open = Some(Open {
                     source,
@@ -67,7 +67,10 @@ impl HubCapture {
             Err(e) => {
                 let msg = format!("cannot capture on {}: {e}", device.unwrap_or("any"));
                 if self.failed.as_deref() != Some(msg.as_str()) {
-                    crate::logging::emit(crate::core::Level::Error, &format!("{}: {msg}", cfg.ifname));
+                    crate::logging::emit(
+                        crate::core::Level::Error,
+                        &format!("{}: {msg}", cfg.ifname),
+                    );
                 }
                 self.failed = Some(msg.clone());
                 self.open = None;
@@ -105,7 +108,8 @@ impl HubCapture {
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
-                    if let Some(e) = classify(iface, &o.responder, o.port, &buf[..c.len], c.direction)
+                    if let Some(e) =
+                        classify(iface, &o.responder, o.port, &buf[..c.len], c.direction)
                     {
                         events.push(e);
                     }
@@ -135,7 +139,13 @@ pub fn classify(
     let iface = iface.to_string();
     let dg = wire::parse_l3_prefix(frame).ok()?;
     let payload = dg.payload(frame);
-    let ignored = |from: SocketAddr, why| Some(Event::Ignored { iface: iface.clone(), from, why });
+    let ignored = |from: SocketAddr, why| {
+        Some(Event::Ignored {
+            iface: iface.clone(),
+            from,
+            why,
+        })
+    };
     match direction {
         Direction::Outgoing => {
             // Our own responses teach us which index we gave to whom.
@@ -192,7 +202,15 @@ pub fn classify(
     }
 }
 
+fn open(device: Option<&str>, port: u16) -> std::io::Result<PacketCapture> {
+    let index = match device {
+        Some(d) => ifindex(d)?,
+        None => 0,
+    };
+    PacketCapture::open(index, port, false)
+}
+
 /// Checks that a capture socket may be opened (for `wgroam check`).
 pub fn probe(device: Option<&str>) -> std::io::Result<()> {
-    Capture::open(device, 51820, false).map(drop)
+    open(device, 51820).map(drop)
 }

@@ -99,7 +99,10 @@ impl<W: WireGuard> HubRuntime<W> {
             let view = match self.wg.read(&i.ifname, i.backend) {
                 Ok(v) => v,
                 Err(e) => {
-                    emit(Level::Warn, &format!("{}: cannot read WireGuard state: {e}", i.ifname));
+                    emit(
+                        Level::Warn,
+                        &format!("{}: cannot read WireGuard state: {e}", i.ifname),
+                    );
                     continue;
                 }
             };
@@ -153,7 +156,10 @@ impl<W: WireGuard> HubRuntime<W> {
                     if let Some(b) = backend
                         && let Err(e) = self.wg.set_endpoint(&iface, b, &key, endpoint)
                     {
-                        emit(Level::Error, &format!("{iface}: cannot set endpoint of peer {}: {e}", key.short()));
+                        emit(
+                            Level::Error,
+                            &format!("{iface}: cannot set endpoint of peer {}: {e}", key.short()),
+                        );
                     }
                 }
                 Action::StageEndpoint { section, endpoint } => {
@@ -247,7 +253,10 @@ pub fn run_hub<W: WireGuard>(
     signals: &Signals,
     reload: &dyn Fn() -> Result<Config, String>,
 ) -> Result<(), String> {
-    emit(Level::Notice, &format!("hub started, managing {}", names(&rt.cfg).join(", ")));
+    emit(
+        Level::Notice,
+        &format!("hub started, managing {}", names(&rt.cfg).join(", ")),
+    );
     let mut next_poll = 0u64;
     loop {
         let now = signals::now();
@@ -276,7 +285,10 @@ pub fn run_hub<W: WireGuard>(
             }
             Some(Signal::Reload) => match reload() {
                 Ok(cfg) => rt.reload(cfg, now),
-                Err(e) => emit(Level::Error, &format!("reload refused, keeping the running config: {e}")),
+                Err(e) => emit(
+                    Level::Error,
+                    &format!("reload refused, keeping the running config: {e}"),
+                ),
             },
             None => {}
         }

@@ -4,12 +4,17 @@
 //! everything that does (WireGuard, uci, ubus, capture, netlink, syslog) is an
 //! adapter behind a small trait so the core can be driven by fakes in tests.
 
+pub mod app;
 pub mod bpf;
 pub mod capture;
+pub mod capture_hub;
+pub mod cli;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod handshake;
 pub mod logging;
+pub mod network;
 pub mod persist;
 pub mod signals;
 pub mod state;

@@ -26,11 +26,8 @@ pub fn peers_of(iface: &str, sections: &[Section]) -> (Vec<UciPeer>, Vec<String>
     let mut peers = Vec::new();
     let mut problems = Vec::new();
     for s in sections.iter().filter(|s| s.stype == stype) {
-        let section = match &s.name {
-            Some(n) => n.clone(),
-            None => format!("@{stype}[{}]", s.index),
-        };
-        let Some(key_s) = s.get("public_key") else {
+        let section = s.reference();
+        let Some(key_s) = s.get_single("public_key") else {
             problems.push(format!(
                 "network.{section}.public_key: missing; this peer is ignored until it has one"
             ));
@@ -42,7 +39,7 @@ pub fn peers_of(iface: &str, sections: &[Section]) -> (Vec<UciPeer>, Vec<String>
             ));
             continue;
         };
-        let endpoint = match (s.get("endpoint_host"), s.get("endpoint_port")) {
+        let endpoint = match (s.get_single("endpoint_host"), s.get_single("endpoint_port")) {
             (Some(h), port) => {
                 let port = port.and_then(|p| p.parse::<u16>().ok()).unwrap_or(51820);
                 h.trim_matches(|c| c == '[' || c == ']')
@@ -72,16 +69,12 @@ impl<S: UciStore> NetworkConfig for UciNetwork<S> {
     }
 
     fn stage_endpoint(&self, section: &str, endpoint: SocketAddr) -> Result<(), String> {
-        let set = |option: &str, value: String| Change::Set {
-            package: "network".into(),
-            section: section.into(),
-            option: option.into(),
-            value,
-        };
+        let host = endpoint.ip().to_string();
+        let port = endpoint.port().to_string();
         self.store
             .stage(&[
-                set("endpoint_host", endpoint.ip().to_string()),
-                set("endpoint_port", endpoint.port().to_string()),
+                Change::set("network", section, "endpoint_host", &host),
+                Change::set("network", section, "endpoint_port", &port),
             ])
             .map_err(|e| e.to_string())
     }

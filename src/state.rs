@@ -59,7 +59,10 @@ pub fn from_json(v: &Value) -> Vec<Remembered> {
                 key: PublicKey::from_base64(p.get("key")?.as_str()?)?,
                 endpoint: p.get("endpoint")?.as_str()?.parse().ok()?,
                 stamp: p.get("stamp").and_then(|s| {
-                    Some((s.get(0)?.as_u64()?, u32::try_from(s.get(1)?.as_u64()?).ok()?))
+                    Some((
+                        s.get(0)?.as_u64()?,
+                        u32::try_from(s.get(1)?.as_u64()?).ok()?,
+                    ))
                 }),
                 change: p.get("change").and_then(change_from),
             })
@@ -72,12 +75,18 @@ pub fn from_json(v: &Value) -> Vec<Remembered> {
 pub fn load(path: &Path) -> (Vec<Remembered>, Option<String>) {
     match std::fs::read(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), None),
-        Err(e) => (Vec::new(), Some(format!("state: cannot read {}: {e}", path.display()))),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("state: cannot read {}: {e}", path.display())),
+        ),
         Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(v) => (from_json(&v), None),
             Err(e) => (
                 Vec::new(),
-                Some(format!("state: {} is damaged ({e}); starting fresh", path.display())),
+                Some(format!(
+                    "state: {} is damaged ({e}); starting fresh",
+                    path.display()
+                )),
             ),
         },
     }

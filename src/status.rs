@@ -133,7 +133,11 @@ pub fn human(v: &Value, now_wall: u64) -> String {
         s += &format!(
             "interface {}: {}, {} backend, port {}, capture {}\n",
             i["name"].as_str().unwrap_or("?"),
-            if i["up"].as_bool() == Some(true) { "up" } else { "DOWN" },
+            if i["up"].as_bool() == Some(true) {
+                "up"
+            } else {
+                "DOWN"
+            },
             i["backend"].as_str().unwrap_or("-"),
             i["listen_port"],
             i["capture"].as_str().unwrap_or("off"),
