@@ -27,14 +27,16 @@
 #   This library therefore records an owner (PID + start time) in
 #   /run/wgroam-lab.owner; lab_up waits (bounded, LAB_OWNER_WAIT s) while another live
 #   process owns the lab, and lab_down leaves a lab it does not own alone.
-# - wireguard-go does not unlink its UAPI socket when it exits (it was opened from a
-#   file descriptor): lab_down removes wg0.sock/wg1.sock once our PIDs are gone, else
-#   `wg show` keeps listing dead interfaces.
-# - wireguard-go's TUN device is multicast-capable, so adding an IPv6 address makes the
-#   kernel send MLD reports (and retransmissions) into the tunnel. On r1 (allowed_ips
-#   ::/0) that traffic triggers a handshake at link-up and resets WireGuard's timers,
-#   which kernel WireGuard (no IFF_MULTICAST) never does. An nft rule in each router
-#   drops multicast ICMPv6 (MLD reports, router solicitations) leaving the wg device.
+# - wireguard-go unlinks its UAPI socket on SIGTERM, but not when it dies otherwise
+#   (SIGKILL, SIGPIPE on a closed log pipe, crash): a stale wg0.sock/wg1.sock makes
+#   `wg show` list a dead interface. lab_down removes them once nobody serves them.
+# - wireguard-go's TUN device is multicast-capable, so the kernel sends MLD reports
+#   (e.g. for ff02::2, the routers join it as they forward) into the tunnel at link-up,
+#   with retransmissions. On r1 (allowed_ips ::/0) that traffic triggers a handshake
+#   by itself and resets WireGuard's timers: without the rule, r2 knows r1's endpoint
+#   right after lab_up, before any traffic (measured: 4 packets at each link-up). An
+#   nft rule in each router drops multicast ICMPv6 (MLD reports/done, router
+#   solicitations) leaving the wg device, so timers behave as with kernel WireGuard.
 # - A netns whose processes still run cannot really disappear: lab_down kills the
 #   recorded PIDs first (TERM, then KILL after a bounded wait), then deletes the netns.
 # - IPv6 duplicate address detection keeps new addresses "tentative" for ~1-2 s, during
@@ -42,11 +44,6 @@
 # - A process started in the background inherits the shell's stdout: when a test's
 #   output goes to a pipe, a left-over wireguard-go keeps that pipe open forever. All lab
 #   daemons write to log files under /run/wgroam-lab/logs instead.
-# - With a source-specific default route (`from 2001:db8:100::/48`), traffic that r1
-#   itself originates with an unspecified source does not match it: `ping -6
-#   2001:db8:ffff::1` run IN r1 fails with "Network is unreachable" unless given
-#   `-I 2001:db8:100::2`. LAN clients (source inside the /48) are routed fine; r1 can
-#   always reach r2's tunnel address 2001:db8:100::1 (connected route on wg1).
 # - Deleting r1's only WAN address also deletes its IPv4 default route: the uplink
 #   change re-adds it. The address is swapped break-before-make (delete, then add),
 #   like a real change of uplink; adding first would make the new address a secondary
