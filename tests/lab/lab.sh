@@ -30,12 +30,11 @@
 # - wireguard-go unlinks its UAPI socket on SIGTERM, but not when it dies otherwise
 #   (SIGKILL, SIGPIPE on a closed log pipe, crash): a stale wg0.sock/wg1.sock makes
 #   `wg show` list a dead interface. lab_down removes them once nobody serves them.
-# - wireguard-go's TUN device is multicast-capable, so the kernel sends MLD reports
-#   (e.g. for ff02::2, the routers join it as they forward) into the tunnel at link-up,
-#   with retransmissions. On r1 (allowed_ips ::/0) that traffic triggers a handshake
-#   by itself and resets WireGuard's timers: without the rule, r2 knows r1's endpoint
-#   right after lab_up, before any traffic (measured: 4 packets at each link-up). An
-#   nft rule in each router drops multicast ICMPv6 (MLD reports/done, router
+# - wireguard-go's TUN device is multicast-capable, so the kernel sends MLDv2 reports
+#   (to ff02::16) into the tunnel at link-up, with retransmissions (4 packets). On r1
+#   (allowed_ips ::/0) they trigger a handshake by itself and reset WireGuard's timers:
+#   without the rule, r2 knows r1's endpoint right after lab_up, before any traffic.
+#   An nft rule in each router drops multicast ICMPv6 (MLD reports/done, router
 #   solicitations) leaving the wg device, so timers behave as with kernel WireGuard.
 # - A netns whose processes still run cannot really disappear: lab_down kills the
 #   recorded PIDs first (TERM, then KILL after a bounded wait), then deletes the netns.
