@@ -8,6 +8,7 @@
 #     outside address 198.51.100.3 (split tunnel),
 #   - a NAT rebind (conntrack flush) plus traffic from r1 moves r2's view of r1 to a new
 #     port in 30000-30999 (WireGuard's own roaming), and so does an uplink change,
+#   - lab_up's keepalive argument reaches r1 (r2 learns r1 without traffic),
 #   - lab_down leaves no namespace, process, socket or file, also after an lab_up that
 #     failed half-way.
 set -euo pipefail
@@ -57,10 +58,13 @@ r2_rx() { lab_wg_transfer r2 wg0 | cut -d' ' -f1; }
 
 # Asserts that nothing of the lab is left (we still own it: no other lab can appear).
 assert_nothing_left() {
-  local what=$1 pid
-  if ip netns list | grep -q '^wgr-'; then
-    fail "$what: netns left: $(ip netns list | grep '^wgr-' | tr '\n' ' ')"
-  fi
+  local what=$1 pid ns
+  # Only the lab's own names: other tests may use wgr- namespaces of their own.
+  for ns in "${LAB_NETNS[@]}"; do
+    if ip netns list | grep -q "^$ns\b" || [ -e "/run/netns/$ns" ]; then
+      fail "$what: netns $ns left"
+    fi
+  done
   [ ! -e "$LAB_DIR" ] || fail "$what: $LAB_DIR left"
   for pid in "${@:2}"; do
     _lab_pid_gone "$pid" || fail "$what: pid $pid ($(cat "/proc/$pid/comm" 2>/dev/null)) still running"
@@ -170,7 +174,16 @@ for f in "$LAB_DIR"/pids/*.pid; do pids+=("$(cat "$f")"); done
 lab_down --keep-owner
 assert_nothing_left "after lab_down" "${pids[@]}"
 lab_down --keep-owner
-mark "lab down: no wgr- netns, no wireguard-go (pids ${pids[*]}), no socket, no $LAB_DIR"
+mark "lab down: no lab netns (${LAB_NETNS[*]}), no wireguard-go (pids ${pids[*]}), no socket, no $LAB_DIR"
+
+# --- keepalive parameter --------------------------------------------------------------
+lab_up 1 >/dev/null
+[ "$(lab_exec r1 wg show wg1 persistent-keepalive | cut -f2)" = 1 ] || fail "lab_up 1: r1 keepalive not 1"
+lab_wait_for 5 sh -c "ip netns exec wgr-r2 wg show wg0 endpoints | grep -q '$LAB_NAT_OUT4:'" ||
+  fail "lab_up 1: r2 did not learn r1's endpoint from keepalives alone"
+mark "lab_up 1: r1 keepalive 1 s, r2 learned r1 at $(lab_r2_endpoint) without traffic"
+lab_down --keep-owner
+assert_nothing_left "after the keepalive lab"
 
 # --- a half-failed up cleans up after itself --------------------------------------------
 shim_dir=$(mktemp -d)

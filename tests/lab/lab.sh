@@ -116,7 +116,8 @@ lab_exec() {
 }
 
 # lab_wait_for TIMEOUT_S CMD...: runs CMD every 50 ms until it succeeds (return 0) or
-# TIMEOUT_S seconds have passed (return 1). CMD's output is discarded.
+# TIMEOUT_S seconds (may be fractional) have passed (return 1). CMD's output is
+# discarded; CMD itself must be bounded (e.g. ping -c1 -W1).
 lab_wait_for() {
   if [ "$#" -lt 2 ]; then
     _lab_err "usage: lab_wait_for TIMEOUT_S CMD..."
@@ -211,8 +212,24 @@ lab_release() {
 # ---------------------------------------------------------------------------
 # Background processes, recorded by PID.
 
-# _lab_spawn NAME NS CMD...: starts CMD in netns NS in the background, output to
-# $LAB_DIR/logs/NAME.log, PID to $LAB_DIR/pids/NAME.pid.
+# lab_spawn NAME NS CMD...: starts CMD in netns NS (r1 or wgr-r1) in the background,
+# stdin from /dev/null, stdout+stderr to $(lab_log NAME), PID in $LAB_DIR/pids/NAME.pid.
+# lab_stop NAME or lab_down stops it (TERM, KILL after 3 s). For daemons under test.
+lab_spawn() {
+  if [ "$#" -lt 3 ]; then
+    _lab_err "usage: lab_spawn NAME NS CMD..."
+    return 2
+  fi
+  _lab_spawn "$1" "$(_lab_ns "$2")" "${@:3}"
+}
+
+lab_log() { echo "$LAB_DIR/logs/$1.log"; }
+
+# lab_pid NAME: PID of a process started with lab_spawn.
+lab_pid() { cat "$LAB_DIR/pids/$1.pid"; }
+
+lab_stop() { _lab_kill_pidfile "$LAB_DIR/pids/$1.pid"; }
+
 _lab_spawn() {
   local name=$1 ns=$2 pid
   shift 2
