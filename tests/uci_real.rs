@@ -500,6 +500,19 @@ fn addressing_a_peer_by_type_and_index() {
 }
 
 #[test]
+fn creates_a_missing_save_directory() {
+    let Some(bin) = real_uci("creates_a_missing_save_directory") else {
+        return;
+    };
+    let (s, mut uci) = router(&bin, "savedir");
+    let deep = s.0.join("run/wgroam/uci");
+    uci.savedir = Some(deep.clone());
+    uci.stage(&endpoint("roamer", "203.0.113.9", "40001"))
+        .unwrap();
+    assert!(read(&deep.join("network")).contains("endpoint_port='40001'"));
+}
+
+#[test]
 fn add_and_delete_sections_through_the_real_tool() {
     let Some(bin) = real_uci("add_and_delete_sections_through_the_real_tool") else {
         return;
