@@ -275,6 +275,20 @@ impl UciStore for UciCli {
             .filter(|p| effective.iter().any(|(c, _)| c.package() == *p))
             .collect();
         let label = touched.join(",");
+        if let Some(dir) = &self.savedir {
+            // uci creates only the last level itself (mode 0700, like uci).
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .map_err(|e| {
+                UciError::new(format!(
+                    "uci stage: cannot create save directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
         let snapshots = touched
             .iter()
             .map(|p| Snapshot::take(self.savedir().join(p)))

@@ -450,7 +450,32 @@ pub trait UciStore {
     fn pending(&self, package: &str) -> Result<Vec<String>>;
 }
 
-/// An in-memory [`UciStore`] with the real tool's semantics, for tests.
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<T: UciStore + ?Sized> UciStore for $ty {
+            fn load(&self, package: &str) -> Result<Vec<Section>> {
+                (**self).load(package)
+            }
+            fn stage(&self, changes: &[Change]) -> Result<()> {
+                (**self).stage(changes)
+            }
+            fn commit(&self, package: &str) -> Result<()> {
+                (**self).commit(package)
+            }
+            fn pending(&self, package: &str) -> Result<Vec<String>> {
+                (**self).pending(package)
+            }
+        }
+    )*};
+}
+
+// So a test can hand the daemon `Arc<MemoryUci>` (or `&MemoryUci`) and keep
+// inspecting the same store.
+forward_store!(&T, Box<T>, std::sync::Arc<T>);
+
+/// An in-memory [`UciStore`] with the real tool's semantics, for tests. Pending
+/// lines name anonymous sections `@type[n]` where the real tool shows its internal
+/// `cfgXXXXXX` names.
 #[derive(Debug, Default)]
 pub struct MemoryUci {
     inner: Mutex<MemoryState>,
@@ -793,6 +818,25 @@ mod tests {
             ]
         );
         assert_eq!(c.batch_lines(false).len(), 2);
+    }
+
+    #[test]
+    fn shared_fake_is_seen_through_arc_and_box() {
+        let u = std::sync::Arc::new(store());
+        let daemon: Box<dyn UciStore> = Box::new(u.clone());
+        daemon
+            .stage(&[Change::set("network", "hub", "endpoint_port", "1")])
+            .unwrap();
+        assert_eq!(
+            u.pending("network").unwrap(),
+            ["network.hub.endpoint_port='1'"]
+        );
+        daemon.commit("network").unwrap();
+        let c = u.committed("network").unwrap();
+        assert_eq!(
+            find_section(&c, "hub").unwrap().get_single("endpoint_port"),
+            Some("1")
+        );
     }
 
     #[test]

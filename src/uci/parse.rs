@@ -734,9 +734,9 @@ pub fn parse_show_values(file: &str, line: usize, text: &str) -> Result<Vec<Stri
             return Err(err("empty value".into(), "a value in single quotes"));
         }
         values.push(word);
-        match chars.next() {
-            None => return Ok(values),
-            Some(_) => {} // the separating space
+        // Otherwise the next character is the separating space.
+        if chars.next().is_none() {
+            return Ok(values);
         }
     }
 }

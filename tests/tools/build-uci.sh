@@ -7,8 +7,9 @@
 # The tool is linked statically against libuci/libubox, so target/tools/bin/uci runs
 # from anywhere without LD_LIBRARY_PATH.
 #
-# Idempotent: when the tool is already built from the same version with the same
-# recipe, it only prints the path. Prints the tool's path as its last line.
+# Idempotent: when the tool is already built from the same version by this same
+# script (a hash of it is kept), it only prints the path. Prints the tool's path as
+# its last line.
 #
 # Environment: WGROAM_TOOLS_DIR overrides the install prefix (default
 # <repo>/target/tools).
@@ -16,14 +17,12 @@ set -euo pipefail
 
 CRATE=libuci-sys
 VERSION=1.0.5
-# Bump when the build recipe below changes, so cached builds are redone.
-RECIPE=1
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 prefix="${WGROAM_TOOLS_DIR:-$repo/target/tools}"
 tool="$prefix/bin/uci"
 stamp="$prefix/.uci-build-stamp"
-want_stamp="$CRATE-$VERSION recipe $RECIPE"
+want_stamp="$CRATE-$VERSION $(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)"
 
 log() { echo "build-uci: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -55,8 +54,11 @@ $CRATE = "=$VERSION"
 [workspace]
 EOF
 : >"$work/fetch/src/lib.rs"
-log "fetching $CRATE $VERSION from crates.io (cargo fetch)"
-(cd "$work/fetch" && cargo fetch --quiet) || die "cargo fetch of $CRATE $VERSION failed"
+# Cargo's cache first (no network), then crates.io.
+if ! (cd "$work/fetch" && cargo fetch --quiet --offline) >/dev/null 2>&1; then
+  log "fetching $CRATE $VERSION from crates.io (cargo fetch)"
+  (cd "$work/fetch" && cargo fetch --quiet) || die "cargo fetch of $CRATE $VERSION failed"
+fi
 
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 crate_file=""
