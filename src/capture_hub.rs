@@ -16,6 +16,45 @@ use crate::wire::{self, Message};
 
 /// Frames read per wakeup at most, so a flood cannot starve the loop.
 const BURST: usize = 256;
+/// Initiations verified per second at most (each costs two X25519), with a
+/// burst allowance; real peers initiate every two minutes.
+const VERIFY_PER_S: u64 = 200;
+const VERIFY_BURST: u64 = 400;
+
+/// A token bucket over monotonic milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    tokens_milli: u64,
+    last_ms: u64,
+}
+
+impl Budget {
+    pub fn new() -> Self {
+        Self {
+            tokens_milli: VERIFY_BURST * 1000,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes one token if available.
+    pub fn take(&mut self, now_ms: u64) -> bool {
+        let refill = now_ms.saturating_sub(self.last_ms) * VERIFY_PER_S;
+        self.last_ms = now_ms;
+        self.tokens_milli = (self.tokens_milli + refill).min(VERIFY_BURST * 1000);
+        if self.tokens_milli >= 1000 {
+            self.tokens_milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Capture state of one interface; empty until the interface is up.
 #[derive(Default)]
@@ -31,6 +70,7 @@ struct Open {
     public: PublicKey,
     port: u16,
     transport: bool,
+    budget: Budget,
 }
 
 impl HubCapture {
@@ -59,6 +99,7 @@ impl HubCapture {
                     public,
                     port,
                     transport: false,
+                    budget: Budget::new(),
                 });
                 self.failed = None;
                 rt.capture = Some(format!("{} port {port}", device.unwrap_or("any")));
@@ -99,7 +140,7 @@ impl HubCapture {
     }
 
     /// Reads what is queued and turns it into core events.
-    pub fn drain(&mut self, iface: &str) -> Vec<Event> {
+    pub fn drain(&mut self, iface: &str, now_ms: u64) -> Vec<Event> {
         let Some(o) = &mut self.open else {
             return Vec::new();
         };
@@ -108,8 +149,11 @@ impl HubCapture {
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
+                    let budget = &mut o.budget;
+                    let mut verify = || budget.take(now_ms);
+                    let frame = &buf[..c.len.min(buf.len())];
                     if let Some(e) =
-                        classify(iface, &o.responder, o.port, &buf[..c.len], c.direction)
+                        classify(iface, &o.responder, o.port, frame, c.direction, &mut verify)
                     {
                         events.push(e);
                     }
@@ -135,6 +179,7 @@ pub fn classify(
     port: u16,
     frame: &[u8],
     direction: Direction,
+    budget: &mut dyn FnMut() -> bool,
 ) -> Option<Event> {
     let iface = iface.to_string();
     let dg = wire::parse_l3_prefix(frame).ok()?;
@@ -178,6 +223,10 @@ pub fn classify(
                 };
             }
             match wire::classify(payload) {
+                Ok(Message::Initiation(init)) if !responder.verify_mac1(init.as_bytes()) => {
+                    ignored(from, Ignored::BadMac1)
+                }
+                Ok(Message::Initiation(_)) if !budget() => ignored(from, Ignored::RateLimited),
                 Ok(Message::Initiation(init)) => match responder.identify(&init) {
                     Ok(who) => Some(Event::Initiation {
                         iface,

@@ -110,6 +110,7 @@ fn each_bad_option_is_one_line_naming_section_option_value_and_fix() {
     for (stype, opt, value, want) in cases {
         let mut secs = good();
         let i = if *stype == "agent" { 0 } else { 1 };
+        secs[i].options.retain(|(n, _)| n != opt);
         secs[i]
             .options
             .push((opt.to_string(), Value::Single(value.to_string())));

@@ -197,7 +197,7 @@ impl<W: WireGuard> HubRuntime<W> {
     /// Drains one interface's capture socket into the core.
     pub fn drain_capture(&mut self, now: Now, iface: &str) {
         let events = match self.captures.get_mut(iface) {
-            Some(c) => c.drain(iface),
+            Some(c) => c.drain(iface, now.mono_ms),
             None => return,
         };
         for e in events {

@@ -132,6 +132,9 @@ pub enum Ignored {
     UnknownIndex,
     /// Malformed, truncated or oversized.
     Malformed,
+    /// mac1 fine, but more initiations than the verifier's budget (a flood
+    /// aimed at the two X25519 operations each one costs).
+    RateLimited,
 }
 
 impl Ignored {
@@ -143,6 +146,7 @@ impl Ignored {
             Ignored::Replay => "replay",
             Ignored::UnknownIndex => "unknown_index",
             Ignored::Malformed => "malformed",
+            Ignored::RateLimited => "rate_limited",
         }
     }
 }

@@ -19,7 +19,7 @@ t "hub agent running (pid $(agent_hub_pid))"
 
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "LAN client cannot reach $LAB_INET6 through the tunnel"
 port=$(lab_nat_port_of_r1)
-lab_wait_for 2 test "$(agent_hub_endpoint)" = "$LAB_NAT_OUT4:$port" ||
+lab_wait_for 2 agent_hub_endpoint_is "$LAB_NAT_OUT4:$port" ||
   fail "agent shows endpoint $(agent_hub_endpoint), expected $LAB_NAT_OUT4:$port"
 t "agent learned r1 at $LAB_NAT_OUT4:$port"
 ifindex=$(ip -n wgr-r2 -o link show wg0 | cut -d: -f1)
@@ -35,14 +35,14 @@ for attempt in 1 2 3 4 5; do
 done
 [ "$new" != "$port" ] || fail "NAT never changed the port"
 t "NAT rebind: r1 now appears as $LAB_NAT_OUT4:$new"
-lab_wait_for 3 test "$(agent_hub_endpoint)" = "$LAB_NAT_OUT4:$new" ||
+lab_wait_for 3 agent_hub_endpoint_is "$LAB_NAT_OUT4:$new" ||
   fail "agent still shows $(agent_hub_endpoint) after 3 s, expected $LAB_NAT_OUT4:$new"
 took=$(($(agent_ms) - start))
 t "agent status shows the new port, ${took} ms after r1 sent"
 [ "$took" -le 1000 ] || fail "took ${took} ms (> 1000 ms)"
 
 [ "$(agent_hub_uci endpoint_host)" = "$LAB_NAT_OUT4" ] || fail "uci endpoint_host is '$(agent_hub_uci endpoint_host)'"
-lab_wait_for 1 test "$(agent_hub_uci endpoint_port)" = "$new" || fail "uci endpoint_port is '$(agent_hub_uci endpoint_port)', expected $new"
+lab_wait_for 1 agent_hub_uci_is endpoint_port "$new" || fail "uci endpoint_port is '$(agent_hub_uci endpoint_port)', expected $new"
 t "uci staged network.r1.endpoint_host/port = $LAB_NAT_OUT4:$new"
 cmp -s "$LAB_DIR/r2/etc/network" "$LAB_DIR/r2/network.orig" || fail "network was written to 'flash' before the commit interval"
 t "/etc/config/network untouched (change staged in the save dir only)"

@@ -109,3 +109,9 @@ agent_hub_uci() {
 
 # ms since the epoch
 agent_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# agent_hub_endpoint_is EP: succeeds when the agent reports r1 at EP (for lab_wait_for).
+agent_hub_endpoint_is() { [ "$(agent_hub_endpoint)" = "$1" ]; }
+
+# agent_hub_uci_is OPTION VALUE: succeeds when uci holds VALUE (for lab_wait_for).
+agent_hub_uci_is() { [ "$(agent_hub_uci "$1")" = "$2" ]; }
