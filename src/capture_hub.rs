@@ -213,8 +213,9 @@ pub fn classify(
             let from = dg.src;
             if dg.truncated {
                 // Transport packets are captured cut short on purpose.
-                return match payload.get(..16).map(wire::classify) {
-                    Some(Ok(Message::Transport(t))) => Some(Event::Transport {
+                // (the filter keeps the 32 bytes a transport header needs).
+                return match wire::classify(payload) {
+                    Ok(Message::Transport(t)) => Some(Event::Transport {
                         iface,
                         from,
                         receiver_index: t.receiver_index(),

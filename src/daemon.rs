@@ -143,7 +143,12 @@ impl<W: WireGuard> HubRuntime<W> {
             match a {
                 Action::Log { level, msg } => emit(level, &msg),
                 Action::SetEndpoint {
-                    iface,
+                    ref iface,
+                    key,
+                    endpoint,
+                }
+                | Action::Rearm {
+                    ref iface,
                     key,
                     endpoint,
                 } => {
@@ -151,11 +156,16 @@ impl<W: WireGuard> HubRuntime<W> {
                         .cfg
                         .interfaces
                         .iter()
-                        .find(|i| i.ifname == iface)
+                        .find(|i| &i.ifname == iface)
                         .map(|i| i.backend);
-                    if let Some(b) = backend
-                        && let Err(e) = self.wg.set_endpoint(&iface, b, &key, endpoint)
-                    {
+                    let result = backend.map(|b| {
+                        if matches!(a, Action::Rearm { .. }) {
+                            self.wg.rearm(iface, b, &key, endpoint)
+                        } else {
+                            self.wg.set_endpoint(iface, b, &key, endpoint)
+                        }
+                    });
+                    if let Some(Err(e)) = result {
                         emit(
                             Level::Error,
                             &format!("{iface}: cannot set endpoint of peer {}: {e}", key.short()),

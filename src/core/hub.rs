@@ -637,10 +637,27 @@ impl Hub {
         );
         if apply && peer.kernel_endpoint != Some(to) && peer.present {
             peer.kernel_endpoint = Some(to);
-            out.push(Action::SetEndpoint {
-                iface: name.to_string(),
-                key,
-                endpoint: to,
+            // A fresh peer object is harmless only when the kernel holds no
+            // session and no handshake is under way with this peer.
+            let untouched = peer.last_handshake.is_none() && peer.rx == 0;
+            let rearm = match why {
+                Why::Index => !peer.session_live(now),
+                Why::Restored => untouched,
+                Why::Kernel | Why::Initiation => false,
+            };
+            let (iface, endpoint) = (name.to_string(), to);
+            out.push(if rearm {
+                Action::Rearm {
+                    iface,
+                    key,
+                    endpoint,
+                }
+            } else {
+                Action::SetEndpoint {
+                    iface,
+                    key,
+                    endpoint,
+                }
             });
         }
         out.push(Action::Persist);

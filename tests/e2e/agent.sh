@@ -115,3 +115,33 @@ agent_hub_endpoint_is() { [ "$(agent_hub_endpoint)" = "$1" ]; }
 
 # agent_hub_uci_is OPTION VALUE: succeeds when uci holds VALUE (for lab_wait_for).
 agent_hub_uci_is() { [ "$(agent_hub_uci "$1")" = "$2" ]; }
+
+# lab_r2_wg_stop: takes r2's WireGuard link down (wireguard-go exits, wg0 is gone).
+lab_r2_wg_stop() {
+  lab_stop wireguard-go-wg0
+  rm -f "$LAB_WG_SOCK_DIR/wg0.sock"
+}
+
+# lab_r2_wg_start [ENDPOINT]: re-creates r2's wg0 the way netifd sets it up from uci
+# (`wg setconf`-style: key, port, peer, allowed_ips, endpoint if given), with its
+# address and the route to r1's LAN.
+lab_r2_wg_start() {
+  local ep=${1:-} out
+  _lab_wg_start wgr-r2 wg0 || return 1
+  if ! out=$(ip netns exec wgr-r2 wg set wg0 listen-port "$LAB_R2_PORT" \
+    private-key "$LAB_DIR/keys/r2.key" \
+    peer "$(lab_r1_pubkey)" allowed-ips "$LAB_R1_TUN6/128,2001:db8:100:1::/64" \
+    ${ep:+endpoint "$ep"} 2>&1); then
+    echo "lab_r2_wg_start: $out" >&2
+    return 1
+  fi
+  _lab_nft_wg_quiet wgr-r2 wg0 2>/dev/null || true
+  _lab_ip wgr-r2 <<'EOF2' || return 1
+addr add 2001:db8:100::1/64 dev wg0 nodad
+link set wg0 up
+route add 2001:db8:100:1::/64 dev wg0
+EOF2
+}
+
+# ping_ok NS ADDR: one ICMPv6 echo with a 200 ms deadline.
+ping_ok() { ip netns exec "wgr-$1" ping -6 -c1 -W0.2 "$2" >/dev/null 2>&1; }
