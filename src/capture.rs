@@ -128,6 +128,28 @@ impl PacketCapture {
     }
 }
 
+impl PacketCapture {
+    /// Frames the kernel dropped because the socket queue was full, since
+    /// the last call (PACKET_STATISTICS resets on read). A flood is thus
+    /// visible in `status` even though it never reached the verifier.
+    pub fn take_drops(&mut self) -> io::Result<u32> {
+        // SAFETY: tpacket_stats is plain data; all-zero is a valid value.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: st is valid for writes of len bytes.
+        cvt(unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut st).cast(),
+                &mut len,
+            )
+        })?;
+        Ok(st.tp_drops)
+    }
+}
+
 impl PacketSource for PacketCapture {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
         loop {

@@ -139,6 +139,14 @@ impl HubCapture {
         }
     }
 
+    /// Frames the kernel dropped (queue full) since the last call.
+    pub fn take_drops(&mut self) -> u64 {
+        self.open
+            .as_mut()
+            .and_then(|o| o.source.take_drops().ok())
+            .map_or(0, u64::from)
+    }
+
     /// Reads what is queued and turns it into core events.
     pub fn drain(&mut self, iface: &str, now_ms: u64) -> Vec<Event> {
         let Some(o) = &mut self.open else {

@@ -207,7 +207,18 @@ impl<W: WireGuard> HubRuntime<W> {
     /// Drains one interface's capture socket into the core.
     pub fn drain_capture(&mut self, now: Now, iface: &str) {
         let events = match self.captures.get_mut(iface) {
-            Some(c) => c.drain(iface, now.mono_ms),
+            Some(c) => {
+                let events = c.drain(iface, now.mono_ms);
+                let drops = c.take_drops();
+                if drops > 0 {
+                    self.runtime
+                        .entry(iface.to_string())
+                        .or_default()
+                        .capture_drops += drops;
+                    self.status_dirty = true;
+                }
+                events
+            }
             None => return,
         };
         for e in events {

@@ -21,6 +21,8 @@ pub struct IfaceRuntime {
     pub listen_port: Option<u16>,
     pub capture: Option<String>,
     pub capture_error: Option<String>,
+    /// Captured frames the kernel dropped because the agent fell behind.
+    pub capture_drops: u64,
 }
 
 pub fn hub_json(
@@ -68,6 +70,7 @@ pub fn hub_json(
                 "listen_port": rt.listen_port,
                 "capture": rt.capture,
                 "capture_error": rt.capture_error,
+                "capture_drops": rt.capture_drops,
                 "ignored": ignored,
                 "peers": peers,
             })
@@ -171,6 +174,9 @@ pub fn human(v: &Value, now_wall: u64) -> String {
         if let Some(ign) = i["ignored"].as_object().filter(|o| !o.is_empty()) {
             let parts: Vec<String> = ign.iter().map(|(k, n)| format!("{k} {n}")).collect();
             s += &format!("  ignored packets: {}\n", parts.join(", "));
+        }
+        if let Some(d) = i["capture_drops"].as_u64().filter(|d| *d > 0) {
+            s += &format!("  capture queue overflows: {d} packets dropped unread\n");
         }
     }
     if v["uci"]["pending"].as_bool() == Some(true) {

@@ -462,9 +462,15 @@ impl Hub {
         let Some(peer) = iface.peers.get_mut(&key) else {
             return self.ignored(now, name, from, Ignored::UnknownPeer, out);
         };
+        let stale = peer.stamp.is_some_and(|s| stamp <= s);
+        if stale && peer.endpoint.is_some_and(|e| e != from) {
+            // A genuine initiation replayed from elsewhere: an attack, not
+            // something the peer did; it says nothing about its health.
+            return self.ignored(now, name, from, Ignored::Replay, out);
+        }
         peer.diag.initiations += 1;
         peer.diag.unanswered += 1;
-        if peer.stamp.is_some_and(|s| stamp <= s) {
+        if stale {
             peer.diag.replays += 1;
             if peer.diag.unanswered >= FAILED_TRIES_FOR_DIAGNOSIS {
                 set_cause(
