@@ -145,3 +145,20 @@ EOF2
 
 # ping_ok NS ADDR: one ICMPv6 echo with a 200 ms deadline.
 ping_ok() { ip netns exec "wgr-$1" ping -6 -c1 -W0.2 "$2" >/dev/null 2>&1; }
+
+# capture_initiations_start: records r2's inbound handshake initiations (pcap).
+capture_initiations_start() {
+  lab_spawn tcpdump-init r2 tcpdump --immediate-mode -n -U -i wan -w "$LAB_DIR/init.pcap" \
+    'udp dst port 51820 and udp[8] = 1'
+  lab_wait_for 5 test -s "$LAB_DIR/init.pcap"
+}
+
+# capture_initiations_stop HEXFILE: stops, writes the first captured initiation's
+# 148 bytes as hex to HEXFILE (pcap header 24, record 16, Ethernet 14, IPv4 20, UDP 8).
+capture_initiations_stop() {
+  lab_wait_for 3 sh -c "[ \$(stat -c %s '$LAB_DIR/init.pcap') -gt 200 ]" || return 1
+  lab_stop tcpdump-init
+  python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); print(d[82:230].hex())' \
+    "$LAB_DIR/init.pcap" >"$1"
+  [ "$(head -c2 "$1")" = 01 ]
+}
