@@ -16,7 +16,12 @@ TIMEOUT=${VM_TIMEOUT:-180}
 QEMU=${QEMU:-qemu-system-x86_64}
 
 if [ -z "$SCENARIO" ] || [ "$#" -ne 1 ]; then
-  echo "usage: tests/vm/run.sh SCENARIO (one of: $(cd "$ROOT/tests/vm/scenarios" && ls -- *.sh | sed 's/\.sh$//' | tr '\n' ' '))" >&2
+  names=()
+  for f in "$ROOT"/tests/vm/scenarios/*.sh; do
+    f=${f##*/}
+    names+=("${f%.sh}")
+  done
+  echo "usage: tests/vm/run.sh SCENARIO (one of: ${names[*]})" >&2
   exit 1
 fi
 command -v "$QEMU" >/dev/null || { echo "vm: $QEMU not found (run scripts/install-deps.sh)" >&2; exit 1; }
