@@ -99,12 +99,21 @@ if [ "$ep" = "$R1_IP:40002" ]; then pass "wg show on r2: r1 now at $ep"; else fa
 # -------------------------------------------------------- part 2: agent ---
 echo "--- part 2: wgroam (hub) reports the new endpoint"
 
+STATE=/run/wgroam
+# The status on one line, whitespace between JSON tokens removed.
+status_json() {
+  r2 wgroam status --json --state-dir "$STATE" 2>/dev/null | tr -d '\t\n' |
+    sed -e 's/^ *//' -e 's/" *: */":/g' -e 's/ *, *\([{"]\)/,\1/g' -e 's/\([{[]\) */\1/g' -e 's/ *\([]}]\)/\1/g'
+}
 # The endpoint `wgroam status --json` shows for r1 ("" if none): the peer
 # object holding r1's public key, read without jq.
 agent_endpoint() {
-  r2 wgroam status --json --state-dir /run/wgroam 2>/dev/null | tr -d ' \t\n' |
-    sed 's/},{/}\n{/g' | grep -F "\"public_key\":\"$R1_PUB\"" |
+  status_json | sed 's/},{/}\n{/g' | grep -F "\"public_key\":\"$R1_PUB\"" |
     sed -n 's/.*"endpoint":"\([^"]*\)".*/\1/p' | head -n 1
+}
+# A string field of wg0 in the status ("null" or "" if not a string).
+agent_iface_field() {
+  status_json | sed -n "s/.*\"$1\":\\(\"[^\"]*\"\\|null\\).*/\\1/p" | tr -d '"'
 }
 # Polls agent_endpoint until it is $1 (bounded); prints the last value seen.
 wait_agent_endpoint() {
@@ -117,6 +126,10 @@ wait_agent_endpoint() {
   done
   echo "$seen"
 }
+now_ms() {
+  read -r u _ </proc/uptime
+  echo $((${u%.*} * 1000 + 1${u#*.}0 - 1000))
+}
 
 agent_part() {
   if ! version=$(wgroam --version 2>&1) || [ -z "$version" ]; then
@@ -124,13 +137,18 @@ agent_part() {
     return
   fi
   echo "agent: $version"
+  # No uci tool in the VM: the hub follows the kernel only, stages nothing.
   cat >/tmp/wgroam.conf <<'EOF'
 config agent 'agent'
 	option role 'hub'
+	option uci '0'
 
 config interface 'wg0'
 EOF
-  r2 wgroam run --config /tmp/wgroam.conf --stderr --state-dir /run/wgroam >/tmp/wgroam.log 2>&1 &
+  # Not through the r2/ip shell functions: a backgrounded function is a
+  # subshell, and $! would be that shell instead of the agent.
+  /usr/bin/ip netns exec r2 wgroam run --config /tmp/wgroam.conf --stderr --state-dir "$STATE" \
+    >/tmp/wgroam.log 2>&1 &
   agent_pid=$!
 
   seen=$(wait_agent_endpoint "$R1_IP:40002")
@@ -139,29 +157,52 @@ EOF
   else
     fail "agent: status --json shows r1 at '$seen', expected $R1_IP:40002 (no status or no peers: agent too old?)"
     echo "agent: status --json said:"
-    r2 wgroam status --json --state-dir /run/wgroam 2>&1 | sed 's/^/  /' | head -n 20
+    r2 wgroam status --json --state-dir "$STATE" 2>&1 | head -c 2000
+    echo
+  fi
+  backend=$(agent_iface_field backend)
+  if [ "$backend" = kernel ]; then pass "agent: wg0 read through the kernel backend"; else fail "agent: wg0 backend is '$backend', expected kernel"; fi
+  capture=$(agent_iface_field capture)
+  capture_error=$(agent_iface_field capture_error)
+  if [ -n "$capture" ] && [ "$capture" != null ]; then
+    pass "agent: handshake capture active ($capture)"
+  else
+    fail "agent: no handshake capture on the kernel (capture '$capture', error '$capture_error')"
   fi
 
   must r1 wg set wg0 listen-port 40003
+  t0=$(now_ms)
   if send; then pass "r1 -> r2 ping after r1 moved to port 40003"; else fail "r1 -> r2 ping after r1 moved to port 40003"; fi
   seen=$(wait_agent_endpoint "$R1_IP:40003")
+  took=$(($(now_ms) - t0))
   if [ "$seen" = "$R1_IP:40003" ]; then
-    pass "agent: status --json follows r1 to $seen"
+    pass "agent: status --json follows r1 to $seen (${took} ms after r1 sent)"
   else
     fail "agent: status --json shows r1 at '$seen' ${WAIT_S}s after the change, expected $R1_IP:40003"
   fi
+  r2 wgroam status --state-dir "$STATE" | sed 's/^/  /'
 
   if kill -0 "$agent_pid" 2>/dev/null; then
-    pass "agent: still running"
-    kill "$agent_pid"
+    kill -TERM "$agent_pid"
+    i=0
+    while kill -0 "$agent_pid" 2>/dev/null && [ "$i" -lt "$(ticks)" ]; do
+      usleep 200000
+      i=$((i + 1))
+    done
+    if kill -0 "$agent_pid" 2>/dev/null; then
+      fail "agent: still running ${WAIT_S}s after SIGTERM"
+      kill -KILL "$agent_pid"
+    else
+      wait "$agent_pid"
+      rc=$?
+      if [ "$rc" -eq 0 ]; then pass "agent: ran throughout, exited 0 on SIGTERM"; else fail "agent: exited $rc on SIGTERM"; fi
+    fi
   else
     wait "$agent_pid"
     fail "agent: exited early (status $?)"
   fi
-  if [ "$failed" -ne 0 ]; then
-    echo "agent: log (last 30 lines):"
-    tail -n 30 /tmp/wgroam.log | sed 's/^/  /'
-  fi
+  echo "agent: log (last 30 lines):"
+  tail -n 30 /tmp/wgroam.log | sed 's/^/  /'
 }
 agent_part
 
