@@ -16,6 +16,7 @@ pub mod handshake;
 pub mod logging;
 pub mod network;
 pub mod persist;
+pub mod rtnl;
 pub mod signals;
 pub mod state;
 pub mod status;
