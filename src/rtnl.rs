@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -272,9 +273,13 @@ fn parse_all(mut buf: &[u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessag
                 format!("netlink message length {len} with {} bytes left", buf.len()),
             ));
         }
-        // A message type this crate cannot parse is skipped, not fatal.
-        if let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..len]) {
-            out.push(m);
+        match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[..len]) {
+            Ok(m) => out.push(m),
+            // netlink-packet-route 0.21 rejects some link messages whole
+            // (RTM_DELLINK with an empty IFLA_AF_SPEC on recent kernels);
+            // the fixed header says all we need. Anything else unparsable
+            // is skipped, not fatal.
+            Err(_) => out.extend(link_from_header(&buf[..len])),
         }
         buf = &buf[(len + 3) & !3usize..][..];
         if buf.len() < 16 {
@@ -282,6 +287,35 @@ fn parse_all(mut buf: &[u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessag
         }
     }
     Ok(out)
+}
+
+/// A link message rebuilt from its fixed headers (nlmsghdr + ifinfomsg).
+fn link_from_header(b: &[u8]) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_DELLINK: u16 = 17;
+    if b.len() < 32 {
+        return None;
+    }
+    let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let u32_at = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut link = LinkMessage::default();
+    link.header.index = u32_at(20);
+    link.header.flags = LinkFlags::from_bits_retain(u32_at(24));
+    let inner = match u16_at(4) {
+        RTM_NEWLINK => RouteNetlinkMessage::NewLink(link),
+        RTM_DELLINK => RouteNetlinkMessage::DelLink(link),
+        _ => return None,
+    };
+    let mut header = NetlinkHeader::default();
+    header.length = u32_at(0);
+    header.message_type = u16_at(4);
+    header.flags = u16_at(6);
+    header.sequence_number = u32_at(8);
+    header.port_number = u32_at(12);
+    Some(NetlinkMessage::new(
+        header,
+        NetlinkPayload::InnerMessage(inner),
+    ))
 }
 
 fn family_of(v6: bool) -> AddressFamily {
@@ -586,6 +620,36 @@ mod tests {
                 .unwrap()
                 .change,
             UplinkChange::LinkGone
+        );
+    }
+
+    #[test]
+    fn link_messages_the_crate_rejects_still_count() {
+        // RTM_DELLINK for index 5, flags UP|RUNNING, with an empty
+        // IFLA_AF_SPEC (type 26), as kernel 6.18 sends it for a veth.
+        let mut b = Vec::new();
+        b.extend_from_slice(&36u32.to_ne_bytes());
+        b.extend_from_slice(&17u16.to_ne_bytes());
+        b.extend_from_slice(&0u16.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&[0, 0, 1, 0]); // family, pad, type ether
+        b.extend_from_slice(&5i32.to_ne_bytes());
+        b.extend_from_slice(&0x41u32.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&4u16.to_ne_bytes());
+        b.extend_from_slice(&26u16.to_ne_bytes());
+        assert!(NetlinkMessage::<RouteNetlinkMessage>::deserialize(&b).is_err());
+        let msgs = parse_all(&b).unwrap();
+        let NetlinkPayload::InnerMessage(m) = &msgs[0].payload else {
+            panic!("{msgs:?}");
+        };
+        assert_eq!(
+            uplink_event(m),
+            Some(UplinkEvent {
+                ifindex: 5,
+                change: UplinkChange::LinkGone
+            })
         );
     }
 

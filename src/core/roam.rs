@@ -909,8 +909,9 @@ impl Roam {
             // session counts as evidence; heartbeats check it soon.
             if self.ifindex.is_some() {
                 log(out, Level::Info, format!("{name}: interface is back"));
-                self.schedule(now, "tunnel interface back", false);
             }
+            // Merges with the start reaction when that is still pending.
+            self.schedule(now, "tunnel interface present", false);
             self.last_rx_ms = s
                 .last_handshake
                 .is_some_and(|t| now.wall.saturating_sub(t) < SESSION_LIFETIME_S)

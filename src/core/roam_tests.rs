@@ -1022,3 +1022,44 @@ fn poll_at_drives_an_event_driven_loop_without_busy_waiting() {
     }
     assert!(count(&w.log, is_hs) >= 2);
 }
+
+#[test]
+fn an_interface_that_appears_after_start_gets_the_endpoint_and_routes() {
+    let mut c = cfg();
+    c.endpoints = vec![
+        HubEndpoint::Addr(sa("[2001:db8:ffff::2]:51820")),
+        HubEndpoint::Addr(sa("198.51.100.2:51820")),
+    ];
+    let mut w = World::new(c);
+    w.ev(RoamEvent::Observed(None));
+    w.dump();
+    let log = w.run(200, 50);
+    assert!(
+        log.is_empty(),
+        "nothing to do without the interface: {log:?}"
+    );
+    for _ in 0..3 {
+        w.advance(1_000);
+        w.ev(RoamEvent::Observed(None));
+    }
+    assert_eq!(count(&w.log, not_log), 0);
+    w.handshake = None;
+    let from = w.log.len();
+    w.observe();
+    w.run(1_000, 50);
+    let log = w.log[from..].to_vec();
+    let eps: Vec<SocketAddr> = log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            RoamAction::SetEndpoint { endpoint, .. } => Some(*endpoint),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        eps,
+        vec![sa("198.51.100.2:51820")],
+        "IPv4-only uplink: IPv4 endpoint"
+    );
+    assert_eq!(count(&log, is_hs), 1, "no live session: handshake at once");
+    assert_eq!(count(&log, |a| matches!(a, RoamAction::AddRoute(_))), 2);
+}
