@@ -9,6 +9,7 @@ use crate::core::Level;
 use crate::daemon::{HubRuntime, NetworkConfig, run_hub};
 use crate::logging;
 use crate::network::UciNetwork;
+use crate::roam_runtime::{RoamRuntime, run_roam};
 use crate::signals::{self, Signals};
 use crate::uci::UciCli;
 use crate::wg::{System, WireGuard};
@@ -94,7 +95,8 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
             let rt = HubRuntime::new(cfg, System, net, signals::now());
             run_hub(rt, &signals, &reload)
         }
-        Role::Roam => Err("role 'roam' is not implemented yet in this build".into()),
+        Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())
+            .and_then(|rt| run_roam(rt, &signals, &reload)),
     };
     match result {
         Ok(()) => 0,

@@ -11,7 +11,6 @@
 //! device and runs Debian's radvd with a generated config; withdrawing
 //! re-announces the prefix with lifetime 0 and the router lifetime 0.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -209,17 +208,14 @@ impl Delegator for RadvdDelegator {
         self.announce(&radvd_conf(&self.lan, lan_net, false))
     }
 
+    /// radvd goes with the agent; the address stays, so clients keep
+    /// working through a restart (their prefix lifetimes outlast it).
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: signalling our own child by its pid.
             unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
             let _ = c.wait();
         }
-        if let Some(a) = self.address.take() {
-            let spec = format!("{a}/64");
-            let _ = self.ip(&["-6", "addr", "del", &spec, "dev", &self.lan]);
-        }
-        let _ = fs::remove_file(self.conf());
     }
 }
 
