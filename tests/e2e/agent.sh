@@ -162,3 +162,62 @@ capture_initiations_stop() {
     "$LAB_DIR/init.pcap" >"$1"
   [ "$(head -c2 "$1")" = 01 ]
 }
+
+# agent_roam_setup [EXTRA_INTERFACE_OPTIONS...]: wgroam config for r1 (plain Linux:
+# no uci, radvd delegation) under $LAB_DIR/r1/.
+agent_roam_setup() {
+  local d=$LAB_DIR/r1 line
+  mkdir -p "$d/run" || return 1
+  {
+    echo "config agent 'agent'"
+    echo "	option role 'roam'"
+    echo "	option uci '0'"
+    echo "	option state_dir '$d/run'"
+    echo "	option state_file '$d/state.json'"
+    echo
+    echo "config interface 'wg1'"
+    echo "	option hub_key '$(lab_r2_pubkey)'"
+    echo "	list endpoint '$LAB_R2_WAN4:$LAB_R2_PORT'"
+    echo "	option prefix '2001:db8:100:1::/64'"
+    echo "	option tunnel_addr '$LAB_R1_TUN6'"
+    echo "	option hub_tunnel_addr '$LAB_R2_TUN6'"
+    echo "	option delegate 'radvd'"
+    echo "	list downstream 'lan'"
+    for line in "$@"; do echo "	$line"; done
+  } >"$d/wgroam.conf" || return 1
+}
+
+agent_roam_start() {
+  local bin d=$LAB_DIR/r1
+  bin=$(agent_bin) || return 1
+  lab_spawn agent-r1 r1 "$bin" run --config "$d/wgroam.conf" --stderr || return 1
+  if ! lab_wait_for 5 test -s "$d/run/status.json"; then
+    echo "agent: roam did not write status within 5 s; log:" >&2
+    cat "$LAB_DIR/logs/agent-r1.log" >&2
+    return 1
+  fi
+}
+
+agent_roam_status() { "$(agent_bin)" status --json --state-dir "$LAB_DIR/r1/run"; }
+agent_roam_log() { cat "$LAB_DIR/logs/agent-r1.log"; }
+
+# roam_lab_prepare: hands r1's IPv6 routing and the LAN's addressing to the agent:
+# removes the lab's own default route on r1 and the LAN client's static address and
+# route (the client then configures itself from r1's router advertisements).
+roam_lab_prepare() {
+  ip -n wgr-r1 -6 route del ::/0 from 2001:db8:100::/48 dev wg1 2>/dev/null ||
+    ip -n wgr-r1 -6 route del ::/0 dev wg1 2>/dev/null || true
+  ip -n wgr-lan -6 route del ::/0 via "$LAB_R1_LAN6" 2>/dev/null || true
+  ip -n wgr-lan -6 addr del "$LAB_LAN6/64" dev eth0 2>/dev/null || true
+  ip netns exec wgr-lan sysctl -q -w net.ipv6.conf.eth0.accept_ra=2 >/dev/null
+}
+
+# lan_slaac_addr: the LAN client's address from the delegated /64 (RA), if any.
+lan_slaac_addr() {
+  ip -n wgr-lan -6 -o addr show dev eth0 scope global dynamic 2>/dev/null |
+    awk '$4 ~ /^2001:db8:100:1:/ { sub(/\/.*/, "", $4); print $4; exit }'
+}
+has_lan_slaac() { [ -n "$(lan_slaac_addr)" ]; }
+
+# roam_delegation_is STATE: the roam agent reports delegation STATE.
+roam_delegation_is() { [ "$(agent_roam_status | jq -r '.interfaces[0].delegation.state')" = "$1" ]; }
