@@ -43,7 +43,6 @@ if [ -n "$SCENARIO" ]; then
   fi
 fi
 
-
 for t in busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache ldd "${TOOLS[@]}"; do
   command -v "$t" >/dev/null || die "missing tool '$t' (run scripts/install-deps.sh)"
 done
@@ -104,22 +103,23 @@ echo "$KPKG" >"$CACHE/kernel.pkg"
 KVER=$(ls "$KDIR/lib/modules")
 [ "$(echo "$KVER" | wc -l)" = 1 ] || die "expected one kernel version in $KDIR/lib/modules"
 MDIR="$KDIR/lib/modules/$KVER"
-cp -f "$KDIR/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
+ln -sfn "kernel-$KPKG/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 
 # The uncompressed ELF kernel boots directly through its PVH entry point:
 # no firmware, no real-mode setup, no in-guest decompression (under TCG this
 # saves several seconds per boot). run.sh uses it when present.
+# XEN_ELFNOTE_PHYS32_ENTRY (18) marks the PVH entry point.
 extract_vmlinux() {
   local img=$1 out=$2 off
-  rm -f "$out"
+  CLEANUP+=("$out.new")
   while IFS=: read -r off _; do
-    tail -c "+$((off + 1))" "$img" | xz -dc --single-stream >"$out" 2>/dev/null || true
-    if [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ] &&
-      readelf -n "$out" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+    tail -c "+$((off + 1))" "$img" | xz -dc --single-stream >"$out.new" 2>/dev/null || true
+    if [ "$(head -c 4 "$out.new" | od -An -c | tr -d ' ')" = '177ELF' ] &&
+      readelf -n "$out.new" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+      mv "$out.new" "$out"
       return 0
     fi
   done < <(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$img")
-  rm -f "$out"
   return 1
 }
 if [ ! -s "$KDIR/vmlinux" ]; then
