@@ -10,7 +10,7 @@ PKGS=(
   iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
   iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3 bc
   # kernel-WireGuard VM
-  qemu-system-x86 busybox-static cpio
+  qemu-system-x86 busybox-static cpio xz-utils
 )
 
 missing=()

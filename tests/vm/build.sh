@@ -6,8 +6,10 @@
 # Outputs (under target/vm/):
 #   vmlinuz             Debian 12 kernel (cached with its modules; see kernel-*/)
 #   vmlinux             the same, uncompressed, for direct (PVH) boot
-#   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth, nf_tables), ip, wg,
-#                       nft, wgroam and /scenario.sh (tests/vm/scenarios/SCENARIO.sh)
+#   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth), ip, wg, wgroam
+#                       and /scenario.sh (tests/vm/scenarios/SCENARIO.sh); with
+#                       nft and the nftables NAT modules if the scenario has a
+#                       line "# vm-needs: nft"
 #
 # The kernel package is fetched once with apt-get download (newest
 # linux-image-6.1.0-N-amd64, or VM_KERNEL_PKG) and cached; a second run only
@@ -21,13 +23,25 @@ CACHE="$ROOT/target/vm"
 SCENARIO=${1:-}
 WGROAM_BIN=${WGROAM_BIN:-$ROOT/target/x86_64-unknown-linux-musl/release/wgroam}
 
-# Modules the initramfs loads, in addition to their dependencies.
-MODULES=(wireguard veth nf_tables nft_chain_nat nft_masq nft_ct)
-# Dynamically linked host tools copied with their libraries (to /usr/bin).
-TOOLS=(ip wg nft)
-
 die() { echo "vm-build: $*" >&2; exit 1; }
 log() { echo "vm-build: $*" >&2; }
+
+# Modules the initramfs loads, in addition to their dependencies.
+MODULES=(wireguard veth)
+# Dynamically linked host tools copied with their libraries (to /usr/bin).
+TOOLS=(ip wg)
+
+SCENARIO_SRC=
+if [ -n "$SCENARIO" ]; then
+  SCENARIO_SRC="$ROOT/tests/vm/scenarios/$SCENARIO.sh"
+  [ -f "$SCENARIO_SRC" ] || die "no scenario $SCENARIO_SRC"
+  # nftables (NAT, conntrack; about 1.3 MB more) only for scenarios that ask
+  # for it with a line "# vm-needs: nft".
+  if grep -qx '# vm-needs: nft' "$SCENARIO_SRC"; then
+    MODULES+=(nf_tables nft_chain_nat nft_masq nft_ct)
+    TOOLS+=(nft)
+  fi
+fi
 
 for t in busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache ldd "${TOOLS[@]}"; do
   command -v "$t" >/dev/null || die "missing tool '$t' (run scripts/install-deps.sh)"
@@ -89,22 +103,23 @@ echo "$KPKG" >"$CACHE/kernel.pkg"
 KVER=$(ls "$KDIR/lib/modules")
 [ "$(echo "$KVER" | wc -l)" = 1 ] || die "expected one kernel version in $KDIR/lib/modules"
 MDIR="$KDIR/lib/modules/$KVER"
-cp -f "$KDIR/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
+ln -sfn "kernel-$KPKG/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 
 # The uncompressed ELF kernel boots directly through its PVH entry point:
 # no firmware, no real-mode setup, no in-guest decompression (under TCG this
 # saves several seconds per boot). run.sh uses it when present.
+# XEN_ELFNOTE_PHYS32_ENTRY (18) marks the PVH entry point.
 extract_vmlinux() {
   local img=$1 out=$2 off
-  rm -f "$out"
+  CLEANUP+=("$out.new")
   while IFS=: read -r off _; do
-    tail -c "+$((off + 1))" "$img" | xz -dc --single-stream >"$out" 2>/dev/null || true
-    if [ "$(head -c 4 "$out" | od -An -c | tr -d ' ')" = '177ELF' ] &&
-      readelf -n "$out" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+    tail -c "+$((off + 1))" "$img" | xz -dc --single-stream >"$out.new" 2>/dev/null || true
+    if [ "$(head -c 4 "$out.new" | od -An -c | tr -d ' ')" = '177ELF' ] &&
+      readelf -n "$out.new" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+      mv "$out.new" "$out"
       return 0
     fi
   done < <(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$img")
-  rm -f "$out"
   return 1
 }
 if [ ! -s "$KDIR/vmlinux" ]; then
@@ -253,10 +268,8 @@ done
 
 cp "$ROOT/tests/vm/init" "$STAGE/init"
 chmod 0755 "$STAGE/init"
-if [ -n "$SCENARIO" ]; then
-  src="$ROOT/tests/vm/scenarios/$SCENARIO.sh"
-  [ -f "$src" ] || die "no scenario $src"
-  cp "$src" "$STAGE/scenario.sh"
+if [ -n "$SCENARIO_SRC" ]; then
+  cp "$SCENARIO_SRC" "$STAGE/scenario.sh"
   chmod 0755 "$STAGE/scenario.sh"
 fi
 

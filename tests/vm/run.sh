@@ -35,16 +35,21 @@ mkdir -p "$CACHE/logs"
 LOG="$CACHE/logs/$SCENARIO.log"
 : >"$LOG"
 
+# -cpu max: TCG then offers RDRAND, so the guest's RNG is ready at once
+# (wg genkey). QEMU runs in the background so that a signal to this script
+# (e.g. a test runner's timeout) stops the VM too.
 start=$(date +%s%N)
-set +e
 timeout --kill-after=5 "$TIMEOUT" "$QEMU" \
   -nographic -no-reboot -m 256 -accel tcg -cpu max \
   -kernel "$KERNEL" -initrd "$CACHE/initramfs.cpio.gz" \
   -append "console=ttyS0 quiet panic=-1" \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-  -serial "file:$LOG" -monitor none -nic none </dev/null
-qrc=$?
-set -e
+  -serial "file:$LOG" -monitor none -nic none </dev/null &
+qemu_pid=$!
+trap 'kill -TERM "$qemu_pid" 2>/dev/null || true' EXIT
+trap 'exit 1' INT TERM
+wait "$qemu_pid" && qrc=0 || qrc=$?
+trap - EXIT
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 
 # The serial log without CRs and the firmware's terminal escapes.

@@ -32,6 +32,10 @@ must() {
 r1() { ip netns exec r1 "$@"; }
 r2() { ip netns exec r2 "$@"; }
 ticks() { echo $((WAIT_S * 5)); } # polls of 0.2 s
+uptime_s() {
+  read -r u _ </proc/uptime
+  echo "$u"
+}
 
 # r2's view of r1's endpoint, from the kernel.
 kernel_endpoint() { r2 wg show wg0 endpoints | awk -v k="$R1_PUB" '$1 == k { print $2 }'; }
@@ -80,7 +84,7 @@ must r1 ip -6 addr add "$R1_TUN/64" dev wg0 nodad
 must r1 ip link set wg0 up
 
 # ------------------------------------------------------- part 1: kernel ---
-echo "--- part 1: kernel WireGuard follows a port change"
+echo "--- part 1: kernel WireGuard follows a port change ($(uptime_s)s uptime)"
 ep=$(kernel_endpoint)
 if [ "$ep" = "(none)" ] || [ -z "$ep" ]; then
   pass "r2 starts without an endpoint for r1"
@@ -97,7 +101,7 @@ ep=$(kernel_endpoint)
 if [ "$ep" = "$R1_IP:40002" ]; then pass "wg show on r2: r1 now at $ep"; else fail "wg show on r2: r1 at '$ep', expected $R1_IP:40002"; fi
 
 # -------------------------------------------------------- part 2: agent ---
-echo "--- part 2: wgroam (hub) reports the new endpoint"
+echo "--- part 2: wgroam (hub) reports the new endpoint ($(uptime_s)s uptime)"
 
 STATE=/run/wgroam
 # The status on one line, whitespace between JSON tokens removed.
@@ -205,5 +209,6 @@ EOF
   tail -n 30 /tmp/wgroam.log | sed 's/^/  /'
 }
 agent_part
+echo "--- done ($(uptime_s)s uptime)"
 
 exit "$failed"
