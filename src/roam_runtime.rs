@@ -23,8 +23,9 @@ use crate::ubus::UbusCli;
 use crate::uci::{Section, UciCli, UciStore};
 use crate::wg::WireGuard;
 
-/// How often the tunnel's counters are read.
-const OBSERVE_MS: u64 = 1000;
+/// How often the tunnel's counters are read: the heartbeat's notion of
+/// "nothing came in" is only as fine as this.
+const OBSERVE_MS: u64 = 500;
 
 /// Builds the core's configuration from wgroam's options, the `network`
 /// config (OpenWrt) and what the kernel shows.
@@ -112,11 +113,14 @@ pub fn roam_config(
             .iter()
             .find_map(|a| a.split('/').next()?.parse::<std::net::Ipv6Addr>().ok())
     });
-    cfg.hub_tunnel_addr = o.hub_tunnel_addr;
+    // Interval 0 switches heartbeats off (the core knows that as "no target").
+    cfg.hub_tunnel_addr = o.hub_tunnel_addr.filter(|_| o.heartbeat_interval > 0);
     cfg.prefix = o.prefix;
     cfg.table = o.table;
     cfg.metric = o.metric;
-    cfg.heartbeat_interval_s = o.heartbeat_interval;
+    if o.heartbeat_interval > 0 {
+        cfg.heartbeat_interval_s = o.heartbeat_interval;
+    }
     cfg.grace_s = o.grace;
     cfg.validate()
         .map_err(|e| format!("wgroam.{}: {e}", iface.name))?;
