@@ -587,3 +587,116 @@ pub fn run_roam<W: WireGuard>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::from_sections;
+    use crate::uci::parse::parse_config;
+
+    const KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
+    fn iface(extra: &str) -> Interface {
+        let text = format!(
+            "config agent 'agent'\n\toption role 'roam'\n\nconfig interface 'wg0'\n\toption prefix '2001:db8:100:1::/64'\n{extra}"
+        );
+        from_sections(&parse_config("wgroam", &text).unwrap())
+            .unwrap()
+            .interfaces
+            .remove(0)
+    }
+
+    fn network(peers: &str) -> Vec<Section> {
+        let text = format!(
+            "config interface 'wg0'\n\toption proto 'wireguard'\n\tlist addresses '2001:db8:100::2/64'\n\tlist addresses '100.100.0.2/32'\n\n{peers}"
+        );
+        parse_config("network", &text).unwrap()
+    }
+
+    #[test]
+    fn hub_comes_from_network_on_openwrt() {
+        let net = network(&format!(
+            "config wireguard_wg0 'hub'\n\toption public_key '{KEY}'\n\toption endpoint_host 'hub.example.org'\n\toption endpoint_port '51821'\n\tlist allowed_ips '::/0'\n"
+        ));
+        let rc = roam_config(&iface(""), &net, &[]).unwrap();
+        assert_eq!(rc.hub_key.to_base64(), KEY);
+        assert_eq!(
+            rc.endpoints,
+            vec![HubEndpoint::Host {
+                host: "hub.example.org".into(),
+                port: 51821
+            }]
+        );
+        assert_eq!(rc.tunnel_addr, Some("2001:db8:100::2".parse().unwrap()));
+        assert_eq!(rc.prefix.unwrap().to_string(), "2001:db8:100:1::/64");
+    }
+
+    #[test]
+    fn ipv6_endpoint_host_and_explicit_options_win() {
+        let net = network(&format!(
+            "config wireguard_wg0\n\toption public_key '{KEY}'\n\toption endpoint_host '2001:db8:ffff::2'\n"
+        ));
+        let rc = roam_config(&iface(""), &net, &[]).unwrap();
+        assert_eq!(
+            rc.endpoints,
+            vec![HubEndpoint::Addr(
+                "[2001:db8:ffff::2]:51820".parse().unwrap()
+            )]
+        );
+        let rc = roam_config(
+            &iface(
+                "\tlist endpoint '198.51.100.2:51820'\n\toption tunnel_addr '2001:db8:100::9'\n",
+            ),
+            &net,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            rc.endpoints,
+            vec![HubEndpoint::Addr("198.51.100.2:51820".parse().unwrap())]
+        );
+        assert_eq!(rc.tunnel_addr, Some("2001:db8:100::9".parse().unwrap()));
+    }
+
+    #[test]
+    fn ambiguity_and_bad_prefixes_are_one_line() {
+        let two = network(&format!(
+            "config wireguard_wg0 'a'\n\toption public_key '{KEY}'\n\toption endpoint_host '198.51.100.2'\n\nconfig wireguard_wg0 'b'\n\toption public_key '{KEY}'\n\toption endpoint_host '198.51.100.3'\n"
+        ));
+        let e = roam_config(&iface(""), &two, &[]).unwrap_err();
+        assert_eq!(
+            e,
+            "wgroam.wg0.hub_peer: network has 2 wireguard_wg0 sections; name the hub's"
+        );
+        assert!(roam_config(&iface("\toption hub_peer 'b'\n"), &two, &[]).is_ok());
+        let e = roam_config(&iface("\toption hub_peer 'c'\n"), &two, &[]).unwrap_err();
+        assert!(e.contains("'c' is not a wireguard_wg0 section"), "{e}");
+        // A prefix outside what the hub routes to us.
+        let narrow = network(&format!(
+            "config wireguard_wg0\n\toption public_key '{KEY}'\n\toption endpoint_host '198.51.100.2'\n\tlist allowed_ips '2001:db8:200::/48'\n"
+        ));
+        let e = roam_config(&iface(""), &narrow, &[]).unwrap_err();
+        assert!(e.starts_with("wgroam.wg0: ") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn without_uci_the_kernel_names_the_hub() {
+        let k = PublicKey::from_base64(KEY).unwrap();
+        let rc = roam_config(
+            &iface(""),
+            &[],
+            &[(k, Some("198.51.100.2:51820".parse().unwrap()))],
+        )
+        .unwrap();
+        assert_eq!(rc.hub_key, k);
+        assert_eq!(
+            rc.endpoints,
+            vec![HubEndpoint::Addr("198.51.100.2:51820".parse().unwrap())]
+        );
+        assert!(
+            roam_config(&iface(""), &[], &[])
+                .unwrap_err()
+                .contains("hub_key")
+        );
+    }
+}
