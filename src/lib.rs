@@ -15,6 +15,7 @@ pub mod core;
 pub mod daemon;
 pub mod delegation;
 pub mod handshake;
+pub mod health;
 pub mod logging;
 pub mod network;
 pub mod persist;
