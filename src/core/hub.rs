@@ -288,6 +288,10 @@ impl Hub {
         }
     }
 
+    fn peer_mut(&mut self, iface: &str, key: &PublicKey) -> Option<&mut Peer> {
+        self.ifaces.get_mut(iface)?.peers.get_mut(key)
+    }
+
     /// Staged uci changes wait for a commit.
     pub fn commit_pending(&self) -> bool {
         self.pending_since.is_some()
@@ -623,11 +627,7 @@ impl Hub {
         apply: bool,
         out: &mut Vec<Action>,
     ) {
-        let Some(peer) = self
-            .ifaces
-            .get_mut(name)
-            .and_then(|i| i.peers.get_mut(&key))
-        else {
+        let Some(peer) = self.peer_mut(name, &key) else {
             return;
         };
         // Re-applying what we already believe: the kernel is what moved.
@@ -690,11 +690,7 @@ impl Hub {
         to: SocketAddr,
         out: &mut Vec<Action>,
     ) {
-        let Some(peer) = self
-            .ifaces
-            .get_mut(name)
-            .and_then(|i| i.peers.get_mut(&key))
-        else {
+        let Some(peer) = self.peer_mut(name, &key) else {
             return;
         };
         let Some(section) = peer.section.clone() else {

@@ -10,8 +10,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- agent log"; agent_hub_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
 
 lab_up

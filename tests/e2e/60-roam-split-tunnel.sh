@@ -12,8 +12,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- agent log"; agent_roam_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 ours() { ip -n wgr-r1 -6 route show proto 119 | sort; }
 
 lab_up

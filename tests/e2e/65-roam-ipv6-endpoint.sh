@@ -11,8 +11,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- roam log"; agent_roam_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 HUB6=2001:db8:ffff::2
 pin() { ip -n wgr-r1 -6 route show "$HUB6/128" proto 119; }
 pin_via() { pin | grep -q "via $1 "; }
