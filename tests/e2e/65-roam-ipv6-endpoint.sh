@@ -23,6 +23,8 @@ for ns_if in wgr-nat:wan wgr-nat:lan wgr-r1:wan; do
   ip netns exec "${ns_if%%:*}" sysctl -q -w "net.ipv6.conf.${ns_if##*:}.disable_ipv6=0"
 done
 ip netns exec wgr-nat sysctl -q -w net.ipv6.conf.all.forwarding=1
+# "The internet" routes the new underlay prefix back to the NAT box.
+ip netns exec wgr-inet sysctl -q -w net.ipv6.conf.all.forwarding=1
 ip -n wgr-nat addr add 2001:db8:ffff::3/64 dev wan nodad
 ip -n wgr-nat addr add 2001:db8:64::1/64 dev lan nodad
 ip -n wgr-nat addr add 2001:db8:64::fe/64 dev lan nodad
