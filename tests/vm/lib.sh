@@ -272,25 +272,103 @@ agent_log() {
   tail -n "${2:-30}" "/tmp/$1.log" | sed 's/^/  /'
 }
 
+# file_has FILE TEXT: FILE has a line containing TEXT. Shell builtins only: no
+# process start, so it can be polled every 10 ms even under TCG.
+file_has() {
+  [ -f "$1" ] || return 1
+  while IFS= read -r l_; do
+    case $l_ in *"$2"*) return 0 ;; esac
+  done <"$1"
+  return 1
+}
+
+# wait_file_has SECONDS FILE TEXT: polls file_has every 10 ms, bounded.
+wait_file_has() {
+  end_=$(($(now_ms) + $1 * 1000))
+  until file_has "$2" "$3"; do
+    [ "$(now_ms)" -lt "$end_" ] || return 1
+    usleep 10000
+  done
+}
+
 # inbound_ms NS ADDR BOUND_S T0_MS: pings ADDR from NS every 50 ms until the
 # first reply, for at most BOUND_S seconds; prints the ms from T0_MS until that
-# reply was seen (polled every 20 ms, so an upper bound), nothing if none came.
+# reply was seen (polled every 10 ms, an upper bound), nothing if none came.
+# /tmp/inbound.info says when the pings started and which one was answered
+# first, with its round-trip time: with the 50 ms interval that dates the
+# reply more precisely than the polling does.
 inbound_ms() {
   rm -f /tmp/inbound.out
+  start_=$(now_ms)
   /usr/bin/ip netns exec "$1" ping -6 -i 0.05 -w "$3" "$2" >/tmp/inbound.out 2>&1 &
   ping_pid_=$!
   got_=
   while :; do
-    if grep -q 'seq=' /tmp/inbound.out; then
+    if file_has /tmp/inbound.out 'seq='; then
       got_=$(now_ms)
       break
     fi
     kill -0 "$ping_pid_" 2>/dev/null || break
-    usleep 20000
+    usleep 10000
   done
   kill "$ping_pid_" 2>/dev/null
   wait "$ping_pid_" 2>/dev/null
+  first_=$(grep -m 1 'seq=' /tmp/inbound.out | sed -n 's/.*seq=\([0-9]*\).*time=\([0-9]*\).*/\1 \2/p')
+  if [ -n "$first_" ]; then
+    # shellcheck disable=SC2086 # two numbers
+    set -- "$1" "$2" "$3" "$4" $first_
+    echo "pings from +$((start_ - $4)) ms, first answered seq=$5 (sent ~+$((start_ - $4 + $5 * 50)) ms," \
+      "round trip $6 ms): reply at ~+$((start_ - $4 + $5 * 50 + $6)) ms, seen at +$((got_ - $4)) ms" >/tmp/inbound.info
+  else
+    echo "pings from +$((start_ - $4)) ms, no reply" >/tmp/inbound.info
+  fi
   [ -n "$got_" ] && echo $((got_ - $4))
+}
+
+# A ping stream measures an outage by ping's own clock, free of the tens to
+# hundreds of milliseconds a process start costs under TCG: pings leave every
+# 50 ms, so if seq J was answered before an event and seq M is the first one
+# answered after a gap, the path was back at most (M - J) * 50 ms + M's round
+# trip after the event.
+# stream_start NS ADDR SECONDS: pings ADDR from NS every 50 ms in the
+# background (/tmp/stream.out), for at most SECONDS.
+stream_start() {
+  rm -f /tmp/stream.out
+  /usr/bin/ip netns exec "$1" ping -6 -i 0.05 -w "$3" "$2" >/tmp/stream.out 2>&1 &
+  stream_pid=$!
+}
+stream_stop() {
+  kill "$stream_pid" 2>/dev/null
+  wait "$stream_pid" 2>/dev/null
+}
+# stream_scan J: sets stream_top (the highest answered seq, -1 if none) and,
+# if a seq after J was answered after an unanswered one, stream_back
+# ("M RTT_MS"; else empty). Shell builtins only.
+stream_scan() {
+  stream_top=-1
+  stream_back=
+  prev_=-1
+  [ -f /tmp/stream.out ] || return 0
+  while IFS= read -r l_; do
+    case $l_ in *seq=*time=*) ;; *) continue ;; esac
+    q_=${l_#*seq=}
+    q_=${q_%% *}
+    [ "$q_" -gt "$stream_top" ] && stream_top=$q_
+    if [ -z "$stream_back" ] && [ "$prev_" -ge "$1" ] && [ "$q_" -gt $((prev_ + 1)) ]; then
+      r_=${l_#*time=}
+      r_=${r_%% *}
+      stream_back="$q_ ${r_%.*}"
+    fi
+    [ "$q_" -gt "$prev_" ] && prev_=$q_
+  done </tmp/stream.out
+}
+stream_answered() {
+  stream_scan 0
+  [ "$stream_top" -ge "$1" ]
+}
+stream_is_back() {
+  stream_scan "$1"
+  [ -n "$stream_back" ]
 }
 
 # ping_once NS ADDR: one echo, 1 s to answer.

@@ -15,20 +15,23 @@
 # `last_change.why == "index"`, and inbound IPv6 from inet to the LAN client
 # within BOUND_MS of r1's packet.
 #
-# Timing: the inbound pings start once r2's endpoint has moved (the agent's
+# Timing: the inbound pings start once the agent has logged the move (its
 # latency is measured separately). An inbound packet reaching the new wg0
 # earlier would make r2 initiate a handshake to the stale endpoint, and kernel
-# WireGuard sends the next initiation only 5 s later (REKEY_TIMEOUT).
+# WireGuard sends the next initiation only 5 s later (REKEY_TIMEOUT). Both
+# times are counted from before the process sending r1's packet starts, so
+# they include that start (under TCG 0.1-1 s).
 # Prints PASS:/FAILED: lines; exits 0 only if every check passed.
 # shellcheck disable=SC2317 # helpers are called through wait_for
 set -u
 # shellcheck source=tests/vm/lib.sh
 . /etc/vm-lib.sh
 
-# The lab (wireguard-go at native speed) asserts 1 s. Under TCG every process
-# start costs tens of milliseconds and a handshake's crypto is slow; measured
-# on a loaded 2-core host: 0.86-1.9 s. The VM asserts BOUND_MS and prints the
-# measured value, and whether the lab's 1 s was met.
+# The lab (wireguard-go at native speed) asserts 1 s. Under TCG on a 2-core
+# host with load ~5 the VM measured 0.43-2.0 s, nearly all of it process
+# starts and polling (the recovering ping's own round trip, handshake
+# included, is 10-50 ms). The VM asserts BOUND_MS, prints the measured value
+# and whether the lab's 1 s was met.
 BOUND_MS=3000
 LAB_BOUND_MS=1000
 STATE=/run/wgroam-r2
@@ -38,10 +41,6 @@ agent_json() { status_json "$STATE" r2; }
 agent_field() { agent_json | json_value "$1"; }
 agent_up_is() { [ "$(agent_field up)" = "$1" ]; }
 agent_endpoint_is() { [ "$(agent_field endpoint)" = "$1" ]; }
-r2_endpoint_moved() {
-  ep=$(r2_endpoint)
-  [ -n "$ep" ] && [ "$ep" != "$NAT_OUT4:$p1" ] && [ "$ep" != "(none)" ]
-}
 # LAN client -> inet through the tunnel, a few tries (the first one also
 # carries r1's handshake).
 lan_to_inet() {
@@ -100,20 +99,21 @@ t0=$(now_ms)
 # Not waited for: r2 drops it (unknown session), no reply comes.
 /usr/bin/ip netns exec lan ping -6 -c 1 -W 1 "$INET6" >/dev/null 2>&1 &
 r1_ping=$!
-if wait_for 5 r2_endpoint_moved; then
+# The agent logs a move as it makes it; the log is polled without starting
+# processes, and the inbound pings start at once.
+took=
+if wait_file_has 5 "/tmp/$AGENT.log" "endpoint $NAT_OUT4:$p1 -> "; then
   moved_ms=$(($(now_ms) - t0))
-  ep=$(r2_endpoint)
-  p2=${ep##*:}
-  pass "r2's kernel endpoint moved to $ep ${moved_ms} ms after r1's packet"
-  if [ "$p2" != "$p1" ]; then pass "new NAT port :$p2 (was :$p1)"; else fail "NAT port unchanged (:$p1)"; fi
-  np=$(nat_port "$R1_WAN4_A" 40002)
-  if [ "$np" = "$p2" ]; then pass "it is the NAT's mapping of r1:40002"; else fail "NAT maps r1:40002 to ':$np', r2 moved to :$p2"; fi
+  took=$(inbound_ms inet "$LAN6" 5 "$t0")
+  line=$(grep -F "endpoint $NAT_OUT4:$p1 -> " "/tmp/$AGENT.log" | head -n 1)
+  pass "agent moved r1's endpoint ${moved_ms} ms after r1's packet: ${line#*: }"
 else
   moved_ms=
-  fail "r2's endpoint still '$(r2_endpoint)' 5 s after r1's packet"
+  fail "agent did not move r1's endpoint within 5 s of r1's packet (kernel: $(r2_endpoint))"
 fi
-took=$(inbound_ms inet "$LAN6" 5 "$t0")
-if [ -z "$took" ]; then
+if [ -z "$moved_ms" ]; then
+  :
+elif [ -z "$took" ]; then
   fail "inbound ping inet -> LAN client still failing 5 s after r1's packet"
 elif [ "$took" -le "$BOUND_MS" ]; then
   pass "inbound ping inet -> LAN client works ${took} ms after r1's packet (bound ${BOUND_MS} ms)"
@@ -122,15 +122,25 @@ else
 fi
 met=no
 [ -n "$took" ] && [ "$took" -le "$LAB_BOUND_MS" ] && met=yes
-echo "timing: endpoint moved after ${moved_ms:-?} ms, inbound ping answered after ${took:-?} ms" \
-  "(from r1's packet; lab bound ${LAB_BOUND_MS} ms met: $met)"
+echo "timing: from r1's packet: agent moved the endpoint after ${moved_ms:-?} ms; inbound ping" \
+  "answered after ${took:-?} ms (lab bound ${LAB_BOUND_MS} ms met: $met)"
+[ -f /tmp/inbound.info ] && echo "timing: inbound $(cat /tmp/inbound.info)"
+
+ep=$(r2_endpoint)
+p2=${ep##*:}
+np=$(nat_port "$R1_WAN4_A" 40002)
+if [ "$ep" = "$NAT_OUT4:$np" ] && [ "$np" != "$p1" ]; then
+  pass "r2's kernel endpoint is $ep: the NAT's new mapping of r1:40002 (was :$p1)"
+else
+  fail "r2's kernel endpoint is '$ep'; the NAT maps r1:40002 to ':$np' (old :$p1)"
+fi
+if grep -qF "endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:$p2 (index)" "/tmp/$AGENT.log"; then
+  pass "agent logged the move to :$p2 as (index)"
+else
+  fail "agent log has no line 'endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:$p2 (index)'"
+fi
 why=$(agent_field why)
 if [ "$why" = index ]; then pass "agent: last_change.why is index"; else fail "agent: last_change.why is '$why', expected index"; fi
-if grep -q "endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:${p2:-?} (index)" "/tmp/$AGENT.log"; then
-  pass "agent logged the move (index)"
-else
-  fail "agent log has no line 'endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:${p2:-?} (index)'"
-fi
 ns r2 wgroam status --state-dir "$STATE" | sed 's/^/  /'
 
 kill "$r1_ping" 2>/dev/null

@@ -7,8 +7,9 @@
 # on r1 (no uci in the VM: hub key, endpoint and addresses in its config;
 # delegation off, the LAN client has a static address). r1's WAN address moves
 # between 100.64.0.2 and 100.64.0.3 behind the NAT (break before make, new
-# default route), three times. After each change inbound IPv6 from inet to the
-# LAN client must work again within BOUND_MS, and the roam agent must have
+# default route), three times. Inbound pings from inet to the LAN client run
+# across each change and must be answered again within BOUND_MS (measured by
+# ping's own clock, see stream_start in /etc/vm-lib.sh), and the roam agent must have
 # reacted once per change (status: reactions, last_reaction naming the removed
 # address; log: "uplink reaction").
 #
@@ -23,12 +24,11 @@ set -u
 # shellcheck source=tests/vm/lib.sh
 . /etc/vm-lib.sh
 
-# The lab (wireguard-go at native speed) asserts 1 s and measures ~0.25 s.
-# Under TCG every process start costs tens of milliseconds and a handshake's
-# crypto is slow; the VM asserts BOUND_MS and prints the measured value, and
-# whether the lab's 1 s was met.
-BOUND_MS=3000
-LAB_BOUND_MS=1000
+# The lab's bound (wireguard-go at native speed; it measures ~0.25 s). Under
+# TCG on a 2-core host with load ~5 the VM measured 0.35-0.51 s by ping's
+# clock (the agent's 200 ms debounce included); polling for the first reply
+# adds up to several hundred ms more, which is why the ping clock is used.
+BOUND_MS=1000
 ROUNDS=3
 HUB_STATE=/run/wgroam-r2
 ROAM_STATE=/run/wgroam-r1
@@ -89,21 +89,39 @@ while [ "$round" -le "$ROUNDS" ]; do
   if [ "$old" = "$R1_WAN4_A" ]; then new=$R1_WAN4_B; else new=$R1_WAN4_A; fi
   old_port=$(nat_port "$old" "")
   step "round $round: r1's WAN address $old -> $new"
+  # Inbound pings run across the change: r2 keeps its session and sends them
+  # to the stale mapping (lost) until r1's new handshake or packet arrives.
+  stream_start inet "$LAN6" 15
+  if ! wait_for 5 stream_answered 1; then
+    stream_stop
+    fail "round $round: inbound pings inet -> LAN client not answered before the change"
+    break
+  fi
+  j=$stream_top
   t0=$(now_ms)
   must ip_batch r1 <<EOF
 addr del $old/24 dev wan
 addr add $new/24 dev wan
 route replace default via $NAT_IN4 dev wan
 EOF
-  took=$(inbound_ms inet "$LAN6" 10 "$t0")
-  times="$times ${took:-none}"
-  if [ -z "$took" ]; then
-    fail "round $round: inbound ping inet -> LAN client still failing 10 s after the change"
-  elif [ "$took" -le "$BOUND_MS" ]; then
-    pass "round $round: inbound ping inet -> LAN client works ${took} ms after the change (bound ${BOUND_MS} ms)"
+  if wait_for 10 stream_is_back "$j"; then
+    seen=$(($(now_ms) - t0))
+    m=${stream_back% *}
+    rtt=${stream_back#* }
+    back=$(((m - j) * 50 + rtt))
+    times="$times $back"
+    echo "timing: seq $j answered before the change, seq $m first after the gap (round trip $rtt ms):" \
+      "back within $back ms by ping's clock; seen by polling after $seen ms"
+    if [ "$back" -le "$BOUND_MS" ]; then
+      pass "round $round: inbound ping inet -> LAN client back within $back ms of the change (bound ${BOUND_MS} ms)"
+    else
+      fail "round $round: inbound ping inet -> LAN client back only after $back ms (bound ${BOUND_MS} ms)"
+    fi
   else
-    fail "round $round: inbound ping inet -> LAN client took ${took} ms (bound ${BOUND_MS} ms)"
+    times="$times none"
+    fail "round $round: inbound pings inet -> LAN client still unanswered 10 s after the change"
   fi
+  stream_stop
   new_port=$(nat_port "$new" "")
   ep=$(r2_endpoint)
   if [ -n "$new_port" ] && [ "$ep" = "$NAT_OUT4:$new_port" ] && [ "$new_port" != "$old_port" ]; then
@@ -129,7 +147,7 @@ EOF
   reactions=$n
   round=$((round + 1))
 done
-echo "timing: inbound IPv6 back after (ms):$times (lab bound ${LAB_BOUND_MS} ms, lab measures ~250 ms)"
+echo "timing: inbound IPv6 back within (ms):$times (bound ${BOUND_MS} ms; the lab measures ~250 ms)"
 lines=$(grep -c "wg1: uplink reaction" /tmp/agent-r1.log)
 if [ "$lines" -ge "$ROUNDS" ]; then
   pass "roam agent logged $lines uplink reactions"
