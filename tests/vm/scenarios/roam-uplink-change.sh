@@ -148,11 +148,11 @@ EOF
   round=$((round + 1))
 done
 echo "timing: inbound IPv6 back within (ms):$times (bound ${BOUND_MS} ms; the lab measures ~250 ms)"
-lines=$(grep -c "wg1: uplink reaction" /tmp/agent-r1.log)
-if [ "$lines" -ge "$ROUNDS" ]; then
-  pass "roam agent logged $lines uplink reactions"
+lines=$(grep -c "wg1: uplink reaction: address .* removed" /tmp/agent-r1.log)
+if [ "$lines" -eq "$ROUNDS" ]; then
+  pass "roam agent logged $lines uplink reactions to removed addresses"
 else
-  fail "roam agent logged $lines 'uplink reaction' lines, expected at least $ROUNDS"
+  fail "roam agent logged $lines 'uplink reaction: address ... removed' lines, expected $ROUNDS"
 fi
 echo "roam agent: handshakes forced: $(roam_field handshakes_forced), reactions: $(roam_field reactions)"
 ns r1 wgroam status --state-dir "$ROAM_STATE" | sed 's/^/  /'
