@@ -6,12 +6,14 @@
 # except that there is no bridge (no bridge module in the VM): the internet
 # host and the NAT each have their own link to r2.
 #
-#   inet  eth0 2001:db8:ffff::1/64 ----- inet 2001:db8:ffff::2/64   r2 (hub)
-#                                        wan  198.51.100.2/24        wg0 :51820
-#   nat   wan  198.51.100.3/24 --------/                             2001:db8:100::1/64
-#         lan  100.64.0.1/24   (nft masquerade, ports 30000-30999 random)
-#   r1    wan  100.64.0.2/24 default via 100.64.0.1                  wg1 2001:db8:100::2/64
-#         lan  2001:db8:100:1::1/64 -------- eth0 2001:db8:100:1::100/64   lan (client)
+#   inet  (internet host) eth0 2001:db8:ffff::1/64, linked to r2's inet
+#   r2    (hub)  inet 2001:db8:ffff::2/64; wan 198.51.100.2/24, linked to the
+#         NAT's wan; wg0 port 51820, 2001:db8:100::1/64, 2001:db8:100:1::/64 -> wg0
+#   nat   wan 198.51.100.3/24; lan 100.64.0.1/24, linked to r1's wan; nft
+#         masquerade to ports 30000-30999, random
+#   r1    (roam) wan 100.64.0.2/24 (or .3), default via 100.64.0.1;
+#         wg1 2001:db8:100::2/64; lan 2001:db8:100:1::1/64, linked to the client
+#   lan   (client) eth0 2001:db8:100:1::100/64, default via r1
 #
 # r1 has no persistent keepalive. Scenarios using this need "# vm-needs: nft".
 # shellcheck shell=sh disable=SC2034 # the addresses are for the scenarios
@@ -197,7 +199,6 @@ r1_wan_addr() { ns r1 ip -4 -o addr show dev wan | awk '{ sub(/\/.*/, "", $4); p
 
 # r2_endpoint: r1's endpoint as r2's kernel sees it ("(none)" if none).
 r2_endpoint() { ns r2 wg show wg0 endpoints | awk -v k="$R1_PUB" '$1 == k { print $2 }'; }
-r2_endpoint_is() { [ "$(r2_endpoint)" = "$1" ]; }
 
 # nat_port SRC SPORT: the outside port the NAT maps SRC:SPORT -> r2:51820 to
 # (from /proc/net/nf_conntrack; SPORT empty: any). Empty if there is none.
