@@ -139,7 +139,11 @@ pub(super) fn read(r: &mut Reader<'_>) -> RoamOptions {
         if u.starts_with("http://") && u.len() > 7 && !u.contains(char::is_whitespace) {
             o.health_url = Some(u);
         } else {
-            r.bad("health_url", &u, "an http:// URL (checked through the tunnel; https is not built in)");
+            r.bad(
+                "health_url",
+                &u,
+                "an http:// URL (checked through the tunnel; https is not built in)",
+            );
         }
     }
     o.downstream = r.list("downstream");

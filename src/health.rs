@@ -60,8 +60,16 @@ fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 }
 
 /// A TCP connection from `source` (port chosen by the kernel) to `to`.
-pub fn connect_from(source: Option<IpAddr>, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    let family = if to.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET };
+pub fn connect_from(
+    source: Option<IpAddr>,
+    to: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let family = if to.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
     // SAFETY: plain syscall; the descriptor is owned by the TcpStream below.
     let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -180,7 +188,10 @@ pub fn check(url: &str, source: Option<IpAddr>, timeout: Duration) -> (bool, Str
             let from = source.map_or(String::new(), |s| format!(" from {s}"));
             (
                 (200..300).contains(&code),
-                format!("HTTP {code}{from}: {}", body.chars().take(80).collect::<String>()),
+                format!(
+                    "HTTP {code}{from}: {}",
+                    body.chars().take(80).collect::<String>()
+                ),
             )
         }
         Err(e) => (false, format!("{url}: {e}")),
@@ -223,9 +234,20 @@ mod tests {
 
     #[test]
     fn failures_are_one_line() {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let (ok, detail) = check(&format!("http://127.0.0.1:{port}/"), None, Duration::from_secs(2));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (ok, detail) = check(
+            &format!("http://127.0.0.1:{port}/"),
+            None,
+            Duration::from_secs(2),
+        );
         assert!(!ok);
-        assert!(!detail.contains('\n') && detail.contains("127.0.0.1"), "{detail}");
+        assert!(
+            !detail.contains('\n') && detail.contains("127.0.0.1"),
+            "{detail}"
+        );
     }
 }

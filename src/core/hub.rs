@@ -175,6 +175,13 @@ pub enum Event {
         sender_index: u32,
         receiver_index: u32,
     },
+    /// A handshake initiation this hub sent to a peer (captured outgoing;
+    /// the peer is known from the mac1 under its key).
+    OwnInitiation {
+        iface: String,
+        key: PublicKey,
+        sender_index: u32,
+    },
     /// A transport packet (data or keepalive) that arrived.
     Transport {
         iface: String,
@@ -317,6 +324,18 @@ impl Hub {
             } => {
                 if let Some(i) = self.ifaces.get_mut(&iface)
                     && let Some(key) = i.their_index.get(&receiver_index).copied()
+                {
+                    remember_index(&mut i.our_index, sender_index, key);
+                }
+            }
+            Event::OwnInitiation {
+                iface,
+                key,
+                sender_index,
+            } => {
+                // The peer answers with this index in its transport packets.
+                if let Some(i) = self.ifaces.get_mut(&iface)
+                    && i.peers.contains_key(&key)
                 {
                     remember_index(&mut i.our_index, sender_index, key);
                 }

@@ -494,3 +494,41 @@ fn interface_disappearing_and_returning_is_reported_once() {
     assert_eq!(gone(&mut h), 0);
     assert!(!h.ifaces[WG].up);
 }
+
+#[test]
+fn sessions_the_hub_initiated_are_recognised_after_another_restart() {
+    let mut h = hub();
+    observe(&mut h, T0, vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)]);
+    // After a first recovery the hub initiated the new session itself.
+    h.handle(
+        T0,
+        Event::OwnInitiation {
+            iface: WG.into(),
+            key: key(1),
+            sender_index: 0xcccc,
+        },
+    );
+    // For a peer we do not have: never remembered.
+    h.handle(
+        T0,
+        Event::OwnInitiation {
+            iface: WG.into(),
+            key: key(9),
+            sender_index: 0xdddd,
+        },
+    );
+    let t1 = T0.after_ms(3000);
+    observe(&mut h, t1, vec![snap(1, Some("203.0.113.5:30001"), None, 0)]);
+    let tr = |h: &mut Hub, idx| {
+        h.handle(
+            t1.after_ms(100),
+            Event::Transport {
+                iface: WG.into(),
+                from: ep("203.0.113.5:31111"),
+                receiver_index: idx,
+            },
+        )
+    };
+    assert!(moves(&tr(&mut h, 0xdddd)).is_empty());
+    assert_eq!(moves(&tr(&mut h, 0xcccc)), vec![ep("203.0.113.5:31111")]);
+}
