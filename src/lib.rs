@@ -17,6 +17,7 @@ pub mod delegation;
 pub mod handshake;
 pub mod health;
 pub mod logging;
+pub mod ndp;
 pub mod network;
 pub mod persist;
 pub mod probe;
