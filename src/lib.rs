@@ -22,6 +22,7 @@ pub mod network;
 pub mod persist;
 pub mod probe;
 pub mod roam_runtime;
+pub mod relay;
 pub mod rtnl;
 pub mod signals;
 pub mod state;
