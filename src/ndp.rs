@@ -416,6 +416,10 @@ fn serve(fd: &OwnedFd, index: u32, mac: [u8; 6], wan: &str, s: &Shared) -> io::R
             answer(&ns, l2, &t, mac)
         };
         let Some(advert) = advert else { continue };
+        // Once told to stop, not one more answer.
+        if s.stop.load(Ordering::Relaxed) {
+            break;
+        }
         if !budget.take(started.elapsed().as_millis() as u64) {
             continue;
         }

@@ -656,11 +656,12 @@ impl Relay {
             .collect();
         for wan in gone {
             self.ndp.remove(&wan);
-            log(out, Level::Info, format!("{wan}: NDP proxy off"));
+            // Logged once it is off, so the line means it.
             out.push(RelayAction::NdpTargets {
-                wan,
+                wan: wan.clone(),
                 targets: Vec::new(),
             });
+            log(out, Level::Info, format!("{wan}: NDP proxy off"));
         }
         for (wan, targets) in want {
             if self.ndp.get(&wan) == Some(&targets) {

@@ -79,6 +79,15 @@ lab_spawn radvd inet radvd -n -C "$LAB_DIR/radvd.conf" -p "$LAB_DIR/radvd.pid" -
 lab_wait_for 10 has_ra_default || fail "r2 learned no default route from radvd: $(cat "$(lab_log radvd)")"
 t "r2 (forwarding 0, accept_ra 1) learned: $(ra_default)"
 
+# Control (the seed bug): forwarding on while accept_ra is 1 purges the RA default
+# route. (Only a freshly learned one: the kernel marks the table when an RA adds a
+# default route and clears the mark on every purge, so test this first.)
+r2 sysctl -q -w net.ipv6.conf.all.forwarding=1
+! has_ra_default || fail "control: the kernel kept the RA route (the test would prove nothing)"
+t "control: forwarding 1 with accept_ra 1 purges the RA default route"
+r2 sysctl -q -w net.ipv6.conf.all.forwarding=0
+lab_wait_for 10 has_ra_default || fail "r2 did not learn the RA default route again"
+
 # The lab routes r1's prefix itself; take that away so the agent has to.
 ip -n wgr-r2 route del "$PREFIX" dev wg0
 no_prefix_route || fail "lab route still there"
@@ -125,14 +134,6 @@ no_prefix_route || fail "route left after a clean stop: $(prefix_routes)"
 [ "$(r2_sysctl all/forwarding)" = 0 ] || fail "forwarding not restored to 0"
 [ "$(r2_sysctl wan/accept_ra)" = 1 ] || fail "accept_ra not restored to 1"
 t "SIGTERM: route and nft table removed, forwarding 0 and accept_ra 1 restored"
-
-# Control: forwarding on WITHOUT accept_ra 2 first purges the RA default route, which
-# is what the agent's order prevents.
-lab_wait_for 10 has_ra_default || fail "no RA default route after the stop"
-r2 sysctl -q -w net.ipv6.conf.all.forwarding=1
-! has_ra_default || fail "control: the kernel kept the RA route anyway (test proves nothing)"
-t "control: forwarding 1 with accept_ra 1 purges the RA default route"
-r2 sysctl -q -w net.ipv6.conf.all.forwarding=0
 
 # --- Run 2 and 3: crash and restart ---------------------------------------------
 agent_start
