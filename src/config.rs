@@ -227,9 +227,16 @@ fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
     let relay = match r.single("relay").as_deref() {
         None | Some("off" | "0") => RelayMode::Off,
         Some("nft") => RelayMode::Nft,
-        Some("fw4") => RelayMode::Fw4,
+        Some("fw4") => {
+            r.bad(
+                "relay",
+                "fw4",
+                "off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
+            );
+            RelayMode::Off
+        }
         Some(v) => {
-            r.bad("relay", v, "off, nft or fw4");
+            r.bad("relay", v, "off or nft");
             RelayMode::Off
         }
     };

@@ -206,7 +206,11 @@ fn hub_network_options_are_validated_one_line_each() {
         ),
         (
             &[("relay", "iptables"), ("wan", "eth1")],
-            "wgroam.wg0.relay: 'iptables' is not valid; expected off, nft or fw4",
+            "wgroam.wg0.relay: 'iptables' is not valid; expected off or nft",
+        ),
+        (
+            &[("relay", "fw4"), ("wan", "eth1")],
+            "wgroam.wg0.relay: 'fw4' is not valid; expected off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
         ),
         (
             &[("wan", "eth/1")],

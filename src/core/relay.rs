@@ -79,8 +79,6 @@ pub enum RelayMode {
     Off,
     /// Own nftables table `inet wgroam`.
     Nft,
-    /// OpenWrt firewall zone via uci (not applied by this core yet).
-    Fw4,
 }
 
 impl RelayMode {
@@ -88,7 +86,6 @@ impl RelayMode {
         match self {
             RelayMode::Off => "off",
             RelayMode::Nft => "nft",
-            RelayMode::Fw4 => "fw4",
         }
     }
 }
