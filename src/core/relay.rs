@@ -409,6 +409,10 @@ impl Relay {
 
     /// Brings the system towards the desired state.
     pub fn reconcile(&mut self, now_ms: u64, facts: &Facts) -> Vec<RelayAction> {
+        // Actions that keep failing are re-recorded every RETRY_MS; the
+        // others were carried out long ago and are forgotten.
+        self.inflight
+            .retain(|_, t| now_ms.saturating_sub(*t) < 2 * RETRY_MS);
         let mut out = Vec::new();
         self.sysctls(now_ms, facts, false, &mut out);
         self.routes(now_ms, facts, false, &mut out);

@@ -691,3 +691,22 @@ fn everything_on_in_order_and_undone_on_stop() {
         ]
     );
 }
+
+#[test]
+fn a_route_lost_much_later_is_added_again_without_a_retry_warning() {
+    let mut r = Relay::new();
+    let missing = facts(iface(routes_only()), vec![]);
+    let there = facts(iface(routes_only()), vec![ours("2001:db8:100:1::/64", WG)]);
+    r.reconcile(0, &missing);
+    assert_eq!(
+        acts(r.reconcile(ROUTE_GRACE_MS, &missing)),
+        [add("2001:db8:100:1::/64")]
+    );
+    r.reconcile(ROUTE_GRACE_MS + 500, &there);
+    // An hour later somebody deletes it (ifup): added again, as news.
+    r.reconcile(3_600_000, &missing);
+    let out = r.reconcile(3_600_000 + ROUTE_GRACE_MS, &missing);
+    assert_eq!(acts(out.clone()), [add("2001:db8:100:1::/64")]);
+    assert!(!logs(&out)[0].contains("retrying"), "{out:?}");
+    assert!(r.inflight.len() <= 1, "old actions are forgotten");
+}
