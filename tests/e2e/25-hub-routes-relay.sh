@@ -18,7 +18,6 @@ fail() {
   echo "--- agent log"; agent_hub_log || true
   exit 1
 }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 
 PREFIX=2001:db8:100:1::/64
 CONF=$LAB_DIR/r2/wgroam.conf
