@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::core::Level;
+use crate::core::relay::{HubNet, RelayMode};
 use crate::uci::parse::parse_config;
 use crate::uci::{Section, Value};
 use crate::wg::BackendChoice;
@@ -40,6 +41,8 @@ pub struct Interface {
     pub capture_device: Option<String>,
     /// Roam: how to keep the tunnel and the delegated prefix.
     pub roam: RoamOptions,
+    /// Hub: peer-prefix routes, forwarding, relay policy, NDP proxy.
+    pub net: HubNet,
 }
 
 /// A validated configuration.
@@ -82,7 +85,18 @@ const AGENT_OPTIONS: &[&str] = &[
     "commit_interval",
     "commit_on_stop",
 ];
-const INTERFACE_OPTIONS: &[&str] = &["enabled", "ifname", "backend", "capture", "capture_device"];
+const INTERFACE_OPTIONS: &[&str] = &[
+    "enabled",
+    "ifname",
+    "backend",
+    "capture",
+    "capture_device",
+    "routes",
+    "wan",
+    "forwarding",
+    "relay",
+    "ndp_proxy",
+];
 
 /// Reads one option of a section, recording problems.
 struct Reader<'a> {
@@ -192,6 +206,62 @@ fn label(sec: &Section, index: usize) -> String {
     match &sec.name {
         Some(n) => n.clone(),
         None => format!("@{}[{index}]", sec.stype),
+    }
+}
+
+/// Names that can go into an nft string literal as they are.
+fn nft_safe(s: &str) -> bool {
+    !s.contains(['"', '\\'])
+}
+
+/// The hub's `routes`, `wan`, `forwarding`, `relay` and `ndp_proxy`.
+fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
+    let routes = r.bool("routes", true);
+    let wan = r.single("wan");
+    if let Some(w) = &wan
+        && !(valid_ifname(w) && nft_safe(w))
+    {
+        r.bad("wan", w, "the WAN device, e.g. 'eth1' or 'wan'");
+    }
+    let forwarding = r.bool("forwarding", false);
+    let relay = match r.single("relay").as_deref() {
+        None | Some("off" | "0") => RelayMode::Off,
+        Some("nft") => RelayMode::Nft,
+        Some("fw4") => {
+            r.bad(
+                "relay",
+                "fw4",
+                "off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
+            );
+            RelayMode::Off
+        }
+        Some(v) => {
+            r.bad("relay", v, "off or nft");
+            RelayMode::Off
+        }
+    };
+    let ndp_proxy = r.bool("ndp_proxy", false);
+    if relay == RelayMode::Nft && !nft_safe(ifname) {
+        r.bad("relay", "nft", "an ifname without '\"' or '\\' for nft");
+    }
+    for (opt, value, on) in [
+        ("forwarding", "1", forwarding),
+        ("relay", relay.as_str(), relay != RelayMode::Off),
+        ("ndp_proxy", "1", ndp_proxy),
+    ] {
+        if on && wan.is_none() {
+            r.problems.push(Problem(format!(
+                "wgroam.{}.{opt}: '{value}' needs option wan; expected \"option wan 'DEVICE'\" naming the WAN device",
+                r.label
+            )));
+        }
+    }
+    HubNet {
+        routes,
+        wan,
+        forwarding,
+        relay,
+        ndp_proxy,
     }
 }
 
@@ -346,6 +416,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             continue;
         }
         seen.push(ifname.clone());
+        let net = hub_net(&mut r, &ifname);
         cfg.interfaces.push(Interface {
             name,
             ifname,
@@ -353,6 +424,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             capture,
             capture_device,
             roam,
+            net,
         });
     }
     for sec in sections {

@@ -39,6 +39,8 @@ pub struct HubRuntime<W: WireGuard> {
     persist_dirty: bool,
     status_dirty: bool,
     last_status_ms: u64,
+    /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
+    relay: crate::relay::HubRelay,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
@@ -59,6 +61,7 @@ impl<W: WireGuard> HubRuntime<W> {
             persist_dirty: false,
             status_dirty: true,
             last_status_ms: 0,
+            relay: crate::relay::HubRelay::system(),
         };
         rt.load_uci_peers(now);
         rt
@@ -106,6 +109,8 @@ impl<W: WireGuard> HubRuntime<W> {
                     continue;
                 }
             };
+            self.relay
+                .seen(&i.ifname, view.as_ref().map(|v| v.allowed_ips.clone()));
             let rt = self.runtime.entry(i.ifname.clone()).or_default();
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
@@ -129,6 +134,7 @@ impl<W: WireGuard> HubRuntime<W> {
             );
         }
         self.feed(now, Event::Tick);
+        self.relay.reconcile(now.mono_ms, &self.cfg);
     }
 
     /// Handles one event and carries out the resulting actions.
@@ -300,6 +306,7 @@ pub fn run_hub<W: WireGuard>(
         match signals.take() {
             Some(Signal::Stop) => {
                 rt.feed(now, Event::Stop);
+                rt.relay.stop(&rt.cfg);
                 rt.flush(now, true);
                 emit(Level::Notice, "hub stopped");
                 return Ok(());
