@@ -93,8 +93,8 @@ pending_is_empty() { [ -z "$(uci_r2 changes network)" ]; }
 
 # move_r1 OLD_PORT: NAT rebind + traffic until r1 appears on another port; prints it.
 move_r1() {
-  local attempt p
-  for attempt in 1 2 3 4 5; do
+  local p
+  for _ in 1 2 3 4 5; do
     lab_nat_rebind || return 1
     lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || return 1
     p=$(lab_nat_port_of_r1) || return 1
@@ -107,12 +107,12 @@ move_r1() {
 }
 
 crash_case() {
-  local step=$1 n=$2 pid rc=0 i port
+  local step=$1 n=$2 pid rc=0 port
   crash_start "$step" "$n" || fail "cannot start the agent"
   pid=$(agent_hub_pid)
   # Keep r1 moving: each rebind is an endpoint move (a state write and a uci
   # stage), then a commit one second later.
-  for i in 1 2 3 4 5 6 7 8; do
+  for _ in 1 2 3 4 5 6 7 8; do
     lab_wait_for 1.5 _lab_pid_gone "$pid" && break
     lab_nat_rebind
     lab_exec lan ping -6 -c1 -W1 "$LAB_INET6" >/dev/null 2>&1 || true
