@@ -55,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(r.verify_mac1(&msg));
         if let Ok(who) = r.identify_payload(&msg) {
             // Only a message built with a real key pair gets here.
-            assert_eq!(who.sender_index, u32::from_le_bytes(msg[4..8].try_into().unwrap()));
+            assert_eq!(
+                who.sender_index,
+                u32::from_le_bytes(msg[4..8].try_into().unwrap())
+            );
         }
     }
 });
