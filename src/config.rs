@@ -98,6 +98,28 @@ const INTERFACE_OPTIONS: &[&str] = &[
     "ndp_proxy",
 ];
 
+/// A value as shown in a problem line: control characters (newlines, escape
+/// sequences) escaped, so that every problem stays on one line.
+fn show(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn show_value(v: &Value) -> String {
+    v.values()
+        .iter()
+        .map(|x| format!("'{}'", show(x)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Reads one option of a section, recording problems.
 struct Reader<'a> {
     sec: &'a Section,
@@ -108,8 +130,9 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn bad(&mut self, opt: &str, value: &str, expected: &str) {
         self.problems.push(Problem(format!(
-            "wgroam.{}.{opt}: '{value}' is not valid; expected {expected}",
-            self.label
+            "wgroam.{}.{opt}: '{}' is not valid; expected {expected}",
+            self.label,
+            show(value)
         )));
     }
 
@@ -123,10 +146,11 @@ impl Reader<'_> {
     fn single(&mut self, opt: &str) -> Option<String> {
         match self.sec.get(opt)? {
             Value::Single(v) => Some(v.clone()),
-            Value::List(_) => {
+            v @ Value::List(_) => {
                 self.problems.push(Problem(format!(
-                    "wgroam.{}.{opt}: is a list; expected a single 'option {opt}'",
-                    self.label
+                    "wgroam.{}.{opt}: is a list ({}); expected a single 'option {opt}'",
+                    self.label,
+                    show_value(v)
                 )));
                 None
             }
@@ -149,7 +173,8 @@ impl Reader<'_> {
         match self.single(opt) {
             None => default,
             Some(v) => match v.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => n,
+                // Digits only: no sign, no spaces (u64's parser accepts '+').
+                Ok(n) if (min..=max).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => {
                     self.bad(opt, &v, &format!("a whole number from {min} to {max}"));
                     default
@@ -158,10 +183,21 @@ impl Reader<'_> {
         }
     }
 
-    fn path(&mut self, opt: &str, default: &str) -> PathBuf {
+    /// An absolute path; with `file`, one naming a file (not ending in '/').
+    fn path(&mut self, opt: &str, default: &str, file: bool) -> PathBuf {
         match self.single(opt) {
             None => PathBuf::from(default),
-            Some(v) if v.starts_with('/') && !v.contains('\0') => PathBuf::from(v),
+            Some(v) if v.starts_with('/') && !v.contains('\0') && !(file && v.ends_with('/')) => {
+                PathBuf::from(v)
+            }
+            Some(v) if file => {
+                self.bad(
+                    opt,
+                    &v,
+                    &format!("an absolute path of a file, e.g. {default}"),
+                );
+                PathBuf::from(default)
+            }
             Some(v) => {
                 self.bad(opt, &v, "an absolute path");
                 PathBuf::from(default)
@@ -170,16 +206,16 @@ impl Reader<'_> {
     }
 
     fn unknown_options(&mut self, known: &[&str]) {
-        let unknown: Vec<String> = self
+        let unknown: Vec<(String, String)> = self
             .sec
             .options
             .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| !known.contains(&n.as_str()))
+            .filter(|(n, _)| !known.contains(&n.as_str()))
+            .map(|(n, v)| (n.clone(), show_value(v)))
             .collect();
-        for n in unknown {
+        for (n, v) in unknown {
             self.problems.push(Problem(format!(
-                "wgroam.{}.{n}: unknown option; expected one of {}",
+                "wgroam.{}.{n}: unknown option ({v}); expected one of {}",
                 self.label,
                 known.join(", ")
             )));
@@ -268,16 +304,27 @@ fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     let text = std::fs::read(path).map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "expected a uci config file there; create it or pass --config PATH"
+            }
+            std::io::ErrorKind::IsADirectory => "expected a uci config file, not a directory",
+            _ => "expected a readable uci config file; check its permissions or pass --config PATH",
+        };
         vec![Problem(format!(
-            "{}: cannot read ({e}); create it or pass --config PATH",
+            "{}: cannot read ({e}); {fix}",
             path.display()
         ))]
     })?;
-    let Ok(text) = String::from_utf8(text) else {
-        return Err(vec![Problem(format!(
-            "{}: not a text file; expected uci syntax (config/option lines)",
-            path.display()
-        ))]);
+    // uci stops reading a line at a NUL byte; such a file is damaged, not config.
+    let text = match String::from_utf8(text) {
+        Ok(t) if !t.contains('\0') => t,
+        _ => {
+            return Err(vec![Problem(format!(
+                "{}: not a text file; expected uci syntax (config/option lines)",
+                path.display()
+            ))]);
+        }
     };
     let sections = parse_config(&path.display().to_string(), &text)
         .map_err(|e| vec![Problem(e.to_string())])?;
@@ -325,6 +372,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
                 Some("hub") => cfg.role = Role::Hub,
                 Some("roam") => cfg.role = Role::Roam,
                 Some(v) => r.bad("role", v, "hub or roam"),
+                None if sec.get("role").is_some() => {} // a list: reported
                 None => r.problems.push(Problem(format!(
                     "wgroam.{}.role: missing; expected 'hub' (static router) or 'roam' (travel router)",
                     r.label
@@ -338,8 +386,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
                 Some("debug") => cfg.log_level = Level::Debug,
                 Some(v) => r.bad("log_level", v, "error, warn, notice, info or debug"),
             }
-            cfg.state_dir = r.path("state_dir", "/var/run/wgroam");
-            cfg.state_file = r.path("state_file", "/var/lib/wgroam/state.json");
+            cfg.state_dir = r.path("state_dir", "/var/run/wgroam", false);
+            cfg.state_file = r.path("state_file", "/var/lib/wgroam/state.json", true);
             cfg.poll_ms = r.number("poll_ms", 500, 100, 10_000);
             cfg.uci = r.bool("uci", true);
             let interval = r.number("commit_interval", 3600, 0, 30 * 86_400);
@@ -411,7 +459,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
         let roam = roam_opts::read(&mut r);
         if seen.contains(&ifname) {
             r.problems.push(Problem(format!(
-                "wgroam.{name}.ifname: '{ifname}' is managed twice; expected one section per interface"
+                "wgroam.{name}.ifname: '{}' is managed twice; expected one section per interface",
+                show(&ifname)
             )));
             continue;
         }
@@ -430,7 +479,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
     for sec in sections {
         if sec.stype != "agent" && sec.stype != "interface" {
             problems.push(Problem(format!(
-                "wgroam: unknown section type '{}'; expected 'agent' or 'interface'",
+                "wgroam.{}: unknown section type '{}'; expected 'agent' or 'interface'",
+                sec.reference(),
                 sec.stype
             )));
         }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod crashpoint;
 pub mod daemon;
 pub mod delegation;
 pub mod handshake;

@@ -24,7 +24,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
+        crate::crashpoint!("persist-before-rename");
         fs::rename(&tmp, path)?;
+        crate::crashpoint!("persist-after-rename");
         if let Some(d) = dir {
             File::open(d)?.sync_all()?;
         }
