@@ -8,7 +8,7 @@ PKGS=(
   build-essential cmake pkg-config libjson-c-dev
   # lab: namespaces, userspace WireGuard, NAT, capture
   iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
-  iputils-ping traceroute ndisc6 radvd strace procps psmisc
+  iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3
   # kernel-WireGuard VM
   qemu-system-x86 busybox-static cpio
 )

@@ -4,19 +4,12 @@
 //! from a config that has any problem.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::core::Level;
+use crate::uci::parse::parse_config;
+use crate::uci::{Section, Value};
 use crate::wg::BackendChoice;
-
-/// A uci section reduced to what validation needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawSection {
-    pub stype: String,
-    pub name: Option<String>,
-    /// Option name, values (one for `option`, any number for `list`), is_list.
-    pub options: Vec<(String, Vec<String>, bool)>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -91,7 +84,7 @@ const INTERFACE_OPTIONS: &[&str] = &["enabled", "ifname", "backend", "capture", 
 
 /// Reads one option of a section, recording problems.
 struct Reader<'a> {
-    sec: &'a RawSection,
+    sec: &'a Section,
     label: String,
     problems: &'a mut Vec<Problem>,
 }
@@ -105,15 +98,16 @@ impl Reader<'_> {
     }
 
     fn single(&mut self, opt: &str) -> Option<String> {
-        let (_, values, is_list) = self.sec.options.iter().rev().find(|(n, _, _)| n == opt)?;
-        if *is_list {
-            self.problems.push(Problem(format!(
-                "wgroam.{}.{opt}: is a list; expected a single 'option {opt}'",
-                self.label
-            )));
-            return None;
+        match self.sec.get(opt)? {
+            Value::Single(v) => Some(v.clone()),
+            Value::List(_) => {
+                self.problems.push(Problem(format!(
+                    "wgroam.{}.{opt}: is a list; expected a single 'option {opt}'",
+                    self.label
+                )));
+                None
+            }
         }
-        values.first().cloned()
     }
 
     fn bool(&mut self, opt: &str, default: bool) -> bool {
@@ -157,7 +151,7 @@ impl Reader<'_> {
             .sec
             .options
             .iter()
-            .map(|(n, _, _)| n.clone())
+            .map(|(n, _)| n.clone())
             .filter(|n| !known.contains(&n.as_str()))
             .collect();
         for n in unknown {
@@ -185,17 +179,36 @@ pub fn valid_uci_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn label(sec: &RawSection, index: usize) -> String {
+fn label(sec: &Section, index: usize) -> String {
     match &sec.name {
         Some(n) => n.clone(),
         None => format!("@{}[{index}]", sec.stype),
     }
 }
 
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
+    let text = std::fs::read(path).map_err(|e| {
+        vec![Problem(format!(
+            "{}: cannot read ({e}); create it or pass --config PATH",
+            path.display()
+        ))]
+    })?;
+    let Ok(text) = String::from_utf8(text) else {
+        return Err(vec![Problem(format!(
+            "{}: not a text file; expected uci syntax (config/option lines)",
+            path.display()
+        ))]);
+    };
+    let sections = parse_config(&path.display().to_string(), &text)
+        .map_err(|e| vec![Problem(e.to_string())])?;
+    from_sections(&sections)
+}
+
 /// Validates sections into a [`Config`], or returns every problem found.
-pub fn from_sections(sections: &[RawSection]) -> Result<Config, Vec<Problem>> {
+pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
     let mut problems = Vec::new();
-    let agents: Vec<(usize, &RawSection)> = sections
+    let agents: Vec<(usize, &Section)> = sections
         .iter()
         .filter(|s| s.stype == "agent")
         .enumerate()

@@ -2,25 +2,23 @@
 
 use super::*;
 
-fn sec(stype: &str, name: Option<&str>, opts: &[(&str, &str)]) -> RawSection {
-    RawSection {
-        stype: stype.into(),
-        name: name.map(Into::into),
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), vec![v.to_string()], false))
-            .collect(),
-    }
+fn sec(stype: &str, name: Option<&str>, opts: &[(&str, &str)]) -> Section {
+    let mut s = Section::new(stype, name);
+    s.options = opts
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::Single(v.to_string())))
+        .collect();
+    s
 }
 
-fn good() -> Vec<RawSection> {
+fn good() -> Vec<Section> {
     vec![
         sec("agent", Some("agent"), &[("role", "hub")]),
         sec("interface", Some("wg0"), &[]),
     ]
 }
 
-fn problems(secs: &[RawSection]) -> Vec<String> {
+fn problems(secs: &[Section]) -> Vec<String> {
     from_sections(secs)
         .unwrap_err()
         .into_iter()
@@ -112,9 +110,10 @@ fn each_bad_option_is_one_line_naming_section_option_value_and_fix() {
     for (stype, opt, value, want) in cases {
         let mut secs = good();
         let i = if *stype == "agent" { 0 } else { 1 };
+        secs[i].options.retain(|(n, _)| n != opt);
         secs[i]
             .options
-            .push((opt.to_string(), vec![value.to_string()], false));
+            .push((opt.to_string(), Value::Single(value.to_string())));
         let p = problems(&secs);
         assert_eq!(p.len(), 1, "{opt}={value}: {p:?}");
         assert!(p[0].starts_with(want), "{opt}={value}: {}", p[0]);
@@ -153,7 +152,7 @@ fn missing_pieces_say_what_to_add() {
 #[test]
 fn a_list_where_an_option_belongs_is_named() {
     let mut secs = good();
-    secs[0].options[0].2 = true;
+    secs[0].options[0].1 = Value::List(vec!["hub".into()]);
     assert!(problems(&secs)[0].contains("wgroam.agent.role: is a list"));
 }
 

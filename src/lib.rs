@@ -4,13 +4,21 @@
 //! everything that does (WireGuard, uci, ubus, capture, netlink, syslog) is an
 //! adapter behind a small trait so the core can be driven by fakes in tests.
 
+pub mod app;
 pub mod bpf;
 pub mod capture;
+pub mod capture_hub;
+pub mod cli;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod handshake;
 pub mod logging;
+pub mod network;
 pub mod persist;
+pub mod signals;
+pub mod state;
+pub mod status;
 pub mod uci;
 pub mod wg;
 pub mod wire;

@@ -46,6 +46,15 @@ pub trait WireGuard {
         key: &PublicKey,
         endpoint: SocketAddr,
     ) -> io::Result<()>;
+    /// Removes and re-adds one existing peer with its own configuration and
+    /// a new endpoint, in one update (see `Action::Rearm`).
+    fn rearm(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        endpoint: SocketAddr,
+    ) -> io::Result<()>;
 }
 
 /// The real thing.
@@ -98,6 +107,13 @@ fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<Device>> {
     }
 }
 
+fn not_configured(ifname: &str, key: &PublicKey) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{ifname}: peer {} is not configured", key.short()),
+    )
+}
+
 impl WireGuard for System {
     fn read(&self, ifname: &str, choice: BackendChoice) -> io::Result<Option<DeviceView>> {
         let Some(d) = get(ifname, choice)? else {
@@ -145,13 +161,35 @@ impl WireGuard for System {
             ));
         };
         if !d.peers.iter().any(|p| p.config.public_key.0 == key.0) {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{ifname}: peer {} is not configured", key.short()),
-            ));
+            return Err(not_configured(ifname, key));
         }
         DeviceUpdate::new()
             .add_peer(PeerConfigBuilder::new(&Key(key.0)).set_endpoint(endpoint))
+            .apply(&iface_name(ifname)?, d.backend)
+    }
+
+    fn rearm(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        endpoint: SocketAddr,
+    ) -> io::Result<()> {
+        let Some(d) = get(ifname, choice)? else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{ifname}: interface does not exist"),
+            ));
+        };
+        let Some(peer) = d.peers.iter().find(|p| p.config.public_key.0 == key.0) else {
+            return Err(not_configured(ifname, key));
+        };
+        let again = PeerConfigBuilder::from_peer_config(peer.config.clone())
+            .replace_allowed_ips()
+            .set_endpoint(endpoint);
+        DeviceUpdate::new()
+            .add_peer(PeerConfigBuilder::new(&Key(key.0)).remove())
+            .add_peer(again)
             .apply(&iface_name(ifname)?, d.backend)
     }
 }

@@ -132,6 +132,9 @@ pub enum Ignored {
     UnknownIndex,
     /// Malformed, truncated or oversized.
     Malformed,
+    /// mac1 fine, but more initiations than the verifier's budget (a flood
+    /// aimed at the two X25519 operations each one costs).
+    RateLimited,
 }
 
 impl Ignored {
@@ -143,6 +146,7 @@ impl Ignored {
             Ignored::Replay => "replay",
             Ignored::UnknownIndex => "unknown_index",
             Ignored::Malformed => "malformed",
+            Ignored::RateLimited => "rate_limited",
         }
     }
 }
@@ -458,9 +462,15 @@ impl Hub {
         let Some(peer) = iface.peers.get_mut(&key) else {
             return self.ignored(now, name, from, Ignored::UnknownPeer, out);
         };
+        let stale = peer.stamp.is_some_and(|s| stamp <= s);
+        if stale && peer.endpoint.is_some_and(|e| e != from) {
+            // A genuine initiation replayed from elsewhere: an attack, not
+            // something the peer did; it says nothing about its health.
+            return self.ignored(now, name, from, Ignored::Replay, out);
+        }
         peer.diag.initiations += 1;
         peer.diag.unanswered += 1;
-        if peer.stamp.is_some_and(|s| stamp <= s) {
+        if stale {
             peer.diag.replays += 1;
             if peer.diag.unanswered >= FAILED_TRIES_FOR_DIAGNOSIS {
                 set_cause(
@@ -633,10 +643,27 @@ impl Hub {
         );
         if apply && peer.kernel_endpoint != Some(to) && peer.present {
             peer.kernel_endpoint = Some(to);
-            out.push(Action::SetEndpoint {
-                iface: name.to_string(),
-                key,
-                endpoint: to,
+            // A fresh peer object is harmless only when the kernel holds no
+            // session and no handshake is under way with this peer.
+            let untouched = peer.last_handshake.is_none() && peer.rx == 0;
+            let rearm = match why {
+                Why::Index => !peer.session_live(now),
+                Why::Restored => untouched,
+                Why::Kernel | Why::Initiation => false,
+            };
+            let (iface, endpoint) = (name.to_string(), to);
+            out.push(if rearm {
+                Action::Rearm {
+                    iface,
+                    key,
+                    endpoint,
+                }
+            } else {
+                Action::SetEndpoint {
+                    iface,
+                    key,
+                    endpoint,
+                }
             });
         }
         out.push(Action::Persist);

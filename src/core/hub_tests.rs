@@ -53,7 +53,9 @@ fn moves(actions: &[Action]) -> Vec<SocketAddr> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::SetEndpoint { endpoint, .. } => Some(*endpoint),
+            Action::SetEndpoint { endpoint, .. } | Action::Rearm { endpoint, .. } => {
+                Some(*endpoint)
+            }
             _ => None,
         })
         .collect()
@@ -186,6 +188,10 @@ fn fresh_initiation_moves_endpoint_at_once_and_replay_never_does() {
     );
     let a = init(&mut h, T0.after_ms(10), "203.0.113.5:30500", 1, (100, 1), 7);
     assert_eq!(moves(&a), vec![ep("203.0.113.5:30500")]);
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Rearm { .. })),
+        "never re-create a peer the kernel is handshaking with"
+    );
     assert_eq!(stages(&a), vec![ep("203.0.113.5:30500")]);
     // The same initiation replayed from elsewhere: ignored, counted.
     for n in 0..1000u32 {

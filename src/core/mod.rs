@@ -32,6 +32,15 @@ pub enum Action {
         key: PublicKey,
         endpoint: SocketAddr,
     },
+    /// Set a peer's endpoint by removing and re-adding the peer with its
+    /// configuration. Only for a peer whose kernel session is gone: it resets
+    /// WireGuard's 5 s handshake rate limit, so the next packet to the peer
+    /// starts a handshake to the new endpoint at once.
+    Rearm {
+        iface: String,
+        key: PublicKey,
+        endpoint: SocketAddr,
+    },
     /// Stage `endpoint_host`/`endpoint_port` of a `network` uci section.
     StageEndpoint {
         section: String,

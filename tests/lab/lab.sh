@@ -27,14 +27,15 @@
 #   This library therefore records an owner (PID + start time) in
 #   /run/wgroam-lab.owner; lab_up waits (bounded, LAB_OWNER_WAIT s) while another live
 #   process owns the lab, and lab_down leaves a lab it does not own alone.
-# - wireguard-go does not unlink its UAPI socket when it exits (it was opened from a
-#   file descriptor): lab_down removes wg0.sock/wg1.sock once our PIDs are gone, else
-#   `wg show` keeps listing dead interfaces.
-# - wireguard-go's TUN device is multicast-capable, so adding an IPv6 address makes the
-#   kernel send MLD reports (and retransmissions) into the tunnel. On r1 (allowed_ips
-#   ::/0) that traffic triggers a handshake at link-up and resets WireGuard's timers,
-#   which kernel WireGuard (no IFF_MULTICAST) never does. An nft rule in each router
-#   drops multicast ICMPv6 (MLD reports, router solicitations) leaving the wg device.
+# - wireguard-go unlinks its UAPI socket on SIGTERM, but not when it dies otherwise
+#   (SIGKILL, SIGPIPE on a closed log pipe, crash): a stale wg0.sock/wg1.sock makes
+#   `wg show` list a dead interface. lab_down removes them once nobody serves them.
+# - wireguard-go's TUN device is multicast-capable, so the kernel sends MLDv2 reports
+#   (to ff02::16) into the tunnel at link-up, with retransmissions (4 packets). On r1
+#   (allowed_ips ::/0) they trigger a handshake by itself and reset WireGuard's timers:
+#   without the rule, r2 knows r1's endpoint right after lab_up, before any traffic.
+#   An nft rule in each router drops multicast ICMPv6 (MLD reports/done, router
+#   solicitations) leaving the wg device, so timers behave as with kernel WireGuard.
 # - A netns whose processes still run cannot really disappear: lab_down kills the
 #   recorded PIDs first (TERM, then KILL after a bounded wait), then deletes the netns.
 # - IPv6 duplicate address detection keeps new addresses "tentative" for ~1-2 s, during
@@ -42,11 +43,6 @@
 # - A process started in the background inherits the shell's stdout: when a test's
 #   output goes to a pipe, a left-over wireguard-go keeps that pipe open forever. All lab
 #   daemons write to log files under /run/wgroam-lab/logs instead.
-# - With a source-specific default route (`from 2001:db8:100::/48`), traffic that r1
-#   itself originates with an unspecified source does not match it: `ping -6
-#   2001:db8:ffff::1` run IN r1 fails with "Network is unreachable" unless given
-#   `-I 2001:db8:100::2`. LAN clients (source inside the /48) are routed fine; r1 can
-#   always reach r2's tunnel address 2001:db8:100::1 (connected route on wg1).
 # - Deleting r1's only WAN address also deletes its IPv4 default route: the uplink
 #   change re-adds it. The address is swapped break-before-make (delete, then add),
 #   like a real change of uplink; adding first would make the new address a secondary
@@ -120,7 +116,8 @@ lab_exec() {
 }
 
 # lab_wait_for TIMEOUT_S CMD...: runs CMD every 50 ms until it succeeds (return 0) or
-# TIMEOUT_S seconds have passed (return 1). CMD's output is discarded.
+# TIMEOUT_S seconds (may be fractional) have passed (return 1). CMD's output is
+# discarded; CMD itself must be bounded (e.g. ping -c1 -W1).
 lab_wait_for() {
   if [ "$#" -lt 2 ]; then
     _lab_err "usage: lab_wait_for TIMEOUT_S CMD..."
@@ -215,8 +212,24 @@ lab_release() {
 # ---------------------------------------------------------------------------
 # Background processes, recorded by PID.
 
-# _lab_spawn NAME NS CMD...: starts CMD in netns NS in the background, output to
-# $LAB_DIR/logs/NAME.log, PID to $LAB_DIR/pids/NAME.pid.
+# lab_spawn NAME NS CMD...: starts CMD in netns NS (r1 or wgr-r1) in the background,
+# stdin from /dev/null, stdout+stderr to $(lab_log NAME), PID in $LAB_DIR/pids/NAME.pid.
+# lab_stop NAME or lab_down stops it (TERM, KILL after 3 s). For daemons under test.
+lab_spawn() {
+  if [ "$#" -lt 3 ]; then
+    _lab_err "usage: lab_spawn NAME NS CMD..."
+    return 2
+  fi
+  _lab_spawn "$1" "$(_lab_ns "$2")" "${@:3}"
+}
+
+lab_log() { echo "$LAB_DIR/logs/$1.log"; }
+
+# lab_pid NAME: PID of a process started with lab_spawn.
+lab_pid() { cat "$LAB_DIR/pids/$1.pid"; }
+
+lab_stop() { _lab_kill_pidfile "$LAB_DIR/pids/$1.pid"; }
+
 _lab_spawn() {
   local name=$1 ns=$2 pid
   shift 2

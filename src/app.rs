@@ -1,0 +1,211 @@
+//! What each command does, wired to the real adapters. `main.rs` only calls
+//! [`main`].
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Args, Check, Cmd, Run, Status};
+use crate::config::{self, Config, Role};
+use crate::core::Level;
+use crate::daemon::{HubRuntime, NetworkConfig, run_hub};
+use crate::logging;
+use crate::network::UciNetwork;
+use crate::signals::{self, Signals};
+use crate::uci::UciCli;
+use crate::wg::{System, WireGuard};
+
+/// Exit codes: 0 fine, 1 runtime failure, 2 bad config or usage, 3 not running.
+pub fn main() -> i32 {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("wgroam {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let Some(cmd) = args.cmd else {
+        eprintln!("wgroam: no command; expected run, status or check (see wgroam --help)");
+        return 2;
+    };
+    match cmd {
+        Cmd::Run(r) => run(&r, &args.uci_confdir, &args.uci_savedir),
+        Cmd::Status(s) => status(&s),
+        Cmd::Check(c) => check(&c, &args.uci_confdir, &args.uci_savedir),
+    }
+}
+
+fn config_path(p: &Option<PathBuf>) -> PathBuf {
+    p.clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
+fn print_problems(problems: &[config::Problem]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+}
+
+fn uci_for(confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> UciCli {
+    UciCli::from_env().with_dirs(confdir.clone(), savedir.clone())
+}
+
+fn network(cfg: &Config, uci: UciCli) -> Option<Box<dyn NetworkConfig>> {
+    cfg.uci
+        .then(|| Box::new(UciNetwork::new(uci)) as Box<dyn NetworkConfig>)
+}
+
+fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
+    let path = config_path(&r.config);
+    let state_dir = r.state_dir.clone();
+    let load = |path: &Path| -> Result<Config, Vec<config::Problem>> {
+        let mut cfg = config::load(path)?;
+        if let Some(d) = &state_dir {
+            cfg.state_dir = d.clone();
+        }
+        Ok(cfg)
+    };
+    let cfg = match load(&path) {
+        Ok(c) => c,
+        Err(p) => {
+            print_problems(&p);
+            return 2;
+        }
+    };
+    logging::init(cfg.log_level, r.stderr);
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wgroam: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let uci = uci_for(
+        &r.uci_confdir.clone().or(confdir.clone()),
+        &r.uci_savedir.clone().or(savedir.clone()),
+    );
+    let reload = || {
+        load(&path).map_err(|p| {
+            p.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
+    let result = match cfg.role {
+        Role::Hub => {
+            let net = network(&cfg, uci);
+            let rt = HubRuntime::new(cfg, System, net, signals::now());
+            run_hub(rt, &signals, &reload)
+        }
+        Role::Roam => Err("role 'roam' is not implemented yet in this build".into()),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            logging::emit(Level::Error, &e);
+            eprintln!("wgroam: {e}");
+            1
+        }
+    }
+}
+
+fn status(s: &Status) -> i32 {
+    let dir = match (&s.state_dir, &s.config) {
+        (Some(d), _) => d.clone(),
+        (None, Some(c)) => match config::load(c) {
+            Ok(cfg) => cfg.state_dir,
+            Err(p) => {
+                print_problems(&p);
+                return 2;
+            }
+        },
+        (None, None) => config::load(Path::new(config::DEFAULT_PATH))
+            .map(|c| c.state_dir)
+            .unwrap_or_else(|_| PathBuf::from("/var/run/wgroam")),
+    };
+    match crate::status::read(&dir) {
+        Ok(v) => {
+            if s.json {
+                println!("{v}");
+            } else {
+                print!("{}", crate::status::human(&v, signals::now().wall));
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            3
+        }
+    }
+}
+
+fn check(c: &Check, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
+    let path = config_path(&c.config);
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(p) => {
+            print_problems(&p);
+            return 2;
+        }
+    };
+    let uci = uci_for(
+        &c.uci_confdir.clone().or(confdir.clone()),
+        &c.uci_savedir.clone().or(savedir.clone()),
+    );
+    let mut problems = Vec::new();
+    println!("config {}: role {}", path.display(), cfg.role.as_str());
+    let net = network(&cfg, uci);
+    for i in &cfg.interfaces {
+        match System.read(&i.ifname, i.backend) {
+            Ok(Some(v)) => println!(
+                "{}: {} backend, listen port {}, {} peers",
+                i.ifname,
+                v.backend,
+                v.listen_port.map_or("-".into(), |p| p.to_string()),
+                v.peers.len()
+            ),
+            Ok(None) => problems.push(format!(
+                "{}: WireGuard interface does not exist; create it (netifd: ifup {}) or fix wgroam.{}.ifname",
+                i.ifname, i.name, i.name
+            )),
+            Err(e) => problems.push(format!(
+                "{}: cannot read WireGuard state ({e}); run as root",
+                i.ifname
+            )),
+        }
+        if let Some(n) = &net {
+            match n.peers(&i.name) {
+                Ok(peers) => {
+                    for p in peers {
+                        println!(
+                            "{}: would follow peer {} and stage network.{}.endpoint_host/endpoint_port",
+                            i.ifname,
+                            p.key.short(),
+                            p.section
+                        );
+                    }
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if i.capture && cfg.role == Role::Hub {
+            match crate::capture_hub::probe(i.capture_device.as_deref()) {
+                Ok(()) => println!(
+                    "{}: would capture handshakes on {}",
+                    i.ifname,
+                    i.capture_device.as_deref().unwrap_or("all devices")
+                ),
+                Err(e) => problems.push(format!(
+                    "{}: packet capture not permitted ({e}); run as root or set wgroam.{}.capture '0'",
+                    i.ifname, i.name
+                )),
+            }
+        }
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    if problems.is_empty() {
+        println!("ok");
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,317 @@
+//! The hub's event loop: one thread, one `poll(2)`. It reads the kernel's
+//! WireGuard view every `poll_ms`, drains captured packets as they arrive,
+//! hands everything to the sans-IO [`Hub`] and carries out its actions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use crate::capture_hub::HubCapture;
+use crate::config::Config;
+use crate::core::hub::{Event, Hub, HubPolicy, UciPeer};
+use crate::core::{Action, Level, Now};
+use crate::logging::emit;
+use crate::signals::{self, Signal, Signals};
+use crate::status::{self, IfaceRuntime};
+use crate::wg::WireGuard;
+
+/// Where the hub finds its peers in uci and stages what it learned.
+pub trait NetworkConfig {
+    /// The `wireguard_<iface>` peer sections of `network`.
+    fn peers(&self, iface: &str) -> Result<Vec<UciPeer>, String>;
+    /// Stages `endpoint_host`/`endpoint_port` of one section (RAM only).
+    fn stage_endpoint(&self, section: &str, endpoint: SocketAddr) -> Result<(), String>;
+    /// Writes staged changes to flash.
+    fn commit(&self) -> Result<(), String>;
+}
+
+/// Minimum spacing of status file rewrites caused by counters alone.
+const STATUS_EVERY_MS: u64 = 1000;
+
+pub struct HubRuntime<W: WireGuard> {
+    cfg: Config,
+    wg: W,
+    net: Option<Box<dyn NetworkConfig>>,
+    hub: Hub,
+    runtime: HashMap<String, IfaceRuntime>,
+    captures: HashMap<String, HubCapture>,
+    started: u64,
+    persist_dirty: bool,
+    status_dirty: bool,
+    last_status_ms: u64,
+}
+
+impl<W: WireGuard> HubRuntime<W> {
+    pub fn new(cfg: Config, wg: W, net: Option<Box<dyn NetworkConfig>>, now: Now) -> Self {
+        let (remembered, problem) = crate::state::load(&cfg.state_file);
+        if let Some(p) = problem {
+            emit(Level::Warn, &p);
+        }
+        let hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+        let mut rt = Self {
+            cfg,
+            wg,
+            net,
+            hub,
+            runtime: HashMap::new(),
+            captures: HashMap::new(),
+            started: now.wall,
+            persist_dirty: false,
+            status_dirty: true,
+            last_status_ms: 0,
+        };
+        rt.load_uci_peers(now);
+        rt
+    }
+
+    /// Applies a new validated config (SIGHUP); learned state is kept.
+    pub fn reload(&mut self, cfg: Config, now: Now) {
+        if names(&cfg) != names(&self.cfg) || policy(&cfg) != policy(&self.cfg) {
+            let remembered = crate::state::from_json(&crate::state::to_json(&self.hub));
+            self.hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+            self.captures.clear();
+        }
+        self.cfg = cfg;
+        self.load_uci_peers(now);
+        emit(Level::Notice, "config reloaded");
+    }
+
+    fn load_uci_peers(&mut self, now: Now) {
+        let Some(net) = &self.net else { return };
+        let mut events = Vec::new();
+        for i in &self.cfg.interfaces {
+            match net.peers(&i.name) {
+                Ok(peers) => events.push(Event::Configured {
+                    iface: i.ifname.clone(),
+                    peers,
+                }),
+                Err(e) => emit(Level::Warn, &e),
+            }
+        }
+        for e in events {
+            self.feed(now, e);
+        }
+    }
+
+    /// Reads every managed interface from the kernel.
+    pub fn observe(&mut self, now: Now) {
+        for i in self.cfg.interfaces.clone() {
+            let view = match self.wg.read(&i.ifname, i.backend) {
+                Ok(v) => v,
+                Err(e) => {
+                    emit(
+                        Level::Warn,
+                        &format!("{}: cannot read WireGuard state: {e}", i.ifname),
+                    );
+                    continue;
+                }
+            };
+            let rt = self.runtime.entry(i.ifname.clone()).or_default();
+            let peers = view.map(|v| {
+                rt.backend = Some(v.backend);
+                rt.listen_port = v.listen_port;
+                if i.capture {
+                    let cap = self.captures.entry(i.ifname.clone()).or_default();
+                    cap.ensure(&i, &v, rt);
+                }
+                v.peers
+            });
+            if peers.is_none() {
+                self.captures.remove(&i.ifname);
+                rt.capture = None;
+            }
+            self.feed(
+                now,
+                Event::Observed {
+                    iface: i.ifname.clone(),
+                    peers,
+                },
+            );
+        }
+        self.feed(now, Event::Tick);
+    }
+
+    /// Handles one event and carries out the resulting actions.
+    pub fn feed(&mut self, now: Now, event: Event) {
+        let actions = self.hub.handle(now, event);
+        self.apply(actions);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            self.status_dirty = true;
+            match a {
+                Action::Log { level, msg } => emit(level, &msg),
+                Action::SetEndpoint {
+                    ref iface,
+                    key,
+                    endpoint,
+                }
+                | Action::Rearm {
+                    ref iface,
+                    key,
+                    endpoint,
+                } => {
+                    let backend = self
+                        .cfg
+                        .interfaces
+                        .iter()
+                        .find(|i| &i.ifname == iface)
+                        .map(|i| i.backend);
+                    let result = backend.map(|b| {
+                        if matches!(a, Action::Rearm { .. }) {
+                            self.wg.rearm(iface, b, &key, endpoint)
+                        } else {
+                            self.wg.set_endpoint(iface, b, &key, endpoint)
+                        }
+                    });
+                    if let Some(Err(e)) = result {
+                        emit(
+                            Level::Error,
+                            &format!("{iface}: cannot set endpoint of peer {}: {e}", key.short()),
+                        );
+                    }
+                }
+                Action::StageEndpoint { section, endpoint } => {
+                    if let Some(net) = &self.net
+                        && let Err(e) = net.stage_endpoint(&section, endpoint)
+                    {
+                        emit(Level::Error, &e);
+                    }
+                }
+                Action::CommitUci => {
+                    if let Some(net) = &self.net
+                        && let Err(e) = net.commit()
+                    {
+                        emit(Level::Error, &e);
+                    }
+                }
+                Action::Persist => self.persist_dirty = true,
+                Action::CaptureTransport { iface, on } => {
+                    if let Some(c) = self.captures.get_mut(&iface) {
+                        c.set_transport(on);
+                    }
+                }
+            }
+        }
+    }
+
+    /// File descriptors to wait on, with the interface each belongs to.
+    pub fn capture_fds(&self) -> Vec<(RawFd, String)> {
+        self.captures
+            .iter()
+            .filter_map(|(n, c)| c.fd().map(|fd| (fd, n.clone())))
+            .collect()
+    }
+
+    /// Drains one interface's capture socket into the core.
+    pub fn drain_capture(&mut self, now: Now, iface: &str) {
+        let events = match self.captures.get_mut(iface) {
+            Some(c) => {
+                let events = c.drain(iface, now.mono_ms);
+                let drops = c.take_drops();
+                if drops > 0 {
+                    self.runtime
+                        .entry(iface.to_string())
+                        .or_default()
+                        .capture_drops += drops;
+                    self.status_dirty = true;
+                }
+                events
+            }
+            None => return,
+        };
+        for e in events {
+            self.feed(now, e);
+        }
+    }
+
+    /// Writes the state and status files when something changed.
+    pub fn flush(&mut self, now: Now, force: bool) {
+        if self.persist_dirty {
+            self.persist_dirty = false;
+            if let Err(e) = crate::state::save(&self.cfg.state_file, &self.hub) {
+                emit(
+                    Level::Error,
+                    &format!("state: cannot write {}: {e}", self.cfg.state_file.display()),
+                );
+            }
+        }
+        let counters_due = now.since_ms(self.last_status_ms) >= STATUS_EVERY_MS;
+        if force || self.status_dirty || counters_due {
+            self.status_dirty = false;
+            self.last_status_ms = now.mono_ms;
+            let runtime = |n: &str| self.runtime.get(n).cloned().unwrap_or_default();
+            let v = status::hub_json(&self.hub, now, self.started, &runtime);
+            if let Err(e) = status::write(&self.cfg.state_dir, &v) {
+                emit(
+                    Level::Error,
+                    &format!("status: cannot write {}: {e}", self.cfg.state_dir.display()),
+                );
+            }
+        }
+    }
+
+    pub fn poll_ms(&self) -> u64 {
+        self.cfg.poll_ms
+    }
+}
+
+fn names(cfg: &Config) -> Vec<String> {
+    cfg.interfaces.iter().map(|i| i.ifname.clone()).collect()
+}
+
+fn policy(cfg: &Config) -> HubPolicy {
+    HubPolicy {
+        commit_after_s: cfg.commit_interval,
+        commit_on_stop: cfg.commit_on_stop,
+    }
+}
+
+/// Runs the hub until SIGTERM. `reload` re-reads and validates the config.
+pub fn run_hub<W: WireGuard>(
+    mut rt: HubRuntime<W>,
+    signals: &Signals,
+    reload: &dyn Fn() -> Result<Config, String>,
+) -> Result<(), String> {
+    emit(
+        Level::Notice,
+        &format!("hub started, managing {}", names(&rt.cfg).join(", ")),
+    );
+    let mut next_poll = 0u64;
+    loop {
+        let now = signals::now();
+        if now.mono_ms >= next_poll {
+            rt.observe(now);
+            next_poll = now.mono_ms + rt.poll_ms();
+        }
+        rt.flush(now, false);
+        let caps = rt.capture_fds();
+        let mut fds = vec![signals.fd()];
+        fds.extend(caps.iter().map(|(fd, _)| *fd));
+        let timeout = next_poll.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
+        let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
+        let now = signals::now();
+        for (i, (_, name)) in caps.iter().enumerate() {
+            if ready[i + 1] {
+                rt.drain_capture(now, name);
+            }
+        }
+        match signals.take() {
+            Some(Signal::Stop) => {
+                rt.feed(now, Event::Stop);
+                rt.flush(now, true);
+                emit(Level::Notice, "hub stopped");
+                return Ok(());
+            }
+            Some(Signal::Reload) => match reload() {
+                Ok(cfg) => rt.reload(cfg, now),
+                Err(e) => emit(
+                    Level::Error,
+                    &format!("reload refused, keeping the running config: {e}"),
+                ),
+            },
+            None => {}
+        }
+    }
+}

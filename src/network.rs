@@ -1,0 +1,85 @@
+//! The hub's view of OpenWrt's `network` config: peers are the
+//! `wireguard_<iface>` sections (netifd ignores peers typed for another
+//! interface, and so do we); learned endpoints are staged in the uci save
+//! directory (RAM) and reach flash only on commit.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::core::PublicKey;
+use crate::core::hub::UciPeer;
+use crate::daemon::NetworkConfig;
+use crate::uci::{Change, Section, UciCli, UciStore};
+
+pub struct UciNetwork<S: UciStore = UciCli> {
+    store: S,
+}
+
+impl<S: UciStore> UciNetwork<S> {
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+}
+
+/// Peers of one interface; a section with a bad key is reported, not fatal.
+pub fn peers_of(iface: &str, sections: &[Section]) -> (Vec<UciPeer>, Vec<String>) {
+    let stype = format!("wireguard_{iface}");
+    let mut peers = Vec::new();
+    let mut problems = Vec::new();
+    for s in sections.iter().filter(|s| s.stype == stype) {
+        let section = s.reference();
+        let Some(key_s) = s.get_single("public_key") else {
+            problems.push(format!(
+                "network.{section}.public_key: missing; this peer is ignored until it has one"
+            ));
+            continue;
+        };
+        let Some(key) = PublicKey::from_base64(key_s) else {
+            problems.push(format!(
+                "network.{section}.public_key: '{key_s}' is not a WireGuard key; expected 44 characters of base64"
+            ));
+            continue;
+        };
+        let endpoint = match (s.get_single("endpoint_host"), s.get_single("endpoint_port")) {
+            (Some(h), port) => {
+                let port = port.and_then(|p| p.parse::<u16>().ok()).unwrap_or(51820);
+                h.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<IpAddr>()
+                    .ok()
+                    .map(|ip| SocketAddr::new(ip, port))
+            }
+            _ => None,
+        };
+        peers.push(UciPeer {
+            section,
+            key,
+            endpoint,
+        });
+    }
+    (peers, problems)
+}
+
+impl<S: UciStore> NetworkConfig for UciNetwork<S> {
+    fn peers(&self, iface: &str) -> Result<Vec<UciPeer>, String> {
+        let sections = self.store.load("network").map_err(|e| e.to_string())?;
+        let (peers, problems) = peers_of(iface, &sections);
+        for p in problems {
+            crate::logging::emit(crate::core::Level::Warn, &p);
+        }
+        Ok(peers)
+    }
+
+    fn stage_endpoint(&self, section: &str, endpoint: SocketAddr) -> Result<(), String> {
+        let host = endpoint.ip().to_string();
+        let port = endpoint.port().to_string();
+        self.store
+            .stage(&[
+                Change::set("network", section, "endpoint_host", &host),
+                Change::set("network", section, "endpoint_port", &port),
+            ])
+            .map_err(|e| e.to_string())
+    }
+
+    fn commit(&self) -> Result<(), String> {
+        self.store.commit("network").map_err(|e| e.to_string())
+    }
+}
