@@ -276,7 +276,7 @@ cat >"$tmp/agent/wgroam" <<EOF
 #!/bin/bash
 trap 'echo USR1 >>"$tmp/signals"' USR1
 trap 'echo USR2 >>"$tmp/signals"' USR2
-for _ in \$(seq 600); do sleep 0.1; done
+for _ in \$(seq 1200); do sleep 0.05; done
 EOF
 chmod +x "$tmp/agent/wgroam"
 "$tmp/agent/wgroam" &
@@ -299,7 +299,7 @@ hotplug() {
   : >"$tmp/signals"
   env -i PATH="$PATH" WGROAM_PIDFILE="$tmp/agent.pid" WGROAM_MANAGED="$tmp/hotrun/managed" \
     WGROAM_SYSNET="$tmp/sys" WGROAM_RUNDIR="$tmp/hotrun" "$@" "${SH[@]}" -c '( . "$1" )' hotplug "$script"
-  sleep 0.3
+  sleep 0.15
   tr '\n' ' ' <"$tmp/signals"
 }
 iface=$data/etc/hotplug.d/iface/95-wgroam
