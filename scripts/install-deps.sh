@@ -8,9 +8,9 @@ PKGS=(
   build-essential cmake pkg-config libjson-c-dev
   # lab: namespaces, userspace WireGuard, NAT, capture
   iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
-  iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3
+  iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3 bc
   # kernel-WireGuard VM
-  qemu-system-x86 busybox-static cpio
+  qemu-system-x86 busybox-static cpio xz-utils
   # router targets: unit tests under qemu-user, zig from PyPI in a venv
   qemu-user-static python3-venv
 )

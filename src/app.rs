@@ -9,6 +9,7 @@ use crate::core::Level;
 use crate::daemon::{HubRuntime, NetworkConfig, run_hub};
 use crate::logging;
 use crate::network::UciNetwork;
+use crate::roam_runtime::{RoamRuntime, run_roam};
 use crate::signals::{self, Signals};
 use crate::uci::UciCli;
 use crate::wg::{System, WireGuard};
@@ -94,7 +95,8 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
             let rt = HubRuntime::new(cfg, System, net, signals::now());
             run_hub(rt, &signals, &reload)
         }
-        Role::Roam => Err("role 'roam' is not implemented yet in this build".into()),
+        Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())
+            .and_then(|rt| run_roam(rt, &signals, &reload)),
     };
     match result {
         Ok(()) => 0,
@@ -136,6 +138,91 @@ fn status(s: &Status) -> i32 {
     }
 }
 
+fn check_hub(problems: &mut Vec<String>, i: &config::Interface, net: Option<&dyn NetworkConfig>) {
+    if let Some(n) = net {
+        match n.peers(&i.name) {
+            Ok(peers) => {
+                for p in peers {
+                    println!(
+                        "{}: would follow peer {} and stage network.{}.endpoint_host/endpoint_port",
+                        i.ifname,
+                        p.key.short(),
+                        p.section
+                    );
+                }
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if i.capture {
+        match crate::capture_hub::probe(i.capture_device.as_deref()) {
+            Ok(()) => println!(
+                "{}: would capture handshakes on {}",
+                i.ifname,
+                i.capture_device.as_deref().unwrap_or("all devices")
+            ),
+            Err(e) => problems.push(format!(
+                "{}: packet capture not permitted ({e}); run as root or set wgroam.{}.capture '0'",
+                i.ifname, i.name
+            )),
+        }
+    }
+}
+
+fn check_roam(
+    problems: &mut Vec<String>,
+    cfg: &Config,
+    i: &config::Interface,
+    uci: &UciCli,
+    view: Option<&crate::wg::DeviceView>,
+) {
+    use crate::uci::UciStore;
+    let network = if cfg.uci {
+        match uci.load("network") {
+            Ok(n) => n,
+            Err(e) => {
+                problems.push(e.to_string());
+                return;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let kernel: Vec<_> = view
+        .map(|v| v.peers.iter().map(|p| (p.key, p.endpoint)).collect())
+        .unwrap_or_default();
+    match crate::roam_runtime::roam_config(i, &network, &kernel) {
+        Ok(rc) => {
+            println!("{}: hub peer {}", i.ifname, rc.hub_key.short());
+            for r in crate::core::roam::Roam::new(rc.clone(), 0)
+                .map(|r| r.desired_routes())
+                .unwrap_or_default()
+            {
+                println!("{}: would keep route {r}", i.ifname);
+            }
+            match rc.hub_tunnel_addr {
+                Some(a) if rc.heartbeat_interval_s > 0 => println!(
+                    "{}: would send a heartbeat to {a} every {} s",
+                    i.ifname, rc.heartbeat_interval_s
+                ),
+                _ => println!("{}: no heartbeat (set hub_tunnel_addr)", i.ifname),
+            }
+            if let Some(p) = rc.prefix {
+                println!(
+                    "{}: would delegate {p} to {} and withdraw it after {} s without the hub",
+                    i.ifname,
+                    i.roam.downstream.join(", "),
+                    rc.grace_s
+                );
+            }
+        }
+        Err(e) => problems.push(e),
+    }
+    if let Err(e) = crate::rtnl::Rtnl::open() {
+        problems.push(format!("rtnetlink: {e}; run as root"));
+    }
+}
+
 fn check(c: &Check, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
     let path = config_path(&c.config);
     let cfg = match config::load(&path) {
@@ -151,52 +238,37 @@ fn check(c: &Check, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32
     );
     let mut problems = Vec::new();
     println!("config {}: role {}", path.display(), cfg.role.as_str());
-    let net = network(&cfg, uci);
+    let net = network(&cfg, uci.clone());
     for i in &cfg.interfaces {
-        match System.read(&i.ifname, i.backend) {
-            Ok(Some(v)) => println!(
-                "{}: {} backend, listen port {}, {} peers",
-                i.ifname,
-                v.backend,
-                v.listen_port.map_or("-".into(), |p| p.to_string()),
-                v.peers.len()
-            ),
-            Ok(None) => problems.push(format!(
-                "{}: WireGuard interface does not exist; create it (netifd: ifup {}) or fix wgroam.{}.ifname",
-                i.ifname, i.name, i.name
-            )),
-            Err(e) => problems.push(format!(
-                "{}: cannot read WireGuard state ({e}); run as root",
-                i.ifname
-            )),
-        }
-        if let Some(n) = &net {
-            match n.peers(&i.name) {
-                Ok(peers) => {
-                    for p in peers {
-                        println!(
-                            "{}: would follow peer {} and stage network.{}.endpoint_host/endpoint_port",
-                            i.ifname,
-                            p.key.short(),
-                            p.section
-                        );
-                    }
-                }
-                Err(e) => problems.push(e),
-            }
-        }
-        if i.capture && cfg.role == Role::Hub {
-            match crate::capture_hub::probe(i.capture_device.as_deref()) {
-                Ok(()) => println!(
-                    "{}: would capture handshakes on {}",
+        let view = match System.read(&i.ifname, i.backend) {
+            Ok(Some(v)) => {
+                println!(
+                    "{}: {} backend, listen port {}, {} peers",
                     i.ifname,
-                    i.capture_device.as_deref().unwrap_or("all devices")
-                ),
-                Err(e) => problems.push(format!(
-                    "{}: packet capture not permitted ({e}); run as root or set wgroam.{}.capture '0'",
-                    i.ifname, i.name
-                )),
+                    v.backend,
+                    v.listen_port.map_or("-".into(), |p| p.to_string()),
+                    v.peers.len()
+                );
+                Some(v)
             }
+            Ok(None) => {
+                problems.push(format!(
+                    "{}: WireGuard interface does not exist; create it (netifd: ifup {}) or fix wgroam.{}.ifname",
+                    i.ifname, i.name, i.name
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "{}: cannot read WireGuard state ({e}); run as root",
+                    i.ifname
+                ));
+                None
+            }
+        };
+        match cfg.role {
+            Role::Hub => check_hub(&mut problems, i, net.as_deref()),
+            Role::Roam => check_roam(&mut problems, &cfg, i, &uci, view.as_ref()),
         }
     }
     for p in &problems {

@@ -38,6 +38,8 @@ pub struct Interface {
     pub capture: bool,
     /// Hub: device to capture on; `None` captures on all devices.
     pub capture_device: Option<String>,
+    /// Roam: how to keep the tunnel and the delegated prefix.
+    pub roam: RoamOptions,
 }
 
 /// A validated configuration.
@@ -95,6 +97,13 @@ impl Reader<'_> {
             "wgroam.{}.{opt}: '{value}' is not valid; expected {expected}",
             self.label
         )));
+    }
+
+    fn list(&mut self, opt: &str) -> Vec<String> {
+        match self.sec.get(opt) {
+            None => Vec::new(),
+            Some(v) => v.values().into_iter().map(str::to_string).collect(),
+        }
     }
 
     fn single(&mut self, opt: &str) -> Option<String> {
@@ -279,7 +288,12 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             label: label(sec, i),
             problems: &mut problems,
         };
-        r.unknown_options(INTERFACE_OPTIONS);
+        let known: Vec<&str> = INTERFACE_OPTIONS
+            .iter()
+            .chain(ROAM_OPTIONS)
+            .copied()
+            .collect();
+        r.unknown_options(&known);
         let Some(name) = sec.name.clone() else {
             r.problems.push(Problem(format!(
                 "wgroam.{}: interface section has no name; expected \"config interface 'wg0'\" naming the netifd interface",
@@ -324,6 +338,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
                 "a Linux interface name, e.g. 'wan' or 'eth1'",
             );
         }
+        let roam = roam_opts::read(&mut r);
         if seen.contains(&ifname) {
             r.problems.push(Problem(format!(
                 "wgroam.{name}.ifname: '{ifname}' is managed twice; expected one section per interface"
@@ -337,6 +352,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             backend,
             capture,
             capture_device,
+            roam,
         });
     }
     for sec in sections {
@@ -359,6 +375,10 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
         Err(problems)
     }
 }
+
+#[path = "config_roam.rs"]
+mod roam_opts;
+pub use roam_opts::{DelegateVia, ROAM_OPTIONS, RoamOptions};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

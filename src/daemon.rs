@@ -160,7 +160,7 @@ impl<W: WireGuard> HubRuntime<W> {
                         .map(|i| i.backend);
                     let result = backend.map(|b| {
                         if matches!(a, Action::Rearm { .. }) {
-                            self.wg.rearm(iface, b, &key, endpoint)
+                            self.wg.rearm(iface, b, &key, Some(endpoint))
                         } else {
                             self.wg.set_endpoint(iface, b, &key, endpoint)
                         }

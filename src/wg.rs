@@ -46,14 +46,15 @@ pub trait WireGuard {
         key: &PublicKey,
         endpoint: SocketAddr,
     ) -> io::Result<()>;
-    /// Removes and re-adds one existing peer with its own configuration and
-    /// a new endpoint, in one update (see `Action::Rearm`).
+    /// Removes and re-adds one existing peer with its own configuration (and
+    /// a new endpoint, if given) in one update: drops its session keys and
+    /// WireGuard's handshake rate limit (see `Action::Rearm`).
     fn rearm(
         &self,
         ifname: &str,
         choice: BackendChoice,
         key: &PublicKey,
-        endpoint: SocketAddr,
+        endpoint: Option<SocketAddr>,
     ) -> io::Result<()>;
 }
 
@@ -173,7 +174,7 @@ impl WireGuard for System {
         ifname: &str,
         choice: BackendChoice,
         key: &PublicKey,
-        endpoint: SocketAddr,
+        endpoint: Option<SocketAddr>,
     ) -> io::Result<()> {
         let Some(d) = get(ifname, choice)? else {
             return Err(io::Error::new(
@@ -184,9 +185,11 @@ impl WireGuard for System {
         let Some(peer) = d.peers.iter().find(|p| p.config.public_key.0 == key.0) else {
             return Err(not_configured(ifname, key));
         };
-        let again = PeerConfigBuilder::from_peer_config(peer.config.clone())
-            .replace_allowed_ips()
-            .set_endpoint(endpoint);
+        let mut again =
+            PeerConfigBuilder::from_peer_config(peer.config.clone()).replace_allowed_ips();
+        if let Some(e) = endpoint {
+            again = again.set_endpoint(e);
+        }
         DeviceUpdate::new()
             .add_peer(PeerConfigBuilder::new(&Key(key.0)).remove())
             .add_peer(again)

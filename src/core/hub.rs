@@ -549,10 +549,17 @@ impl Hub {
             iface.logs_this_minute = (minute, 0);
         }
         iface.logs_this_minute.1 += 1;
+        // Unknown indices are normal after a restart (sessions the hub itself
+        // initiated); only attempts at verification are worth a notice.
+        let level = if why == Ignored::UnknownIndex {
+            Level::Debug
+        } else {
+            Level::Notice
+        };
         if iface.logs_this_minute.1 <= REJECT_LOGS_PER_MINUTE {
             log(
                 out,
-                Level::Notice,
+                level,
                 format!("{name}: ignored packet from {from}: {}", why.as_str()),
             );
         }
@@ -623,7 +630,12 @@ impl Hub {
         else {
             return;
         };
-        let from = peer.endpoint;
+        // Re-applying what we already believe: the kernel is what moved.
+        let from = if peer.endpoint == Some(to) {
+            peer.kernel_endpoint
+        } else {
+            peer.endpoint
+        };
         peer.endpoint = Some(to);
         peer.last_change = Some(Change {
             at_wall: now.wall,

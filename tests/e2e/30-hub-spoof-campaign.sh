@@ -16,19 +16,9 @@ lab_up
 T0=$(agent_ms)
 agent_hub_setup
 agent_hub_start
-pcap=$LAB_DIR/genuine.pcap
-lab_spawn tcpdump-genuine r2 tcpdump --immediate-mode -n -U -i wan -w "$pcap" 'udp dst port 51820 and udp[8] = 1'
-lab_wait_for 5 test -s "$pcap" || fail "tcpdump did not start"
+capture_initiations_start || fail "tcpdump did not start"
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "no tunnel"
-lab_wait_for 3 sh -c "[ \$(stat -c %s '$pcap') -gt 200 ]" || fail "no initiation captured"
-lab_stop tcpdump-genuine
-# pcap: 24-byte file header, 16-byte record header, Ethernet 14, IPv4 20, UDP 8.
-python3 - "$pcap" >"$LAB_DIR/genuine.hex" <<'PY'
-import sys
-d = open(sys.argv[1], "rb").read()
-print(d[24 + 16 + 14 + 20 + 8:][:148].hex())
-PY
-[ "$(head -c2 "$LAB_DIR/genuine.hex")" = 01 ] || fail "captured initiation does not look like one"
+capture_initiations_stop "$LAB_DIR/genuine.hex" || fail "no initiation captured"
 port=$(lab_nat_port_of_r1)
 lab_wait_for 2 agent_hub_endpoint_is "$LAB_NAT_OUT4:$port" || fail "agent did not learn r1"
 t "genuine handshake captured; r1 at :$port"

@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Helpers for e2e tests that run the real wgroam binary inside the lab.
 # Source after tests/lab/lab.sh. The binary is $WGROAM_BIN (scripts/test.sh builds
-# the static musl one), else target/x86_64-unknown-linux-musl/release/wgroam, else
-# target/debug/wgroam.
+# the static musl one), else the newer of the musl release and the debug build.
 
 _agent_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 agent_bin() {
+  if [ -n "${WGROAM_BIN:-}" ]; then
+    [ -x "$WGROAM_BIN" ] || { echo "agent: WGROAM_BIN=$WGROAM_BIN is not executable" >&2; return 1; }
+    echo "$WGROAM_BIN"
+    return 0
+  fi
+  # The newest build wins, so a stale release binary is never tested by mistake.
   local b
-  for b in "${WGROAM_BIN:-}" "$_agent_root/target/x86_64-unknown-linux-musl/release/wgroam" \
-    "$_agent_root/target/debug/wgroam"; do
-    if [ -n "$b" ] && [ -x "$b" ]; then
-      echo "$b"
-      return 0
-    fi
-  done
-  echo "agent: no wgroam binary; build it (cargo build) or set WGROAM_BIN" >&2
-  return 1
+  b=$(ls -t "$_agent_root/target/x86_64-unknown-linux-musl/release/wgroam" \
+    "$_agent_root/target/debug/wgroam" 2>/dev/null | head -n 1)
+  if [ -z "$b" ]; then
+    echo "agent: no wgroam binary; build it (cargo build) or set WGROAM_BIN" >&2
+    return 1
+  fi
+  echo "$b"
 }
 
 agent_uci_bin() {
@@ -145,3 +148,153 @@ EOF2
 
 # ping_ok NS ADDR: one ICMPv6 echo with a 200 ms deadline.
 ping_ok() { ip netns exec "wgr-$1" ping -6 -c1 -W0.2 "$2" >/dev/null 2>&1; }
+
+# capture_initiations_start: records r2's inbound handshake initiations (pcap).
+capture_initiations_start() {
+  lab_spawn tcpdump-init r2 tcpdump --immediate-mode -n -U -i wan -w "$LAB_DIR/init.pcap" \
+    'udp dst port 51820 and udp[8] = 1'
+  lab_wait_for 5 test -s "$LAB_DIR/init.pcap"
+}
+
+# capture_initiations_stop HEXFILE: stops, writes the first captured initiation's
+# 148 bytes as hex to HEXFILE (pcap header 24, record 16, Ethernet 14, IPv4 20, UDP 8).
+capture_initiations_stop() {
+  lab_wait_for 3 sh -c "[ \$(stat -c %s '$LAB_DIR/init.pcap') -gt 200 ]" || return 1
+  lab_stop tcpdump-init
+  python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); print(d[82:230].hex())' \
+    "$LAB_DIR/init.pcap" >"$1"
+  [ "$(head -c2 "$1")" = 01 ]
+}
+
+# agent_roam_setup [EXTRA_INTERFACE_OPTIONS...]: wgroam config for r1 (plain Linux:
+# no uci, radvd delegation) under $LAB_DIR/r1/.
+agent_roam_setup() {
+  local d=$LAB_DIR/r1 line
+  mkdir -p "$d/run" || return 1
+  {
+    echo "config agent 'agent'"
+    echo "	option role 'roam'"
+    echo "	option uci '0'"
+    echo "	option state_dir '$d/run'"
+    echo "	option state_file '$d/state.json'"
+    echo
+    echo "config interface 'wg1'"
+    echo "	option hub_key '$(lab_r2_pubkey)'"
+    echo "	list endpoint '$LAB_R2_WAN4:$LAB_R2_PORT'"
+    echo "	option prefix '2001:db8:100:1::/64'"
+    echo "	option tunnel_addr '$LAB_R1_TUN6'"
+    echo "	option hub_tunnel_addr '$LAB_R2_TUN6'"
+    echo "	option delegate 'radvd'"
+    echo "	list downstream 'lan'"
+    for line in "$@"; do echo "	$line"; done
+  } >"$d/wgroam.conf" || return 1
+}
+
+agent_roam_start() {
+  local bin d=$LAB_DIR/r1
+  bin=$(agent_bin) || return 1
+  lab_spawn agent-r1 r1 "$bin" run --config "$d/wgroam.conf" --stderr || return 1
+  if ! lab_wait_for 5 test -s "$d/run/status.json"; then
+    echo "agent: roam did not write status within 5 s; log:" >&2
+    cat "$LAB_DIR/logs/agent-r1.log" >&2
+    return 1
+  fi
+}
+
+agent_roam_status() { "$(agent_bin)" status --json --state-dir "$LAB_DIR/r1/run"; }
+agent_roam_log() { cat "$LAB_DIR/logs/agent-r1.log"; }
+
+# roam_lab_prepare: hands r1's IPv6 routing and the LAN's addressing to the agent:
+# removes the lab's own default route on r1 and the LAN client's static address and
+# route (the client then configures itself from r1's router advertisements).
+roam_lab_prepare() {
+  ip -n wgr-r1 -6 route del ::/0 from 2001:db8:100::/48 dev wg1 2>/dev/null ||
+    ip -n wgr-r1 -6 route del ::/0 dev wg1 2>/dev/null || true
+  ip -n wgr-lan -6 route del ::/0 via "$LAB_R1_LAN6" 2>/dev/null || true
+  ip -n wgr-lan -6 addr del "$LAB_LAN6/64" dev eth0 2>/dev/null || true
+  ip netns exec wgr-lan sysctl -q -w net.ipv6.conf.eth0.accept_ra=2 >/dev/null
+}
+
+# lan_slaac_addr: the LAN client's address from the delegated /64 (RA), if any.
+lan_slaac_addr() {
+  ip -n wgr-lan -6 -o addr show dev eth0 scope global dynamic 2>/dev/null |
+    awk '$4 ~ /^2001:db8:100:1:/ { sub(/\/.*/, "", $4); print $4; exit }'
+}
+has_lan_slaac() { [ -n "$(lan_slaac_addr)" ]; }
+
+# roam_delegation_is STATE: the roam agent reports delegation STATE.
+roam_delegation_is() { [ "$(agent_roam_status | jq -r '.interfaces[0].delegation.state')" = "$1" ]; }
+
+# nat_block_wireguard / nat_unblock_wireguard: the NAT drops (or passes again)
+# WireGuard to the hub: the tunnel is down without any interface change.
+nat_block_wireguard() {
+  ip netns exec wgr-nat nft -f - <<'EOF2'
+table ip wgr_block {
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    udp dport 51820 drop
+    udp sport 51820 drop
+  }
+}
+EOF2
+}
+nat_unblock_wireguard() { ip netns exec wgr-nat nft delete table ip wgr_block 2>/dev/null || true; }
+
+# agent_roam_setup_uci [EXTRA...]: OpenWrt mode for r1: a uci tree (network with
+# wg1, its hub peer section and lan) and a ubus stand-in that records every command
+# line into $LAB_DIR/r1/ubus.log (there is no ubusd in any registry).
+agent_roam_setup_uci() {
+  local d=$LAB_DIR/r1 line
+  mkdir -p "$d/etc" "$d/save" "$d/run" "$d/bin" || return 1
+  cat >"$d/etc/network" <<EOF2 || return 1
+config interface 'wan'
+	option device 'wan'
+	option proto 'dhcp'
+
+config interface 'lan'
+	option device 'lan'
+	option proto 'static'
+	option ipaddr '$LAB_R1_LAN4'
+	option netmask '255.255.255.0'
+
+config interface 'wg1'
+	option proto 'wireguard'
+	option private_key '(in $LAB_DIR/keys/r1.key)'
+	list addresses '$LAB_R1_TUN6/64'
+
+config wireguard_wg1 'hub'
+	option public_key '$(lab_r2_pubkey)'
+	option endpoint_host '$LAB_R2_WAN4'
+	option endpoint_port '$LAB_R2_PORT'
+	list allowed_ips '::/0'
+EOF2
+  cat >"$d/bin/ubus" <<EOF2 || return 1
+#!/bin/sh
+echo "ubus \$*" >>"$d/ubus.log"
+EOF2
+  chmod +x "$d/bin/ubus"
+  : >"$d/ubus.log"
+  {
+    echo "config agent 'agent'"
+    echo "	option role 'roam'"
+    echo "	option state_dir '$d/run'"
+    echo "	option state_file '$d/state.json'"
+    echo
+    echo "config interface 'wg1'"
+    echo "	option prefix '2001:db8:100:1::/64'"
+    echo "	option hub_tunnel_addr '$LAB_R2_TUN6'"
+    for line in "$@"; do echo "	$line"; done
+  } >"$d/wgroam.conf" || return 1
+}
+
+agent_roam_start_uci() {
+  local bin uci d=$LAB_DIR/r1
+  bin=$(agent_bin) || return 1
+  uci=$(agent_uci_bin) || return 1
+  lab_spawn agent-r1 r1 env WGROAM_UCI_BIN="$uci" WGROAM_UBUS_BIN="$d/bin/ubus" "$bin" run \
+    --config "$d/wgroam.conf" --stderr --uci-confdir "$d/etc" --uci-savedir "$d/save" || return 1
+  lab_wait_for 5 test -s "$d/run/status.json" || { agent_roam_log >&2; return 1; }
+}
+
+# r1_uci ARGS...: the real uci tool on r1's tree (committed + staged).
+r1_uci() { "$(agent_uci_bin)" -c "$LAB_DIR/r1/etc" -t "$LAB_DIR/r1/save" "$@"; }

@@ -1,0 +1,1529 @@
+//! The roam's decisions: keep the IPv6 split tunnel of a travel router alive.
+//!
+//! The travel router sits behind somebody else's IPv4 NAT; its IPv6 comes only
+//! through WireGuard from the hub. Two things break that tunnel, and both are
+//! handled here without touching the system:
+//!
+//! - **Uplink changes** (new WAN address, new gateway, link down/up). The
+//!   kernel's WireGuard caches the source address it last used ("sticky"
+//!   source) and keeps sending from the old one for ~15 s. Setting the peer's
+//!   endpoint again, even to the same value, drops that cache, so a burst of
+//!   rtnetlink events (debounced) becomes one reaction: re-resolve the hub's
+//!   name, [`RoamAction::SetEndpoint`], re-pin the endpoint route, and
+//!   [`RoamAction::Handshake`].
+//! - **Silent breakage** (NAT rebinding with only inbound traffic, hub
+//!   restart). A heartbeat through the tunnel every `heartbeat_interval_s`
+//!   (skipped while packets come in anyway) makes the NAT open a new mapping
+//!   that the hub roams to; when nothing comes back for two intervals the
+//!   session is given up and a fresh handshake is forced.
+//!
+//! # What "forcing a handshake" means (for the adapter)
+//!
+//! Re-setting the endpoint does **not** mark a WireGuard session stale; it
+//! only forgets the cached source address. When the hub still holds the
+//! session, any packet through the tunnel after that is enough: the hub
+//! authenticates it and roams to the new address. When the hub lost the
+//! session (restart), it drops our transport packets and WireGuard would
+//! initiate only after REKEY_TIMEOUT + KEEPALIVE_TIMEOUT (15 s). No netlink or
+//! UAPI call expires a peer's keypairs, so [`RoamAction::Handshake`] asks the
+//! adapter to **re-create the hub peer** with its current settings (remove and
+//! add it in one set-device request: public key, preshared key, endpoint,
+//! allowed IPs, persistent keepalive), which drops the keypairs, and then to
+//! send the probe packet (an ICMPv6 echo to the hub's tunnel address); with no
+//! keypair WireGuard initiates at once. A fresh initiation carries a TAI64N
+//! timestamp from the wall clock, which is why handshakes are never forced
+//! while the clock is not trusted (the hub would reject it as a replay, and
+//! remember the bogus future stamp if the clock is ahead).
+//!
+//! # Reconciler
+//!
+//! Routes (the source-specific `::/0` into the tunnel and the endpoint pin
+//! route) and the prefix delegation are desired state computed from facts.
+//! The adapter reports what is applied ([`RoamEvent::RoutesObserved`], a dump
+//! of the route table); only the difference is emitted, the same action is
+//! not repeated within [`ROUTE_RETRY_MS`], and only routes carrying
+//! [`ROUTE_PROTO`] are ever deleted. A restarted agent finds its routes in the
+//! dump and does nothing.
+//!
+//! # Daemon contract
+//!
+//! - Send [`RoamEvent::Observed`] about once a second and
+//!   [`RoamEvent::RoutesObserved`] at start, after carrying out route actions
+//!   and whenever rtnetlink reports a change; the dump must include the main
+//!   table (gateways are read from it) and the configured table.
+//! - Send every rtnetlink message as [`RoamEvent::Uplink`].
+//! - Call `handle(now, RoamEvent::Tick)` no later than [`Roam::poll_at`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use super::{Level, Now, PublicKey};
+
+/// The route protocol number marking routes this agent owns (`ip route`
+/// shows `proto 119`). Only routes with it are ever deleted.
+pub const ROUTE_PROTO: u8 = 119;
+/// The kernel's main routing table.
+pub const RT_TABLE_MAIN: u32 = 254;
+/// A route action is not repeated sooner than this while unconfirmed.
+pub const ROUTE_RETRY_MS: u64 = 10_000;
+/// WireGuard's REKEY_TIMEOUT: forced handshakes are at least this far apart.
+pub const MIN_HANDSHAKE_GAP_MS: u64 = 5_000;
+/// A session whose handshake is older than this is dead (REJECT_AFTER_TIME).
+const SESSION_LIFETIME_S: u64 = 180;
+/// During continuous churn the reaction waits at most this many debounces.
+const DEBOUNCE_CAP_FACTOR: u64 = 10;
+/// Forced handshakes after a stall back off up to this spacing.
+const MAX_STALL_BACKOFF_MS: u64 = 60_000;
+
+// ---------------------------------------------------------------------------
+// Plain values
+// ---------------------------------------------------------------------------
+
+/// An IP prefix: address with all host bits clear, and a length.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpNet {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpNet {
+    /// The prefix `addr/len`; `None` when `len` is too long for the family
+    /// or `addr` has host bits set.
+    pub fn new(addr: IpAddr, len: u8) -> Option<Self> {
+        let net = Self::truncate(addr, len)?;
+        (net.addr == addr).then_some(net)
+    }
+
+    /// The prefix of length `len` containing `addr` (host bits cleared).
+    pub fn truncate(addr: IpAddr, len: u8) -> Option<Self> {
+        let addr = match addr {
+            IpAddr::V4(a) if len <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) if len <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+            _ => return None,
+        };
+        Some(Self { addr, len })
+    }
+
+    /// The single-address prefix (`/32` or `/128`).
+    pub fn host(addr: IpAddr) -> Self {
+        let len = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, len }
+    }
+
+    /// `0.0.0.0/0` or `::/0`.
+    pub fn default_route(v6: bool) -> Self {
+        let addr = if v6 {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        Self { addr, len: 0 }
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    pub fn is_ipv6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `ip` lies inside this prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv6() == self.is_ipv6()
+            && Self::truncate(ip, self.len).is_some_and(|n| n.addr == self.addr)
+    }
+
+    /// `other` lies entirely inside this prefix.
+    pub fn contains_net(&self, other: &IpNet) -> bool {
+        other.len >= self.len && self.contains(other.addr)
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl fmt::Debug for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+
+    /// `addr/len`, or a bare address as a host prefix. Host bits must be clear.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP prefix; expected e.g. 2001:db8::/64"))?;
+        let Some(l) = l else {
+            return Ok(Self::host(addr));
+        };
+        let len: u8 = l
+            .parse()
+            .map_err(|_| format!("'{s}': prefix length '{l}' is not a number"))?;
+        match Self::truncate(addr, len) {
+            None => Err(format!("'{s}': prefix length {len} is too long")),
+            Some(n) if n.addr != addr => Err(format!(
+                "'{s}': host bits set; the prefix is {}",
+                IpNet { addr: n.addr, len }
+            )),
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// One route as the kernel holds it (unicast only).
+///
+/// Two routes with the same [`Route::key`] cannot coexist with different
+/// next hops (IPv4) or would become a multipath route (IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Route {
+    pub table: u32,
+    pub dst: IpNet,
+    /// Source prefix of a source-specific (IPv6) route.
+    pub src: Option<IpNet>,
+    pub gateway: Option<IpAddr>,
+    /// Output interface index.
+    pub oif: Option<u32>,
+    /// Priority; IPv6 routes added with 0 get 1024 from the kernel, so the
+    /// core never asks for 0 on IPv6.
+    pub metric: u32,
+    pub proto: u8,
+}
+
+impl Route {
+    /// What identifies a route in the kernel's table.
+    pub fn key(&self) -> (u32, IpNet, Option<IpNet>, u32) {
+        (self.table, self.dst, self.src, self.metric)
+    }
+
+    /// Same key and same next hop (the protocol may differ).
+    pub fn same_as(&self, other: &Route) -> bool {
+        self.key() == other.key() && self.gateway == other.gateway && self.oif == other.oif
+    }
+
+    pub fn is_ours(&self) -> bool {
+        self.proto == ROUTE_PROTO
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.dst)?;
+        if let Some(s) = self.src {
+            write!(f, " from {s}")?;
+        }
+        if let Some(g) = self.gateway {
+            write!(f, " via {g}")?;
+        }
+        if let Some(o) = self.oif {
+            write!(f, " dev #{o}")?;
+        }
+        write!(f, " metric {}", self.metric)?;
+        if self.table != RT_TABLE_MAIN {
+            write!(f, " table {}", self.table)?;
+        }
+        Ok(())
+    }
+}
+
+/// A default route's next hop: where the uplink is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gateway {
+    /// `None` for on-link defaults (PPP, LTE).
+    pub via: Option<IpAddr>,
+    pub ifindex: u32,
+}
+
+impl fmt::Display for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.via {
+            Some(v) => write!(f, "{v} dev #{}", self.ifindex),
+            None => write!(f, "dev #{}", self.ifindex),
+        }
+    }
+}
+
+/// The underlay's default gateway of one family: the lowest-metric default
+/// route of `table` that is not source-specific, not ours and not out of
+/// `exclude_oif` (the tunnel).
+pub fn best_default(
+    routes: &[Route],
+    v6: bool,
+    table: u32,
+    exclude_oif: Option<u32>,
+) -> Option<Gateway> {
+    routes
+        .iter()
+        .filter(|r| {
+            r.table == table
+                && r.dst.is_default()
+                && r.dst.is_ipv6() == v6
+                && r.src.is_none_or(|s| s.is_default())
+                && !r.is_ours()
+                && r.oif.is_some()
+                && r.oif != exclude_oif
+        })
+        .min_by_key(|r| r.metric)
+        .map(|r| Gateway {
+            via: r.gateway,
+            ifindex: r.oif.unwrap_or(0),
+        })
+}
+
+/// One rtnetlink notification, reduced to what the roam needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UplinkEvent {
+    /// Interface index (0 when the message names none).
+    pub ifindex: u32,
+    pub change: UplinkChange,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UplinkChange {
+    /// Administratively up and carrier present.
+    LinkUp,
+    LinkDown,
+    LinkGone,
+    /// A usable address appeared (tentative IPv6 addresses are not reported).
+    AddrAdded(IpAddr),
+    AddrRemoved(IpAddr),
+    /// Some route changed: dump again ([`RoamEvent::RoutesObserved`]).
+    RouteChanged,
+    /// The kernel dropped notifications (ENOBUFS): anything may have changed.
+    Lost,
+}
+
+/// How the hub is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEndpoint {
+    Addr(SocketAddr),
+    /// Resolved by the adapter on [`RoamAction::Resolve`].
+    Host {
+        host: String,
+        port: u16,
+    },
+}
+
+/// The roam's configuration (validated by [`RoamConfig::validate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoamConfig {
+    /// The WireGuard interface.
+    pub iface: String,
+    /// The hub peer's public key.
+    pub hub_key: PublicKey,
+    /// The hub's endpoints, preferred first (e.g. its IPv6 and IPv4 address).
+    pub endpoints: Vec<HubEndpoint>,
+    /// The hub peer's `allowed_ips` on this router; the delegated prefix
+    /// must lie inside one of them.
+    pub hub_allowed_ips: Vec<IpNet>,
+    /// This router's own tunnel address (IPv6 default route from it).
+    pub tunnel_addr: Option<Ipv6Addr>,
+    /// The hub's tunnel address: heartbeat probes go there. `None` disables
+    /// heartbeats (liveness then relies on real traffic).
+    pub hub_tunnel_addr: Option<IpAddr>,
+    /// The prefix the hub routes to us, delegated to the LAN.
+    pub prefix: Option<IpNet>,
+    /// Routing table for the tunnel routes.
+    pub table: u32,
+    pub metric: u32,
+    pub debounce_ms: u64,
+    pub heartbeat_interval_s: u64,
+    /// Tunnel down this long → withdraw the prefix from the LAN.
+    pub grace_s: u64,
+    /// Run the health check this often; `None` never.
+    pub health_interval_s: Option<u64>,
+}
+
+impl RoamConfig {
+    /// Defaults for everything but the peer.
+    pub fn new(iface: &str, hub_key: PublicKey, endpoints: Vec<HubEndpoint>) -> Self {
+        Self {
+            iface: iface.to_string(),
+            hub_key,
+            endpoints,
+            hub_allowed_ips: vec![IpNet::default_route(true)],
+            tunnel_addr: None,
+            hub_tunnel_addr: None,
+            prefix: None,
+            table: RT_TABLE_MAIN,
+            metric: 1024,
+            debounce_ms: 200,
+            heartbeat_interval_s: 5,
+            grace_s: 30,
+            health_interval_s: None,
+        }
+    }
+
+    /// Checks everything the core relies on; the error is one line.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.iface.is_empty() {
+            return Err("no WireGuard interface named".into());
+        }
+        if self.endpoints.is_empty() {
+            return Err("no hub endpoint; expected an address:port or host:port".into());
+        }
+        for e in &self.endpoints {
+            match e {
+                HubEndpoint::Addr(a) if a.port() == 0 => {
+                    return Err(format!("hub endpoint {a}: port 0"));
+                }
+                HubEndpoint::Host { host, port } if host.is_empty() || *port == 0 => {
+                    return Err(format!(
+                        "hub endpoint '{host}:{port}': empty host or port 0"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(p) = self.prefix {
+            if !p.is_ipv6() {
+                return Err(format!("prefix {p} is not IPv6"));
+            }
+            if p.prefix_len() > 64 || p.prefix_len() == 0 {
+                return Err(format!(
+                    "prefix {p} cannot be delegated; expected a length from /1 to /64 (SLAAC needs /64)"
+                ));
+            }
+            if !self.hub_allowed_ips.iter().any(|a| a.contains_net(&p)) {
+                let allowed: Vec<String> =
+                    self.hub_allowed_ips.iter().map(|a| a.to_string()).collect();
+                return Err(format!(
+                    "prefix {p} is not inside the hub peer's allowed_ips ({})",
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ));
+            }
+        }
+        if let Some(t) = self.tunnel_addr
+            && (t.is_unspecified() || t.is_multicast() || t.is_loopback())
+        {
+            return Err(format!("tunnel address {t} is not a unicast address"));
+        }
+        if self.table == 0 || self.table == 255 {
+            return Err(format!(
+                "routing table {} is reserved; expected main (254) or a table of your own",
+                self.table
+            ));
+        }
+        if self.heartbeat_interval_s == 0 || self.heartbeat_interval_s > 3600 {
+            return Err(format!(
+                "heartbeat interval {}s; expected 1 to 3600",
+                self.heartbeat_interval_s
+            ));
+        }
+        if self.debounce_ms > 10_000 {
+            return Err(format!(
+                "debounce {} ms; expected at most 10000",
+                self.debounce_ms
+            ));
+        }
+        if self.health_interval_s == Some(0) {
+            return Err("health check interval 0; expected seconds or none".into());
+        }
+        Ok(())
+    }
+
+    fn hosts(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .endpoints
+            .iter()
+            .filter_map(|e| match e {
+                HubEndpoint::Host { host, .. } => Some(host.clone()),
+                HubEndpoint::Addr(_) => None,
+            })
+            .collect();
+        v.dedup();
+        v
+    }
+
+    fn interval_ms(&self) -> u64 {
+        self.heartbeat_interval_s * 1000
+    }
+}
+
+/// What WireGuard reports about the hub peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSnapshot {
+    /// The WireGuard interface's index.
+    pub ifindex: u32,
+    pub endpoint: Option<SocketAddr>,
+    /// Wall-clock seconds of the latest handshake.
+    pub last_handshake: Option<u64>,
+    pub rx: u64,
+    pub tx: u64,
+}
+
+/// Inputs of the roam core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoamEvent {
+    /// A configuration reload; a bad one is logged and ignored.
+    Configured(RoamConfig),
+    /// The hub peer as WireGuard sees it; `None` when the interface (or the
+    /// peer) is missing.
+    Observed(Option<TunnelSnapshot>),
+    /// The routes currently in the kernel (main table and the configured one).
+    RoutesObserved(Vec<Route>),
+    Uplink(UplinkEvent),
+    Resolved {
+        host: String,
+        addrs: Vec<IpAddr>,
+    },
+    ResolveFailed {
+        host: String,
+        error: String,
+    },
+    /// The wall clock is known to be right (NTP synced).
+    ClockSynced,
+    HealthResult {
+        ok: bool,
+        detail: String,
+    },
+    Tick,
+}
+
+/// What the roam core asks the adapters to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoamAction {
+    /// Resolve the hub's name; answer with `Resolved` or `ResolveFailed`.
+    Resolve {
+        host: String,
+    },
+    /// Set the peer's endpoint, even if unchanged: drops the sticky source.
+    SetEndpoint {
+        iface: String,
+        key: PublicKey,
+        endpoint: SocketAddr,
+    },
+    /// Drop the peer's session (re-create it with its current settings in
+    /// one request), then send a probe to `probe` through the tunnel so
+    /// WireGuard initiates now. See the module documentation.
+    Handshake {
+        iface: String,
+        key: PublicKey,
+        probe: Option<IpAddr>,
+    },
+    /// Send one small packet (ICMPv6 echo) to `to` through the tunnel.
+    SendHeartbeat {
+        iface: String,
+        to: IpAddr,
+    },
+    /// Add a route; EEXIST counts as done.
+    AddRoute(Route),
+    /// Delete a route (matching its protocol); ESRCH counts as done.
+    DelRoute(Route),
+    /// Hand the prefix to the LAN (uci `network.<wg>.ip6prefix` + `ubus call
+    /// network reload`, or an address on the LAN and radvd on plain Linux).
+    Delegate {
+        prefix: IpNet,
+    },
+    /// Take the prefix back: clients deprecate it.
+    Withdraw {
+        prefix: IpNet,
+    },
+    /// Run the health check; answer with `HealthResult`.
+    HealthCheck,
+    Log {
+        level: Level,
+        msg: String,
+    },
+}
+
+/// The prefix delegation as last commanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delegation {
+    /// Nothing commanded yet since start.
+    Unknown,
+    Delegated(IpNet),
+    Withdrawn(IpNet),
+}
+
+/// A moment labelled for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    pub at_wall: u64,
+    pub what: String,
+}
+
+/// The result of the latest health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub ok: bool,
+    pub detail: String,
+    pub at_wall: u64,
+}
+
+/// Everything `status` shows about the roam.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoamStatus {
+    /// The latest reload was rejected: why (the previous config stays).
+    pub config_error: Option<String>,
+    pub clock_ok: bool,
+    /// The WireGuard interface and hub peer exist.
+    pub tunnel_present: bool,
+    /// Packets come back from the hub.
+    pub tunnel_up: bool,
+    pub down_since_wall: Option<u64>,
+    /// The endpoint this agent set.
+    pub endpoint: Option<SocketAddr>,
+    /// The endpoint WireGuard reports.
+    pub kernel_endpoint: Option<SocketAddr>,
+    pub last_handshake: Option<u64>,
+    pub rx: u64,
+    pub tx: u64,
+    pub gateway_v4: Option<Gateway>,
+    pub gateway_v6: Option<Gateway>,
+    pub delegation: Delegation,
+    pub delegation_changed: Option<Stamped>,
+    pub last_reaction: Option<Stamped>,
+    pub reactions: u64,
+    pub handshakes_forced: u64,
+    pub heartbeats: u64,
+    pub health: Option<Health>,
+}
+
+// ---------------------------------------------------------------------------
+// The core
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Pending {
+    first_ms: u64,
+    last_ms: u64,
+    why: String,
+    /// An uplink really changed: force a handshake (not just at start).
+    force: bool,
+}
+
+/// The sans-IO roam: feed it events, carry out the actions it returns.
+#[derive(Debug, Clone)]
+pub struct Roam {
+    cfg: RoamConfig,
+    not_before_wall: u64,
+    synced: bool,
+    status: RoamStatus,
+    start_ms: Option<u64>,
+    /// Monotonic ms of the latest event handled.
+    last_ms: u64,
+
+    // Tunnel.
+    ifindex: Option<u32>,
+    present: bool,
+    absent_since: Option<u64>,
+    last_rx_ms: Option<u64>,
+    unanswered_since: Option<u64>,
+    last_heartbeat_ms: Option<u64>,
+    next_stall_ms: Option<u64>,
+    stalls: u32,
+    last_forced_ms: Option<u64>,
+
+    // Uplink.
+    links: BTreeMap<u32, bool>,
+    addrs: BTreeMap<u32, BTreeSet<IpAddr>>,
+    gw4: Option<Gateway>,
+    gw6: Option<Gateway>,
+    /// The last IPv6 gateway seen: the pin route survives a gap.
+    pin_gw: Option<Gateway>,
+    pending: Option<Pending>,
+
+    // Endpoint.
+    resolved: BTreeMap<String, Vec<IpAddr>>,
+    candidate: usize,
+
+    // Applied state.
+    routes: Option<Vec<Route>>,
+    inflight: BTreeMap<(bool, Route), u64>,
+    next_health_ms: Option<u64>,
+
+    /// Last message per topic: conditions are logged once, not per event.
+    logged: BTreeMap<&'static str, String>,
+}
+
+impl Roam {
+    /// A roam core for a validated configuration. `not_before_wall` is the
+    /// build time: a wall clock earlier than that is certainly wrong.
+    pub fn new(cfg: RoamConfig, not_before_wall: u64) -> Result<Self, String> {
+        cfg.validate()
+            .map_err(|e| format!("{}: configuration rejected: {e}", cfg.iface))?;
+        Ok(Self {
+            cfg,
+            not_before_wall,
+            synced: false,
+            status: RoamStatus {
+                config_error: None,
+                clock_ok: false,
+                tunnel_present: false,
+                tunnel_up: false,
+                down_since_wall: None,
+                endpoint: None,
+                kernel_endpoint: None,
+                last_handshake: None,
+                rx: 0,
+                tx: 0,
+                gateway_v4: None,
+                gateway_v6: None,
+                delegation: Delegation::Unknown,
+                delegation_changed: None,
+                last_reaction: None,
+                reactions: 0,
+                handshakes_forced: 0,
+                heartbeats: 0,
+                health: None,
+            },
+            start_ms: None,
+            last_ms: 0,
+            ifindex: None,
+            present: false,
+            absent_since: None,
+            last_rx_ms: None,
+            unanswered_since: None,
+            last_heartbeat_ms: None,
+            next_stall_ms: None,
+            stalls: 0,
+            last_forced_ms: None,
+            links: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            gw4: None,
+            gw6: None,
+            pin_gw: None,
+            pending: None,
+            resolved: BTreeMap::new(),
+            candidate: 0,
+            routes: None,
+            inflight: BTreeMap::new(),
+            next_health_ms: None,
+            logged: BTreeMap::new(),
+        })
+    }
+
+    /// What `status` shows.
+    pub fn status(&self) -> &RoamStatus {
+        &self.status
+    }
+
+    /// The configuration in force (the last good one).
+    pub fn config(&self) -> &RoamConfig {
+        &self.cfg
+    }
+
+    /// The routes the core wants right now (for `status` and tests).
+    pub fn desired_routes(&self) -> Vec<Route> {
+        let mut v = Vec::new();
+        let Some(oif) = self.ifindex.filter(|_| self.present) else {
+            return v;
+        };
+        let c = &self.cfg;
+        let into_tunnel = |src: IpNet| Route {
+            table: c.table,
+            dst: IpNet::default_route(true),
+            src: Some(src),
+            gateway: None,
+            oif: Some(oif),
+            metric: c.metric,
+            proto: ROUTE_PROTO,
+        };
+        if let Some(p) = c.prefix {
+            v.push(into_tunnel(p));
+        }
+        if let Some(t) = c.tunnel_addr {
+            let t = IpNet::host(IpAddr::V6(t));
+            if !c.prefix.is_some_and(|p| p.contains_net(&t)) {
+                v.push(into_tunnel(t));
+            }
+        }
+        if let Some(pin) = self.pin_route() {
+            v.push(pin);
+        }
+        v
+    }
+
+    /// The monotonic time by which `Tick` must be handled.
+    pub fn poll_at(&self) -> Option<u64> {
+        let c = &self.cfg;
+        let iv = c.interval_ms();
+        let mut at: Vec<u64> = Vec::new();
+        if let Some(p) = &self.pending {
+            at.push(
+                (p.last_ms + c.debounce_ms).min(p.first_ms + c.debounce_ms * DEBOUNCE_CAP_FACTOR),
+            );
+        }
+        if self.present && c.hub_tunnel_addr.is_some() {
+            let quiet = self.last_rx_ms.map_or(0, |t| t + iv);
+            let due = self.last_heartbeat_ms.map_or(0, |t| t + iv);
+            at.push(quiet.max(due));
+        }
+        at.extend(self.next_stall_ms);
+        if let Some(t) = self.unanswered_since {
+            at.push(t + 2 * iv);
+        }
+        if let (Some(d), Some(_)) = (self.down_since_ms(u64::MAX), c.prefix)
+            && !matches!(self.status.delegation, Delegation::Withdrawn(_))
+        {
+            at.push(d + c.grace_s * 1000);
+        }
+        at.extend(self.next_health_ms);
+        at.extend(self.inflight.values().map(|t| t + ROUTE_RETRY_MS));
+        // Deadlines already handled whose condition did not hold are no
+        // deadlines: never ask for a busy loop.
+        at.into_iter().filter(|t| *t > self.last_ms).min()
+    }
+
+    /// Handles one event; returns what to do, in order.
+    pub fn handle(&mut self, now: Now, event: RoamEvent) -> Vec<RoamAction> {
+        let mut out = Vec::new();
+        if self.start_ms.is_none() {
+            self.start_ms = Some(now.mono_ms);
+            self.schedule(now, "start", false);
+            if let Some(s) = self.cfg.health_interval_s {
+                self.next_health_ms = Some(now.mono_ms + s * 1000);
+            }
+        }
+        self.last_ms = self.last_ms.max(now.mono_ms);
+        self.update_clock(now, &mut out);
+        match event {
+            RoamEvent::Configured(cfg) => self.configured(now, cfg, &mut out),
+            RoamEvent::Observed(snap) => self.observed(now, snap, &mut out),
+            RoamEvent::RoutesObserved(routes) => self.routes_observed(now, routes),
+            RoamEvent::Uplink(ev) => self.uplink(now, ev),
+            RoamEvent::Resolved { host, addrs } => self.resolved(now, host, addrs, &mut out),
+            RoamEvent::ResolveFailed { host, error } => {
+                let known = self.resolved.get(&host).map_or(0, Vec::len);
+                self.log_once(
+                    &mut out,
+                    "resolve",
+                    Level::Warn,
+                    format!(
+                        "{}: cannot resolve hub '{host}': {error}; {}",
+                        self.cfg.iface,
+                        if known > 0 {
+                            "keeping the last addresses"
+                        } else {
+                            "no address known yet"
+                        }
+                    ),
+                );
+            }
+            RoamEvent::ClockSynced => {
+                self.synced = true;
+                self.update_clock(now, &mut out);
+            }
+            RoamEvent::HealthResult { ok, detail } => self.health_result(now, ok, detail, &mut out),
+            RoamEvent::Tick => {}
+        }
+        self.step(now, &mut out);
+        out
+    }
+
+    // -- events ------------------------------------------------------------
+
+    fn configured(&mut self, now: Now, cfg: RoamConfig, out: &mut Vec<RoamAction>) {
+        if let Err(e) = cfg.validate() {
+            let msg = format!(
+                "{}: configuration rejected: {e}; keeping the previous one",
+                cfg.iface
+            );
+            log(out, Level::Error, msg);
+            self.status.config_error = Some(e);
+            return;
+        }
+        self.status.config_error = None;
+        if cfg == self.cfg {
+            return;
+        }
+        let peer_changed = cfg.iface != self.cfg.iface
+            || cfg.hub_key != self.cfg.hub_key
+            || cfg.endpoints != self.cfg.endpoints;
+        if cfg.health_interval_s != self.cfg.health_interval_s {
+            self.next_health_ms = cfg.health_interval_s.map(|s| now.mono_ms + s * 1000);
+        }
+        if cfg.iface != self.cfg.iface {
+            self.present = false;
+            self.ifindex = None;
+        }
+        self.cfg = cfg;
+        log(
+            out,
+            Level::Info,
+            format!("{}: configuration reloaded", self.cfg.iface),
+        );
+        if peer_changed {
+            self.candidate = 0;
+            self.schedule(now, "configuration changed", false);
+        }
+    }
+
+    fn observed(&mut self, now: Now, snap: Option<TunnelSnapshot>, out: &mut Vec<RoamAction>) {
+        let name = self.cfg.iface.clone();
+        let Some(s) = snap else {
+            self.log_once(
+                out,
+                "tunnel-missing",
+                Level::Warn,
+                format!("{name}: interface or hub peer missing; waiting"),
+            );
+            if self.present || self.absent_since.is_none() {
+                self.absent_since = Some(now.mono_ms);
+            }
+            self.present = false;
+            return;
+        };
+        self.logged.remove("tunnel-missing");
+        if self.ifindex.is_some_and(|i| i != s.ifindex) {
+            log(
+                out,
+                Level::Info,
+                format!("{name}: interface re-created (index {})", s.ifindex),
+            );
+            self.inflight.clear();
+        }
+        if !self.present {
+            // A baseline, not growth: the counters predate us. A live
+            // session counts as evidence; heartbeats check it soon.
+            if self.ifindex.is_some() {
+                log(out, Level::Info, format!("{name}: interface is back"));
+            }
+            // Merges with the start reaction when that is still pending.
+            self.schedule(now, "tunnel interface present", false);
+            self.last_rx_ms = s
+                .last_handshake
+                .is_some_and(|t| now.wall.saturating_sub(t) < SESSION_LIFETIME_S)
+                .then_some(now.mono_ms);
+            self.unanswered_since = None;
+            self.next_stall_ms = None;
+        } else {
+            let grew = |new: u64, old: u64| if new < old { new > 0 } else { new > old };
+            let rx = grew(s.rx, self.status.rx) || s.last_handshake > self.status.last_handshake;
+            let tx = grew(s.tx, self.status.tx);
+            if rx {
+                if let Some(since) = self.down_since_ms(now.mono_ms) {
+                    log(
+                        out,
+                        Level::Notice,
+                        format!(
+                            "{name}: hub answers again after {}s",
+                            now.since_ms(since) / 1000
+                        ),
+                    );
+                }
+                self.last_rx_ms = Some(now.mono_ms);
+                self.unanswered_since = None;
+                self.next_stall_ms = None;
+                self.stalls = 0;
+            } else if tx {
+                self.mark_sent(now);
+            }
+        }
+        self.ifindex = Some(s.ifindex);
+        self.present = true;
+        self.absent_since = None;
+        self.status.kernel_endpoint = s.endpoint;
+        self.status.last_handshake = s.last_handshake;
+        self.status.rx = s.rx;
+        self.status.tx = s.tx;
+    }
+
+    fn routes_observed(&mut self, now: Now, routes: Vec<Route>) {
+        let first = self.routes.is_none();
+        let tunnel = self.ifindex;
+        let gw4 = best_default(&routes, false, RT_TABLE_MAIN, tunnel);
+        let gw6 = best_default(&routes, true, RT_TABLE_MAIN, tunnel);
+        self.inflight.retain(|(add, r), _| {
+            let present = routes.iter().any(|o| o.same_as(r));
+            present != *add
+        });
+        self.routes = Some(routes);
+        if gw6.is_some() {
+            self.pin_gw = gw6;
+        }
+        if !first && (gw4 != self.gw4 || gw6 != self.gw6) {
+            let show = |g: Option<Gateway>| g.map_or("none".to_string(), |g| g.to_string());
+            let why = format!(
+                "gateway v4 {} -> {}, v6 {} -> {}",
+                show(self.gw4),
+                show(gw4),
+                show(self.gw6),
+                show(gw6)
+            );
+            self.gw4 = gw4;
+            self.gw6 = gw6;
+            self.schedule(now, &why, true);
+        } else {
+            self.gw4 = gw4;
+            self.gw6 = gw6;
+        }
+        self.status.gateway_v4 = gw4;
+        self.status.gateway_v6 = gw6;
+    }
+
+    fn uplink(&mut self, now: Now, ev: UplinkEvent) {
+        if self.ifindex == Some(ev.ifindex) && ev.ifindex != 0 {
+            return;
+        }
+        let i = ev.ifindex;
+        let significant = match &ev.change {
+            UplinkChange::LinkUp | UplinkChange::LinkDown => {
+                let up = ev.change == UplinkChange::LinkUp;
+                let prev = self.links.insert(i, up);
+                prev.is_some_and(|p| p != up) && self.is_uplink(i)
+            }
+            UplinkChange::LinkGone => {
+                self.links.remove(&i);
+                self.addrs.remove(&i);
+                if self.pin_gw.is_some_and(|g| g.ifindex == i) {
+                    self.pin_gw = None;
+                }
+                self.is_uplink(i)
+            }
+            UplinkChange::AddrAdded(a) => {
+                !ignorable(*a) && self.addrs.entry(i).or_default().insert(*a) && self.is_uplink(i)
+            }
+            UplinkChange::AddrRemoved(a) => {
+                if let Some(s) = self.addrs.get_mut(&i) {
+                    s.remove(a);
+                }
+                !ignorable(*a) && self.is_uplink(i)
+            }
+            UplinkChange::RouteChanged => false,
+            UplinkChange::Lost => true,
+        };
+        if significant {
+            let why = match &ev.change {
+                UplinkChange::LinkUp => format!("link #{i} up"),
+                UplinkChange::LinkDown => format!("link #{i} down"),
+                UplinkChange::LinkGone => format!("link #{i} gone"),
+                UplinkChange::AddrAdded(a) => format!("address {a} added on #{i}"),
+                UplinkChange::AddrRemoved(a) => format!("address {a} removed from #{i}"),
+                UplinkChange::RouteChanged => "routes changed".to_string(),
+                UplinkChange::Lost => "netlink events lost".to_string(),
+            };
+            self.schedule(now, &why, true);
+        }
+    }
+
+    fn resolved(&mut self, now: Now, host: String, addrs: Vec<IpAddr>, out: &mut Vec<RoamAction>) {
+        if addrs.is_empty() {
+            let msg = format!("{}: hub '{host}' resolved to no address", self.cfg.iface);
+            return self.log_once(out, "resolve", Level::Warn, msg);
+        }
+        self.logged.remove("resolve");
+        let before = self.chosen();
+        if self.resolved.get(&host) != Some(&addrs) {
+            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            log(
+                out,
+                Level::Info,
+                format!("{}: hub '{host}' is {}", self.cfg.iface, list.join(", ")),
+            );
+            self.resolved.insert(host, addrs);
+        }
+        let after = self.chosen();
+        if after != before
+            && let Some(ep) = after
+            && self.pending.is_none()
+            && self.present
+        {
+            // The reaction went out before the name was known: finish it.
+            self.set_endpoint(ep, out);
+            let how = if self.down_since_ms(now.mono_ms).is_some() {
+                self.force_handshake(now, out)
+            } else {
+                self.heartbeat(now, out);
+                "probe sent"
+            };
+            log(
+                out,
+                Level::Notice,
+                format!("{}: hub endpoint now {ep}; {how}", self.cfg.iface),
+            );
+        }
+    }
+
+    fn health_result(&mut self, now: Now, ok: bool, detail: String, out: &mut Vec<RoamAction>) {
+        let changed = self.status.health.as_ref().is_none_or(|h| h.ok != ok);
+        if changed {
+            let (level, word) = if ok {
+                (Level::Info, "passed")
+            } else {
+                (Level::Warn, "failed")
+            };
+            log(
+                out,
+                level,
+                format!("{}: health check {word}: {detail}", self.cfg.iface),
+            );
+        }
+        self.status.health = Some(Health {
+            ok,
+            detail,
+            at_wall: now.wall,
+        });
+    }
+
+    // -- timers and reconciliation ----------------------------------------
+
+    fn step(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        if let Some(p) = &self.pending {
+            let d = self.cfg.debounce_ms;
+            if now.mono_ms >= p.last_ms + d || now.mono_ms >= p.first_ms + d * DEBOUNCE_CAP_FACTOR {
+                let p = self.pending.take().expect("checked");
+                self.react(now, p, out);
+            }
+        }
+        self.liveness(now, out);
+        self.delegation(now, out);
+        if let Some(t) = self.next_health_ms
+            && now.mono_ms >= t
+        {
+            out.push(RoamAction::HealthCheck);
+            self.next_health_ms = self.cfg.health_interval_s.map(|s| now.mono_ms + s * 1000);
+        }
+        self.reconcile_routes(now, out);
+        self.status.endpoint = self.chosen();
+        self.status.tunnel_present = self.present;
+        let down = self.down_since_ms(now.mono_ms);
+        self.status.tunnel_up = down.is_none();
+        self.status.down_since_wall = down.map(|d| now.wall.saturating_sub(now.since_ms(d) / 1000));
+    }
+
+    fn schedule(&mut self, now: Now, why: &str, force: bool) {
+        match &mut self.pending {
+            Some(p) => {
+                p.last_ms = now.mono_ms;
+                p.force |= force;
+            }
+            None => {
+                self.pending = Some(Pending {
+                    first_ms: now.mono_ms,
+                    last_ms: now.mono_ms,
+                    why: why.to_string(),
+                    force,
+                });
+            }
+        }
+    }
+
+    fn react(&mut self, now: Now, p: Pending, out: &mut Vec<RoamAction>) {
+        let name = self.cfg.iface.clone();
+        if self.routes.is_some() && self.gw4.is_none() && self.gw6.is_none() {
+            self.log_once(
+                out,
+                "no-uplink",
+                Level::Info,
+                format!("{name}: uplink has no default route; waiting ({})", p.why),
+            );
+            return;
+        }
+        self.logged.remove("no-uplink");
+        if !self.present {
+            // Nothing to set; the interface coming back schedules again.
+            return;
+        }
+        self.candidate = 0;
+        for host in self.cfg.hosts() {
+            out.push(RoamAction::Resolve { host });
+        }
+        let ep = self.chosen();
+        match ep {
+            Some(ep) => self.set_endpoint(ep, out),
+            None => log(
+                out,
+                Level::Info,
+                format!("{name}: hub address not resolved yet"),
+            ),
+        }
+        // At start a live tunnel needs no fresh handshake, a dead one does.
+        let force = p.force || self.down_since_ms(now.mono_ms).is_some();
+        let how = if force && ep.is_some() {
+            self.force_handshake(now, out)
+        } else {
+            self.heartbeat(now, out);
+            "probe sent"
+        };
+        self.status.reactions += 1;
+        let what = format!(
+            "{}; endpoint {}; {how}",
+            p.why,
+            ep.map_or("unresolved".to_string(), |e| e.to_string())
+        );
+        log(
+            out,
+            Level::Notice,
+            format!("{name}: uplink reaction: {what}"),
+        );
+        self.status.last_reaction = Some(Stamped {
+            at_wall: now.wall,
+            what,
+        });
+    }
+
+    fn liveness(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        if !self.present {
+            return;
+        }
+        let iv = self.cfg.interval_ms();
+        let quiet = self.last_rx_ms.is_none_or(|t| now.since_ms(t) >= iv);
+        let due = self.last_heartbeat_ms.is_none_or(|t| now.since_ms(t) >= iv);
+        if quiet && due && self.cfg.hub_tunnel_addr.is_some() {
+            self.heartbeat(now, out);
+        }
+        if let Some(t) = self.next_stall_ms
+            && now.mono_ms >= t
+        {
+            self.stalls += 1;
+            let backoff = (2 * iv)
+                .saturating_mul(1 << self.stalls.min(16))
+                .min(MAX_STALL_BACKOFF_MS);
+            self.next_stall_ms = Some(now.mono_ms + backoff);
+            let silent = self.unanswered_since.map_or(0, |s| now.since_ms(s) / 1000);
+            let n = self.candidates().len();
+            if n > 1 {
+                self.candidate = (self.candidate + 1) % n;
+            }
+            for host in self.cfg.hosts() {
+                out.push(RoamAction::Resolve { host });
+            }
+            let Some(ep) = self.chosen() else {
+                return;
+            };
+            self.set_endpoint(ep, out);
+            let how = self.force_handshake(now, out);
+            log(
+                out,
+                Level::Notice,
+                format!(
+                    "{}: no answer from the hub for {silent}s; endpoint {ep}; {how}",
+                    self.cfg.iface
+                ),
+            );
+        }
+    }
+
+    fn delegation(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let name = self.cfg.iface.clone();
+        let applied = self.status.delegation;
+        let Some(prefix) = self.cfg.prefix else {
+            if let Delegation::Delegated(old) = applied {
+                self.set_delegation(now, Delegation::Withdrawn(old), "no prefix configured", out);
+            }
+            return;
+        };
+        if let Delegation::Delegated(old) = applied
+            && old != prefix
+        {
+            self.set_delegation(now, Delegation::Withdrawn(old), "prefix changed", out);
+        }
+        let applied = self.status.delegation;
+        match self.down_since_ms(now.mono_ms) {
+            None => {
+                if applied != Delegation::Delegated(prefix) {
+                    let why = format!("{name}: tunnel up");
+                    self.set_delegation(now, Delegation::Delegated(prefix), &why, out);
+                }
+            }
+            Some(since) => {
+                let down_ms = now.since_ms(since);
+                if down_ms >= self.cfg.grace_s * 1000
+                    && !matches!(applied, Delegation::Withdrawn(_))
+                {
+                    let why = format!("{name}: tunnel down for {}s", down_ms / 1000);
+                    self.set_delegation(now, Delegation::Withdrawn(prefix), &why, out);
+                }
+            }
+        }
+    }
+
+    fn set_delegation(&mut self, now: Now, to: Delegation, why: &str, out: &mut Vec<RoamAction>) {
+        let what = match to {
+            Delegation::Delegated(p) => {
+                out.push(RoamAction::Delegate { prefix: p });
+                format!("{why}; delegating {p} to the LAN")
+            }
+            Delegation::Withdrawn(p) => {
+                out.push(RoamAction::Withdraw { prefix: p });
+                format!("{why}; withdrawing {p} from the LAN")
+            }
+            Delegation::Unknown => return,
+        };
+        log(out, Level::Notice, what.clone());
+        self.status.delegation = to;
+        self.status.delegation_changed = Some(Stamped {
+            at_wall: now.wall,
+            what,
+        });
+    }
+
+    fn reconcile_routes(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(observed) = &self.routes else {
+            return;
+        };
+        if !self.present {
+            // The kernel drops a vanished interface's routes itself; a
+            // failed read must not make us delete working ones.
+            return;
+        }
+        let desired = self.desired_routes();
+        let table = self.cfg.table;
+        let mut dels: Vec<Route> = observed
+            .iter()
+            .filter(|r| r.is_ours() && r.table == table)
+            .filter(|r| !desired.iter().any(|d| d.same_as(r)))
+            .cloned()
+            .collect();
+        dels.dedup();
+        let adds: Vec<Route> = desired
+            .into_iter()
+            .filter(|d| !observed.iter().any(|r| r.same_as(d)))
+            .collect();
+        for r in dels {
+            self.route_action(now, false, r, out);
+        }
+        for r in adds {
+            self.route_action(now, true, r, out);
+        }
+    }
+
+    fn route_action(&mut self, now: Now, add: bool, r: Route, out: &mut Vec<RoamAction>) {
+        let key = (add, r.clone());
+        let retry = match self.inflight.get(&key) {
+            Some(t) if now.since_ms(*t) < ROUTE_RETRY_MS => return,
+            Some(_) => true,
+            None => false,
+        };
+        self.inflight.remove(&(!add, r.clone()));
+        self.inflight.insert(key, now.mono_ms);
+        let verb = if add { "adding" } else { "removing" };
+        let (level, note) = if retry {
+            (Level::Warn, " (not applied yet; retrying)")
+        } else {
+            (Level::Info, "")
+        };
+        log(
+            out,
+            level,
+            format!("{}: {verb} route {r}{note}", self.cfg.iface),
+        );
+        out.push(if add {
+            RoamAction::AddRoute(r)
+        } else {
+            RoamAction::DelRoute(r)
+        });
+    }
+
+    // -- helpers -----------------------------------------------------------
+
+    fn update_clock(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let ok = self.synced || now.wall >= self.not_before_wall;
+        if ok && !self.status.clock_ok {
+            self.logged.remove("clock");
+            if self.start_ms.is_some_and(|s| s != now.mono_ms) {
+                log(
+                    out,
+                    Level::Info,
+                    format!("{}: clock trusted now", self.cfg.iface),
+                );
+            }
+        }
+        self.status.clock_ok = ok;
+    }
+
+    /// Monotonic ms since which the tunnel counts as down, if it does.
+    fn down_since_ms(&self, now_ms: u64) -> Option<u64> {
+        if !self.present {
+            return self.absent_since.or(self.start_ms);
+        }
+        if self.last_rx_ms.is_none() {
+            return self.start_ms;
+        }
+        let t = self.unanswered_since?;
+        (now_ms.saturating_sub(t) >= 2 * self.cfg.interval_ms()).then_some(t)
+    }
+
+    fn is_uplink(&self, ifindex: u32) -> bool {
+        if self.routes.is_none() {
+            return true;
+        }
+        [self.gw4, self.gw6, self.pin_gw]
+            .iter()
+            .flatten()
+            .any(|g| g.ifindex == ifindex)
+    }
+
+    fn mark_sent(&mut self, now: Now) {
+        if self.unanswered_since.is_none() {
+            self.unanswered_since = Some(now.mono_ms);
+            self.next_stall_ms = Some(now.mono_ms + 2 * self.cfg.interval_ms());
+        }
+    }
+
+    fn heartbeat(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(to) = self.cfg.hub_tunnel_addr else {
+            return;
+        };
+        out.push(RoamAction::SendHeartbeat {
+            iface: self.cfg.iface.clone(),
+            to,
+        });
+        self.status.heartbeats += 1;
+        self.last_heartbeat_ms = Some(now.mono_ms);
+        self.mark_sent(now);
+    }
+
+    /// Forces a handshake when allowed, else sends a probe; says which.
+    fn force_handshake(&mut self, now: Now, out: &mut Vec<RoamAction>) -> &'static str {
+        if !self.status.clock_ok {
+            self.log_once(
+                out,
+                "clock",
+                Level::Warn,
+                format!(
+                    "{}: clock not trusted yet (wall {} is before {}); not forcing handshakes",
+                    self.cfg.iface, now.wall, self.not_before_wall
+                ),
+            );
+            self.heartbeat(now, out);
+            return "probe sent (clock not trusted)";
+        }
+        if self
+            .last_forced_ms
+            .is_some_and(|t| now.since_ms(t) < MIN_HANDSHAKE_GAP_MS)
+        {
+            self.heartbeat(now, out);
+            return "probe sent (handshake forced moments ago)";
+        }
+        out.push(RoamAction::Handshake {
+            iface: self.cfg.iface.clone(),
+            key: self.cfg.hub_key,
+            probe: self.cfg.hub_tunnel_addr,
+        });
+        self.last_forced_ms = Some(now.mono_ms);
+        self.last_heartbeat_ms = Some(now.mono_ms);
+        self.status.handshakes_forced += 1;
+        self.mark_sent(now);
+        "handshake forced"
+    }
+
+    fn set_endpoint(&mut self, endpoint: SocketAddr, out: &mut Vec<RoamAction>) {
+        out.push(RoamAction::SetEndpoint {
+            iface: self.cfg.iface.clone(),
+            key: self.cfg.hub_key,
+            endpoint,
+        });
+    }
+
+    /// The hub's addresses, the uplink's family first when it has only one.
+    fn candidates(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = Vec::new();
+        for e in &self.cfg.endpoints {
+            match e {
+                HubEndpoint::Addr(a) => v.push(*a),
+                HubEndpoint::Host { host, port } => v.extend(
+                    self.resolved
+                        .get(host)
+                        .into_iter()
+                        .flatten()
+                        .map(|ip| SocketAddr::new(*ip, *port)),
+                ),
+            }
+        }
+        let mut seen = BTreeSet::new();
+        v.retain(|a| seen.insert(*a));
+        if self.routes.is_some() {
+            match (self.gw4.is_some(), self.gw6.is_some()) {
+                (true, false) => v.sort_by_key(|a| a.is_ipv6()),
+                (false, true) => v.sort_by_key(|a| a.is_ipv4()),
+                _ => {}
+            }
+        }
+        v
+    }
+
+    fn chosen(&self) -> Option<SocketAddr> {
+        let v = self.candidates();
+        (!v.is_empty()).then(|| v[self.candidate % v.len()])
+    }
+
+    fn pin_route(&self) -> Option<Route> {
+        let ep = self.chosen()?;
+        if !ep.is_ipv6() {
+            return None;
+        }
+        let c = &self.cfg;
+        let tunnel_default = c.prefix.is_some()
+            || c.tunnel_addr.is_some()
+            || self.routes.iter().flatten().any(|r| {
+                r.dst.is_default() && r.dst.is_ipv6() && r.oif.is_some() && r.oif == self.ifindex
+            });
+        if !tunnel_default {
+            return None;
+        }
+        let gw = self.gw6.or(self.pin_gw)?;
+        Some(Route {
+            table: c.table,
+            dst: IpNet::host(ep.ip()),
+            src: None,
+            gateway: gw.via,
+            oif: Some(gw.ifindex),
+            metric: c.metric,
+            proto: ROUTE_PROTO,
+        })
+    }
+
+    fn log_once(
+        &mut self,
+        out: &mut Vec<RoamAction>,
+        topic: &'static str,
+        level: Level,
+        msg: String,
+    ) {
+        if self.logged.get(topic) != Some(&msg) {
+            self.logged.insert(topic, msg.clone());
+            log(out, level, msg);
+        }
+    }
+}
+
+/// Addresses whose coming and going says nothing about the uplink.
+fn ignorable(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(a) => a.is_loopback() || a.is_link_local() || a.is_multicast(),
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn log(out: &mut Vec<RoamAction>, level: Level, msg: String) {
+    out.push(RoamAction::Log { level, msg });
+}
+
+#[cfg(test)]
+#[path = "roam_tests.rs"]
+mod tests;

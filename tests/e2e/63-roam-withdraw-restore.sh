@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue 5 acceptance: when the tunnel is down longer than the grace period, the
+# prefix is withdrawn — on plain Linux radvd announces it with lifetime 0 and the
+# router lifetime 0, so LAN clients deprecate the address and fall back to IPv4
+# instead of timing out on dead IPv6; when the tunnel is back it is announced again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lab/lab.sh"
+. "$here/agent.sh"
+trap lab_down EXIT
+
+fail() { echo "FAIL: $*"; echo "--- roam log"; agent_roam_log || true; exit 1; }
+t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
+GRACE=3
+HB=1
+preferred_lft() {
+  ip -n wgr-lan -6 -o addr show dev eth0 | awk -v a="$1" '$4 ~ "^"a"/" { for (i = 1; i <= NF; i++) if ($i == "preferred_lft") print $(i+1) }'
+}
+deprecated() { [ "$(preferred_lft "$1")" = 0sec ]; }
+preferred() { case "$(preferred_lft "$1")" in 0sec | '') return 1 ;; *) return 0 ;; esac; }
+ra_seen() { grep -q "$1" "$(lab_capture_file ra)"; }
+
+lab_up
+T0=$(agent_ms)
+roam_lab_prepare
+agent_roam_setup "option heartbeat_interval '$HB'" "option grace '$GRACE'"
+agent_roam_start
+lab_wait_for 10 has_lan_slaac || fail "LAN client got no address"
+addr=$(lan_slaac_addr)
+t "delegated; LAN client uses $addr (preferred_lft $(preferred_lft "$addr"))"
+lab_capture_start ra lan eth0 -v 'icmp6 and ip6[40] == 134'
+
+nat_block_wireguard
+down=$(agent_ms)
+t "the NAT now drops WireGuard: tunnel down"
+lab_wait_for $((GRACE + 10)) roam_delegation_is withdrawn || fail "prefix not withdrawn"
+took=$(($(agent_ms) - down))
+t "prefix withdrawn ${took} ms after the tunnel went down (grace ${GRACE} s)"
+[ "$took" -ge $((GRACE * 1000)) ] || fail "withdrawn before the grace period"
+[ "$took" -le $(((GRACE + 2 * HB + 3) * 1000)) ] || fail "withdrawn too late"
+lab_wait_for 5 ra_seen "valid time 0s" || fail "no RA with valid lifetime 0 on the LAN"
+lab_wait_for 5 ra_seen "router lifetime 0s" || fail "no RA with router lifetime 0"
+lab_wait_for 5 deprecated "$addr" || fail "client did not deprecate $addr (preferred_lft $(preferred_lft "$addr"))"
+t "RA: prefix valid 0s, router lifetime 0s; client deprecated $addr"
+lab_exec lan ping -4 -c1 -W2 "$LAB_INET4" >/dev/null || fail "IPv4 must keep working"
+
+nat_unblock_wireguard
+up=$(agent_ms)
+lab_wait_for 15 roam_delegation_is delegated || fail "prefix not restored"
+t "tunnel back: prefix delegated again after $(($(agent_ms) - up)) ms"
+lab_wait_for 15 preferred "$addr" || fail "client address not preferred again"
+lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "IPv6 not back"
+t "client address preferred again ($(preferred_lft "$addr")); IPv6 works"
+agent_roam_status | jq -c '.interfaces[0].delegation'
+grep -q "withdraw" "$LAB_DIR/logs/agent-r1.log" || fail "withdrawal not logged"
+echo "PASS"

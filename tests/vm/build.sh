@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# Builds the kernel-WireGuard test VM: a Debian 12 kernel plus a tiny initramfs.
+#
+#   tests/vm/build.sh [SCENARIO]
+#
+# Outputs (under target/vm/):
+#   vmlinuz             Debian 12 kernel (cached with its modules; see kernel-*/)
+#   vmlinux             the same, uncompressed, for direct (PVH) boot
+#   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth), ip, wg, wgroam
+#                       and /scenario.sh (tests/vm/scenarios/SCENARIO.sh); with
+#                       nft and the nftables NAT modules if the scenario has a
+#                       line "# vm-needs: nft"
+#
+# The kernel package is fetched once with apt-get download (newest
+# linux-image-6.1.0-N-amd64, or VM_KERNEL_PKG) and cached; a second run only
+# re-packs the initramfs (about a second).
+# WGROAM_BIN: the static agent binary to ship (default: the musl release build,
+# brought up to date with cargo first).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE="$ROOT/target/vm"
+SCENARIO=${1:-}
+WGROAM_BIN=${WGROAM_BIN:-$ROOT/target/x86_64-unknown-linux-musl/release/wgroam}
+
+die() { echo "vm-build: $*" >&2; exit 1; }
+log() { echo "vm-build: $*" >&2; }
+
+# Modules the initramfs loads, in addition to their dependencies.
+MODULES=(wireguard veth)
+# Dynamically linked host tools copied with their libraries (to /usr/bin).
+TOOLS=(ip wg)
+
+SCENARIO_SRC=
+if [ -n "$SCENARIO" ]; then
+  SCENARIO_SRC="$ROOT/tests/vm/scenarios/$SCENARIO.sh"
+  [ -f "$SCENARIO_SRC" ] || die "no scenario $SCENARIO_SRC"
+  # nftables (NAT, conntrack; about 1.3 MB more) only for scenarios that ask
+  # for it with a line "# vm-needs: nft".
+  if grep -qx '# vm-needs: nft' "$SCENARIO_SRC"; then
+    MODULES+=(nf_tables nft_chain_nat nft_masq nft_ct)
+    TOOLS+=(nft)
+  fi
+fi
+
+for t in busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache ldd "${TOOLS[@]}"; do
+  command -v "$t" >/dev/null || die "missing tool '$t' (run scripts/install-deps.sh)"
+done
+BUSYBOX=$(command -v busybox)
+is_dynamic() { ldd "$1" 2>&1 | grep -q '=>'; }
+is_dynamic "$BUSYBOX" && die "$BUSYBOX is not static (install busybox-static)"
+
+mkdir -p "$CACHE"
+CLEANUP=()
+cleanup() { [ "${#CLEANUP[@]}" -eq 0 ] || rm -rf "${CLEANUP[@]}"; }
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- kernel ---
+
+newest_kernel_pkg() {
+  apt-cache pkgnames linux-image-6.1.0- 2>/dev/null |
+    grep -E '^linux-image-6\.1\.0-[0-9]+-amd64$' | sort -V | tail -n 1
+}
+
+# Fetches and unpacks the kernel package into $CACHE/kernel-PKG/ (once).
+fetch_kernel() {
+  local pkg=$1 dir=$2 tmp deb
+  tmp=$(mktemp -d "$CACHE/fetch.XXXXXX")
+  CLEANUP+=("$tmp")
+  log "downloading $pkg"
+  # apt downloads as _apt where it can; the private temp dir must be readable.
+  chmod 0755 "$tmp"
+  if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+    log "apt-get download failed; refreshing package lists"
+    apt-get update -q >/dev/null
+    (cd "$tmp" && apt-get download -q "$pkg" >/dev/null) || die "cannot download $pkg"
+  fi
+  deb=$(ls "$tmp"/*.deb)
+  dpkg-deb -x "$deb" "$tmp/root"
+  rm -f "$deb"
+  rm -rf "$dir"
+  mv "$tmp/root" "$dir"
+}
+
+KPKG=${VM_KERNEL_PKG:-}
+if [ -z "$KPKG" ]; then
+  # Reuse what is cached; ask apt only on the first run.
+  KPKG=$(cat "$CACHE/kernel.pkg" 2>/dev/null || true)
+  if [ -z "$KPKG" ] || [ ! -d "$CACHE/kernel-$KPKG" ]; then
+    KPKG=$(newest_kernel_pkg)
+    if [ -z "$KPKG" ]; then
+      log "no linux-image-6.1.0-N-amd64 in the package lists; running apt-get update"
+      apt-get update -q >/dev/null
+      KPKG=$(newest_kernel_pkg)
+    fi
+    [ -n "$KPKG" ] || die "no linux-image-6.1.0-N-amd64 package found by apt-cache"
+  fi
+fi
+KDIR="$CACHE/kernel-$KPKG"
+[ -d "$KDIR/lib/modules" ] || fetch_kernel "$KPKG" "$KDIR"
+echo "$KPKG" >"$CACHE/kernel.pkg"
+
+KVER=$(ls "$KDIR/lib/modules")
+[ "$(echo "$KVER" | wc -l)" = 1 ] || die "expected one kernel version in $KDIR/lib/modules"
+MDIR="$KDIR/lib/modules/$KVER"
+ln -sfn "kernel-$KPKG/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
+
+# The uncompressed ELF kernel boots directly through its PVH entry point:
+# no firmware, no real-mode setup, no in-guest decompression (under TCG this
+# saves several seconds per boot). run.sh uses it when present.
+# XEN_ELFNOTE_PHYS32_ENTRY (18) marks the PVH entry point.
+extract_vmlinux() {
+  local img=$1 out=$2 off
+  CLEANUP+=("$out.new")
+  while IFS=: read -r off _; do
+    tail -c "+$((off + 1))" "$img" | xz -dc --single-stream >"$out.new" 2>/dev/null || true
+    if [ "$(head -c 4 "$out.new" | od -An -c | tr -d ' ')" = '177ELF' ] &&
+      readelf -n "$out.new" 2>/dev/null | grep -q 'Unknown note type: (0x00000012)'; then
+      mv "$out.new" "$out"
+      return 0
+    fi
+  done < <(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$img")
+  return 1
+}
+if [ ! -s "$KDIR/vmlinux" ]; then
+  extract_vmlinux "$KDIR/boot/vmlinuz-$KVER" "$KDIR/vmlinux" ||
+    log "no PVH-bootable vmlinux in $KPKG; booting the bzImage"
+fi
+rm -f "$CACHE/vmlinux"
+[ -s "$KDIR/vmlinux" ] && ln -s "kernel-$KPKG/vmlinux" "$CACHE/vmlinux"
+
+# Debian ships no modules.dep (depmod runs at install time): build it with
+# busybox depmod. Compressed modules are unpacked first, so that both depmod
+# and the initramfs (busybox insmod) see plain .ko files.
+if [ ! -s "$MDIR/modules.dep" ]; then
+  if [ -n "$(find "$MDIR" -name '*.ko.xz' -print -quit)" ]; then
+    log "decompressing .ko.xz modules"
+    find "$MDIR" -name '*.ko.xz' -print0 | xargs -0 -r -n 64 xz -d
+  fi
+  if [ -n "$(find "$MDIR" -name '*.ko.zst' -print -quit)" ]; then
+    command -v zstd >/dev/null || die "modules are .ko.zst but zstd is missing"
+    log "decompressing .ko.zst modules"
+    find "$MDIR" -name '*.ko.zst' -print0 | xargs -0 -r -n 64 zstd -q -d --rm
+  fi
+  log "generating modules.dep"
+  "$BUSYBOX" depmod -b "$KDIR" "$KVER" || die "depmod failed for $KVER"
+fi
+
+# Resolves MODULES to an ordered load list (dependencies first), as paths
+# relative to $MDIR: hard dependencies from modules.dep, soft "pre:"/"post:"
+# dependencies (e.g. libcrc32c needs crc32c) from the modules' own modinfo,
+# named by module name or alias (modules.alias; *_generic preferred).
+declare -A DEPS=() BYNAME=() ALIAS=() SEEN=()
+while IFS= read -r line; do
+  p=${line%%:*}
+  DEPS[$p]=${line#*:}
+  n=${p##*/}
+  n=${n%.ko}
+  BYNAME[${n//-/_}]=$p
+done <"$MDIR/modules.dep"
+while read -r _ a m; do
+  m=${m//-/_}
+  if [ -z "${ALIAS[$a]:-}" ] || [[ $m == *_generic ]]; then ALIAS[$a]=$m; fi
+done < <(grep -v ':' "$MDIR/modules.alias")
+module_path() {
+  local n=${1//-/_}
+  if [ -n "${BYNAME[$n]:-}" ]; then echo "${BYNAME[$n]}"; return 0; fi
+  n=${ALIAS[$1]:-}
+  [ -n "$n" ] && [ -n "${BYNAME[$n]:-}" ] && echo "${BYNAME[$n]}"
+}
+LOAD=()
+add_module() {
+  local p=$1 d soft word phase=pre pre=() post=()
+  [ -n "${SEEN[$p]:-}" ] && return 0
+  SEEN[$p]=1
+  soft=$(tr '\0' '\n' <"$MDIR/$p" | sed -n 's/^softdep=//p')
+  for word in $soft; do
+    case "$word" in
+      pre:) phase=pre ;;
+      post:) phase=post ;;
+      *)
+        d=$(module_path "$word") || die "softdep $word of $p not found"
+        if [ "$phase" = pre ]; then pre+=("$d"); else post+=("$d"); fi
+        ;;
+    esac
+  done
+  for d in ${DEPS[$p]} "${pre[@]}"; do add_module "$d"; done
+  LOAD+=("$p")
+  for d in "${post[@]}"; do add_module "$d"; done
+}
+for m in "${MODULES[@]}"; do
+  p=$(module_path "$m") || die "module $m not in $MDIR/modules.dep"
+  add_module "$p"
+done
+
+# ---------------------------------------------------------------- wgroam ---
+
+DEFAULT_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/wgroam"
+if [ "$WGROAM_BIN" = "$DEFAULT_BIN" ]; then
+  # Always asked: cargo is a no-op when the binary is fresh, and a stale agent
+  # would test old code.
+  (cd "$ROOT" && cargo build -q --release --target x86_64-unknown-linux-musl) ||
+    die "cargo build of wgroam (musl, release) failed"
+fi
+[ -x "$WGROAM_BIN" ] || die "WGROAM_BIN=$WGROAM_BIN does not exist"
+is_dynamic "$WGROAM_BIN" && die "$WGROAM_BIN is dynamically linked (need the static musl build)"
+
+# ------------------------------------------------------------- initramfs ---
+
+STAGE=$(mktemp -d "$CACHE/initramfs.XXXXXX")
+CLEANUP+=("$STAGE" "$CACHE/initramfs.cpio.gz.new")
+chmod 0755 "$STAGE"
+mkdir -p "$STAGE"/{bin,usr/bin,etc,proc,sys,dev,tmp,run,var}
+ln -s bin "$STAGE/sbin"
+ln -s ../run "$STAGE/var/run"
+
+cp "$BUSYBOX" "$STAGE/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+  [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
+done
+
+# Copies FILE to the same path in the image, following symlinks.
+copy_file() {
+  local f=$1
+  [ -e "$STAGE$f" ] && return 0
+  mkdir -p "$STAGE$(dirname "$f")"
+  cp -L "$f" "$STAGE$f"
+}
+for t in "${TOOLS[@]}"; do
+  bin=$(command -v "$t")
+  cp -L "$bin" "$STAGE/usr/bin/$t"
+  rm -f "$STAGE/bin/$t" # iproute2's ip replaces busybox's
+  # ldd lines: "libx.so => /path (addr)", "/lib64/ld-linux-x86-64.so.2 (addr)"
+  while read -r lib; do
+    copy_file "$lib"
+  done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+done
+cp "$WGROAM_BIN" "$STAGE/usr/bin/wgroam"
+
+# busybox sh runs its own applets before searching PATH (it was built with
+# FEATURE_SH_STANDALONE), so a plain `ip` in a script would be busybox's ip.
+# Shell functions come first: /etc/vm-env.sh, sourced before the scenario,
+# points the shadowed names at the real tools.
+{
+  echo "# Generated by tests/vm/build.sh: real tools instead of busybox applets."
+  for t in "${TOOLS[@]}"; do
+    if "$BUSYBOX" --list | grep -qx "$t"; then
+      echo "$t() { /usr/bin/$t \"\$@\"; }"
+    fi
+  done
+} >"$STAGE/etc/vm-env.sh"
+
+# Modules in their usual place with a pruned modules.dep/modules.alias, so
+# that the kernel's on-demand loading (busybox modprobe) finds them too;
+# /etc/modules is the order /init loads them in.
+SMDIR="$STAGE/lib/modules/$KVER"
+mkdir -p "$SMDIR"
+: >"$STAGE/etc/modules"
+for p in "${LOAD[@]}"; do
+  mkdir -p "$SMDIR/$(dirname "$p")"
+  cp "$MDIR/$p" "$SMDIR/$p"
+  echo "$p" >>"$STAGE/etc/modules"
+  echo "$p:${DEPS[$p]}" >>"$SMDIR/modules.dep"
+  n=${p##*/}
+  n=${n%.ko}
+  grep -E " ${n//[-_]/[-_]}\$" "$MDIR/modules.alias" >>"$SMDIR/modules.alias" || true
+done
+
+cp "$ROOT/tests/vm/init" "$STAGE/init"
+chmod 0755 "$STAGE/init"
+if [ -n "$SCENARIO_SRC" ]; then
+  cp "$SCENARIO_SRC" "$STAGE/scenario.sh"
+  chmod 0755 "$STAGE/scenario.sh"
+fi
+
+(cd "$STAGE" && find . -print0 | LC_ALL=C sort -z |
+  cpio --null -o -H newc --owner 0:0 --quiet) | gzip -6 >"$CACHE/initramfs.cpio.gz.new"
+mv "$CACHE/initramfs.cpio.gz.new" "$CACHE/initramfs.cpio.gz"
+log "kernel $KVER ($KPKG), initramfs $(du -k "$CACHE/initramfs.cpio.gz" | cut -f1) KiB," \
+  "modules: ${#LOAD[@]}"
