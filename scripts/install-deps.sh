@@ -29,6 +29,8 @@ PKGS=(
   iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3 bc
   # kernel-WireGuard VM
   qemu-system-x86 busybox-static cpio xz-utils
+  # router targets: unit tests under qemu-user, zig from PyPI in a venv
+  qemu-user-static python3-venv
 )
 
 missing=()
@@ -50,4 +52,7 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
   rustup target add x86_64-unknown-linux-musl
 fi
+# Router targets: rust-src (-Zbuild-std), rustup's aarch64 musl std, and
+# zig + cargo-zigbuild (pinned, from PyPI) in a venv under ~/.cache/wgroam.
+bash "$(dirname "$0")/build-targets.sh" --setup
 echo "install-deps: ok"
