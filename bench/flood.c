@@ -6,10 +6,13 @@
  *          60..1200 bytes, and TCP ACK segments to ports 80/443, 3:1.
  *   wgjunk UDP to 51820 shaped like handshake initiations (type 1, 148 bytes) with
  *          a random (wrong) mac1: what passes a WireGuard capture filter.
+ *   spoofed as wgjunk, but every packet from another source: addresses
+ *          203.0.113.1..254 (documentation range) times ports 1024..65535, in turn
+ *          (UDP checksum 0, allowed for IPv4; the kernel fills the IP checksum).
  * The source is SRC; DST must be a lab address. 256 distinct packets with correct
  * checksums are built once and sent round-robin.
  *
- * usage: flood SRC DST PPS SECONDS other|wgjunk
+ * usage: flood SRC DST PPS SECONDS other|wgjunk|spoofed
  * prints: "sent N packets in S s: P pps"
  */
 #define _GNU_SOURCE
@@ -110,12 +113,13 @@ static void build(int i, in_addr_t src, in_addr_t dst, int wgjunk) {
 
 int main(int argc, char **argv) {
   if (argc != 6) {
-    fprintf(stderr, "usage: flood SRC DST PPS SECONDS other|wgjunk\n");
+    fprintf(stderr, "usage: flood SRC DST PPS SECONDS other|wgjunk|spoofed\n");
     return 2;
   }
   in_addr_t src = inet_addr(argv[1]), dst = inet_addr(argv[2]);
   double pps = atof(argv[3]), secs = atof(argv[4]);
-  int wgjunk = strcmp(argv[5], "wgjunk") == 0;
+  int spoofed = strcmp(argv[5], "spoofed") == 0;
+  int wgjunk = spoofed || strcmp(argv[5], "wgjunk") == 0;
   if (src == INADDR_NONE || dst == INADDR_NONE || pps <= 0 || secs <= 0 || secs > 120 ||
       (!wgjunk && strcmp(argv[5], "other") != 0)) {
     fprintf(stderr, "flood: bad arguments\n");
@@ -136,7 +140,7 @@ int main(int argc, char **argv) {
   struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = dst};
   struct mmsghdr msgs[BATCH];
   struct iovec iov[BATCH];
-  unsigned long sent = 0, errors = 0;
+  unsigned long sent = 0, errors = 0, seq = 0;
   size_t next = 0;
   double start = now(), end = start + secs;
   for (;;) {
@@ -153,6 +157,14 @@ int main(int argc, char **argv) {
     int n = want > BATCH ? BATCH : (int)want;
     for (int k = 0; k < n; k++) {
       size_t i = (next + (size_t)k) % POOL;
+      if (spoofed) {
+        struct iphdr *ip = (struct iphdr *)pkt[i];
+        struct udphdr *u = (struct udphdr *)(pkt[i] + 20);
+        unsigned long s = seq++;
+        ip->saddr = htonl(0xcb007100u | (uint32_t)(1 + s % 254)); /* 203.0.113.x */
+        u->source = htons((uint16_t)(1024 + (s / 254) % 64512));
+        u->check = 0;
+      }
       iov[k].iov_base = pkt[i];
       iov[k].iov_len = len[i];
       memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);

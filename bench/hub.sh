@@ -16,8 +16,9 @@
 #   2. idle behaviour: wakeups/s, syscalls/min and CPU with a quiet tunnel, for
 #      poll_ms 500 (default), 1000 and 2000;
 #   3. capture cost: CPU of the agent while >= 100 kpps of other traffic crosses r2's
-#      WAN, beside no capture at all and tcpdump with the same filter; plus a flood of
-#      packets shaped like initiations, which pass the kernel filter;
+#      WAN, beside no capture at all and tcpdump with the same filter; plus floods of
+#      packets shaped like initiations (which pass the kernel filter), from few
+#      sources and from a new (spoofed, 203.0.113.0/24) source each;
 #   4. memory: VmRSS/VmHWM with 1, 100 and 1000 peers (kernel + uci), beside tcpdump.
 #
 # Knobs (environment): BENCH_RUNS (10 latency runs per path), BENCH_PPS (150000),
@@ -187,6 +188,7 @@ table ip wgr_bench {
     type filter hook prerouting priority raw; policy accept;
     ip saddr 198.51.100.1 udp sport 20000-20255 drop
     ip saddr 198.51.100.1 tcp sport 33000-33255 drop
+    ip saddr 203.0.113.0/24 udp dport 51820 drop
   }
 }
 EOF
@@ -209,8 +211,8 @@ gen() {
   echo "$(awk '{ print $7 }' <<<"$out") $(awk '{ printf "%.2f", $1 + $2 }' "$tf")"
 }
 
-agent_seen() { # packets the agent classified or lost: ignored + drops
-  agent_hub_status | jq '[.interfaces[0].ignored // {} | .[]] + [.interfaces[0].capture_drops // 0] | add'
+agent_seen() { # "handled dropped": packets the agent classified, and those its socket queue lost
+  agent_hub_status | jq -r '"\([.interfaces[0].ignored // {} | .[]] | add // 0) \(.interfaces[0].capture_drops // 0)"'
 }
 
 # phase NAME KIND WHO(none|agent|tcpdump): one flood window; sets ROW.
@@ -245,7 +247,7 @@ phase() {
   agent)
     sleep 1.2 # status is rewritten at most once a second
     s1=$(agent_seen)
-    seen=$((s1 - s0))
+    seen="$((${s1% *} - ${s0% *})) ($((${s1#* } - ${s0#* })) dropped)"
     ;;
   tcpdump)
     lab_stop tcpdump-bench
@@ -265,14 +267,18 @@ phase() {
   note "capture $name / $who: $ROW"
 }
 
+OTHER="other UDP/TCP (not to 51820)"
+JUNK="initiation-shaped junk (type 1, 148 B, bad mac1), 256 sources"
+SPOOF="initiation-shaped junk, every packet from a new source (203.0.113.0/24 x ports)"
 CAP=()
-phase "other UDP/TCP" other agent; CAP+=("$ROW")
-phase "WireGuard-shaped junk (type 1, 148 B, bad mac1)" wgjunk agent; CAP+=("$ROW")
+phase "$OTHER" other agent; CAP+=("$ROW")
+phase "$JUNK" wgjunk agent; CAP+=("$ROW")
+phase "$SPOOF" spoofed agent; CAP+=("$ROW")
 lab_stop agent-r2
-phase "other UDP/TCP" other none; CAP+=("$ROW")
-phase "other UDP/TCP" other tcpdump; CAP+=("$ROW")
-phase "WireGuard-shaped junk (type 1, 148 B, bad mac1)" wgjunk none; CAP+=("$ROW")
-phase "WireGuard-shaped junk (type 1, 148 B, bad mac1)" wgjunk tcpdump; CAP+=("$ROW")
+phase "$OTHER" other none; CAP+=("$ROW")
+phase "$OTHER" other tcpdump; CAP+=("$ROW")
+phase "$JUNK" wgjunk tcpdump; CAP+=("$ROW")
+phase "$SPOOF" spoofed tcpdump; CAP+=("$ROW")
 lab_exec r2 nft delete table ip wgr_bench
 
 # === 4. memory =====================================================================
@@ -354,7 +360,7 @@ report() {
   echo
   echo "### Capture cost: ${FLOOD_S} s floods from the internet host to r2's WAN, target $PPS pps"
   echo
-  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its utime+stime s | its context switches | packets it got | its VmRSS KiB | sender CPU s (incl. kernel path) |"
+  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its utime+stime s | its context switches | packets it handled (dropped by its socket queue) | its VmRSS KiB after | sender CPU s (incl. kernel path) |"
   echo "|---|---|---|---|---|---|---|---|---|"
   for row in "${CAP[@]}"; do echo "$row"; done
   echo
