@@ -115,6 +115,7 @@ restart_agent() {
 peer_count() { agent_hub_status | jq '[.interfaces[0].peers[]] | length'; }
 peer_count_is() { [ "$(peer_count)" = "$1" ]; }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # ----------------------------------------------------------------------------------
 lab_up >&2
 restart_agent
@@ -243,26 +244,31 @@ phase() {
     read -r v1 n1 < <(ctxsw "$pid")
     rss=$(status_kib "$pid" VmRSS)
   fi
+  local handled=0 per="-"
   case "$who" in
   agent)
     sleep 1.2 # status is rewritten at most once a second
     s1=$(agent_seen)
-    seen="$((${s1% *} - ${s0% *})) ($((${s1#* } - ${s0#* })) dropped)"
+    handled=$((${s1% *} - ${s0% *}))
+    seen="$handled ($((${s1#* } - ${s0#* })) dropped)"
     ;;
   tcpdump)
     lab_stop tcpdump-bench
-    seen=$(awk '/packets received by filter/ { print $1 }' "$(lab_log tcpdump-bench)")
+    handled=$(awk '/packets received by filter/ { print $1 }' "$(lab_log tcpdump-bench)")
     local dropped
     dropped=$(awk '/packets dropped by kernel/ { print $1 }' "$(lab_log tcpdump-bench)")
-    seen="${seen:-?} (${dropped:-?} dropped)"
+    seen="${handled:-?} (${dropped:-?} dropped)"
     ;;
   esac
+  if [ -n "$pid" ] && [ "${handled:-0}" -gt 0 ] 2>/dev/null; then
+    per=$(awk -v ns=$((c1 - c0)) -v n="$handled" 'BEGIN { printf "%.2f", ns / 1000 / n }')
+  fi
   local achieved=${g%% *} gcpu=${g##* } rxpps
   rxpps=$(awk -v a="$rx0" -v b="$rx1" -v ms=$((w1 - w0)) 'BEGIN { printf "%d", (b - a) / (ms / 1000) }')
   if [ -n "$pid" ]; then
-    ROW="| $name | $achieved / $rxpps | $who | $(ms_of_ns $((c1 - c0))) | $(s_of_ticks $((t1 - t0))) | $(((v1 - v0) + (n1 - n0))) | ${seen:--} | ${rss:-?} | $gcpu |"
+    ROW="| $name | $achieved / $rxpps | $who | $(ms_of_ns $((c1 - c0))) | $(s_of_ticks $((t1 - t0))) | $(((v1 - v0) + (n1 - n0))) | ${seen:--} | $per | ${rss:-?} | $gcpu |"
   else
-    ROW="| $name | $achieved / $rxpps | none (baseline) | - | - | - | - | - | $gcpu |"
+    ROW="| $name | $achieved / $rxpps | none (baseline) | - | - | - | - | - | - | $gcpu |"
   fi
   note "capture $name / $who: $ROW"
 }
@@ -333,6 +339,10 @@ WGGO_RSS=$(status_kib "$(lab_pid wireguard-go-wg0)" VmRSS)
 # === report ========================================================================
 report() {
   local row poll n label b
+  echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo),"
+  echo "kernel $(uname -r); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg);"
+  echo "lab state (status file) on $(df -T "$LAB_DIR" | awk 'NR == 2 { print $2 }'); agent $("$(agent_bin)" --version 2>/dev/null | head -n 1)."
+  echo
   echo "### Detection latency (r1's packet -> new endpoint in \`wgroam status\`), poll_ms 500"
   echo
   echo "| path | runs | median ms | p90 ms | max ms | min ms | why (agent) | baseline |"
@@ -360,13 +370,17 @@ report() {
   echo
   echo "### Capture cost: ${FLOOD_S} s floods from the internet host to r2's WAN, target $PPS pps"
   echo
-  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its utime+stime s | its context switches | packets it handled (dropped by its socket queue) | its VmRSS KiB after | sender CPU s (incl. kernel path) |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its utime+stime s | its context switches | packets it handled (dropped by its socket queue) | its CPU µs per handled packet | its VmRSS KiB after | sender CPU s (incl. kernel path) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for row in "${CAP[@]}"; do echo "$row"; done
   echo
   echo "tcpdump: \`tcpdump -n -i wan -w /dev/null '$TCPDUMP_FILTER'\` (the agent's filter"
   echo "also accepts IPv6 and the hub's own responses). The kernel runs both filters in the"
   echo "receive path, which is charged to the sender here (veth), not to the capturing process."
+  read -r _ _ _ _ _ idle_cpu _ <<<"${IDLE[500]%%|*}"
+  echo "The agent's own idle cost in this run (section 2, poll_ms 500): $idle_cpu ms/min, i.e."
+  echo "$(awk -v c="$idle_cpu" -v w="$FLOOD_S" 'BEGIN { printf "%.1f", c * w / 60 }') ms per ${FLOOD_S} s window. Packets the agent's socket queue"
+  echo "dropped never reach it; a genuine initiation among them falls back to the poll path."
   echo
   echo "### Memory of the hub agent (peers in wg0 and in uci \`network\`)"
   echo
