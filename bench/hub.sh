@@ -118,6 +118,7 @@ peer_count_is() { [ "$(peer_count)" = "$1" ]; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # ----------------------------------------------------------------------------------
 lab_up >&2
+T_LAB=$(agent_ms)
 restart_agent
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || die "no tunnel at start"
 lab_wait_for 3 agent_hub_endpoint_is "$LAB_NAT_OUT4:$(lab_nat_port_of_r1)" || die "agent did not learn r1"
@@ -341,6 +342,7 @@ report() {
   local row poll n label b
   echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo),"
   echo "kernel $(uname -r); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg);"
+  echo "bench time $(( ($(agent_ms) - T_LAB) / 1000 )) s after lab_up (which waited $(( (T_LAB - T0) / 1000 )) s for the lab);"
   echo "lab state (status file) on $(df -T "$LAB_DIR" | awk 'NR == 2 { print $2 }'); agent $("$(agent_bin)" --version 2>/dev/null | head -n 1)."
   echo
   echo "### Detection latency (r1's packet -> new endpoint in \`wgroam status\`), poll_ms 500"
@@ -377,7 +379,7 @@ report() {
   echo "tcpdump: \`tcpdump -n -i wan -w /dev/null '$TCPDUMP_FILTER'\` (the agent's filter"
   echo "also accepts IPv6 and the hub's own responses). The kernel runs both filters in the"
   echo "receive path, which is charged to the sender here (veth), not to the capturing process."
-  read -r _ _ _ _ _ idle_cpu _ <<<"${IDLE[500]%%|*}"
+  read -r _ _ _ _ idle_cpu _ <<<"${IDLE[500]%%|*}"
   echo "The agent's own idle cost in this run (section 2, poll_ms 500): $idle_cpu ms/min, i.e."
   echo "$(awk -v c="$idle_cpu" -v w="$FLOOD_S" 'BEGIN { printf "%.1f", c * w / 60 }') ms per ${FLOOD_S} s window. Packets the agent's socket queue"
   echo "dropped never reach it; a genuine initiation among them falls back to the poll path."
