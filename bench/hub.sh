@@ -19,7 +19,9 @@
 #      WAN, beside no capture at all and tcpdump with the same filter; plus floods of
 #      packets shaped like initiations (which pass the kernel filter), from few
 #      sources and from a new (spoofed, 203.0.113.0/24) source each;
-#   4. memory: VmRSS/VmHWM with 1, 100 and 1000 peers (kernel + uci), beside tcpdump.
+#   4. mass move: 51 peers (tests/lab/many.sh) get new NAT ports at once: when the
+#      agent stages them in uci and when all are visible, beside one peer (section 1);
+#   5. memory: VmRSS/VmHWM with 1, 100 and 1000 peers (kernel + uci), beside tcpdump.
 #
 # Knobs (environment): BENCH_RUNS (10 latency runs per path), BENCH_PPS (150000),
 # BENCH_FLOOD_S (10), BENCH_IDLE_S (10 s per window), BENCH_GEN_NICE (-10: the
@@ -32,6 +34,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$root/tests/lab/lab.sh"
+. "$root/tests/lab/many.sh"
 . "$root/tests/e2e/agent.sh"
 
 RUNS=${BENCH_RUNS:-10}
@@ -53,7 +56,10 @@ done
 agent_bin >/dev/null
 agent_uci_bin >/dev/null
 
-cleanup() { lab_down; }
+cleanup() {
+  many_down
+  lab_down
+}
 trap cleanup EXIT
 
 T0=$(agent_ms)
@@ -288,7 +294,37 @@ phase "$JUNK" wgjunk tcpdump; CAP+=("$ROW")
 phase "$SPOOF" spoofed tcpdump; CAP+=("$ROW")
 lab_exec r2 nft delete table ip wgr_bench
 
-# === 4. memory =====================================================================
+# === 4. mass move ==================================================================
+MANY_N=50
+many_up "$MANY_N" >&2
+: >"$LAB_DIR/extra-peers.uci"
+for ((i = 0; i < MANY_N; i++)); do
+  printf "\nconfig wireguard_wg0\n\toption public_key '%s'\n\tlist allowed_ips '%s/128'\n" \
+    "$(many_pubkey "$i")" "$(many_addr6 "$i")" >>"$LAB_DIR/extra-peers.uci"
+done
+restart_agent
+lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || die "r1: no tunnel"
+failed_peers=$(many_send 3) || die "peers whose ping failed: $failed_peers"
+all_known() { [ "$(agent_hub_status | jq '[.interfaces[0].peers[] | select(.endpoint != null)] | length')" = $((MANY_N + 1)) ]; }
+lab_wait_for 5 all_known || die "agent does not know all $((MANY_N + 1)) endpoints"
+addrs=()
+for ((i = 0; i < MANY_N; i++)); do addrs+=("$(many_addr6 "$i")"); done
+json=$(python3 "$here/mass.py" 3 "$LAB_DIR/r2/run/status.json" "$LAB_DIR/r2/save/network" "${addrs[@]}") ||
+  die "mass move failed: $json"
+echo "$json" >"$OUT_DIR/mass.json"
+MASS=$(python3 -c '
+import json, statistics, sys
+d = json.load(sys.stdin)["runs"]
+f = lambda k: statistics.median(r[k] for r in d)
+span = statistics.median(r["last_stage"] - r["first_stage"] for r in d)
+print(len(d), "%.0f" % f("first_stage"), "%.0f" % f("last_stage"), "%.0f" % f("visible"),
+      "%.0f" % span, "%.1f" % (span / (d[0]["moved"] - 1)), d[0]["moved"])' <<<"$json")
+note "mass move: runs first last visible span per_peer moved = $MASS"
+for ((i = 0; i < MANY_N; i++)); do lab_exec r2 wg set wg0 peer "$(many_pubkey "$i")" remove; done
+many_down
+: >"$LAB_DIR/extra-peers.uci"
+
+# === 5. memory =====================================================================
 # Extra peers: random public keys (nobody needs their private keys), each a /128 in
 # 2001:db8:100:3::/64, added to wg0 with `wg addconf` and to uci as sections (every
 # fifth named, the rest anonymous).
@@ -383,6 +419,16 @@ report() {
   echo "The agent's own idle cost in this run (section 2, poll_ms 500): $idle_cpu ms/min, i.e."
   echo "$(awk -v c="$idle_cpu" -v w="$FLOOD_S" 'BEGIN { printf "%.1f", c * w / 60 }') ms per ${FLOOD_S} s window. Packets the agent's socket queue"
   echo "dropped never reach it; a genuine initiation among them falls back to the poll path."
+  echo
+  echo "### Mass move: every peer gets a new NAT port at once (r1 + $MANY_N peers of tests/lab/many.sh), poll_ms 500"
+  echo
+  echo "| peers moving | runs | first uci write, ms after the packets (median) | last uci write ms | all visible in status ms | staging span ms | per peer ms | baseline |"
+  echo "|---|---|---|---|---|---|---|---|"
+  read -r mr mf ml mv ms mp mm <<<"$MASS"
+  echo "| $mm | $mr | $mf | $ml | $mv | $ms | $mp | one peer, path (a) in this run: median $(awk '{ print $2 }' <<<"${LAT[kernel]}") ms to visible |"
+  echo
+  echo "Each move is staged on its own (\`uci show\` + \`uci batch\`, two processes per peer);"
+  echo "the status file, and the next capture read or poll, wait until all are staged."
   echo
   echo "### Memory of the hub agent (peers in wg0 and in uci \`network\`)"
   echo
