@@ -498,7 +498,11 @@ fn interface_disappearing_and_returning_is_reported_once() {
 #[test]
 fn sessions_the_hub_initiated_are_recognised_after_another_restart() {
     let mut h = hub();
-    observe(&mut h, T0, vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)]);
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
     // After a first recovery the hub initiated the new session itself.
     h.handle(
         T0,
@@ -518,7 +522,11 @@ fn sessions_the_hub_initiated_are_recognised_after_another_restart() {
         },
     );
     let t1 = T0.after_ms(3000);
-    observe(&mut h, t1, vec![snap(1, Some("203.0.113.5:30001"), None, 0)]);
+    observe(
+        &mut h,
+        t1,
+        vec![snap(1, Some("203.0.113.5:30001"), None, 0)],
+    );
     let tr = |h: &mut Hub, idx| {
         h.handle(
             t1.after_ms(100),
