@@ -227,7 +227,7 @@ fn hw_addr(fd: RawFd, name: &str) -> io::Result<[u8; 6]> {
         *d = s as libc::c_char;
     }
     // SAFETY: req is a valid ifreq; the kernel fills ifr_hwaddr.
-    cvt(unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) })?;
+    cvt(unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR as _, &mut req) })?;
     // SAFETY: SIOCGIFHWADDR wrote the hwaddr member of the union.
     let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
     if sa.sa_family != libc::ARPHRD_ETHER {
