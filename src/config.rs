@@ -85,6 +85,7 @@ const AGENT_OPTIONS: &[&str] = &[
     "commit_interval",
     "commit_on_stop",
 ];
+/// The first three are common to both roles, the rest are the hub's.
 const INTERFACE_OPTIONS: &[&str] = &[
     "enabled",
     "ifname",
@@ -206,6 +207,11 @@ impl Reader<'_> {
     }
 
     fn unknown_options(&mut self, known: &[&str]) {
+        self.unknown_options_listing(known, known.len());
+    }
+
+    /// Reports options not in `known`, naming the first `listed` of them.
+    fn unknown_options_listing(&mut self, known: &[&str], listed: usize) {
         let unknown: Vec<(String, String)> = self
             .sec
             .options
@@ -217,7 +223,7 @@ impl Reader<'_> {
             self.problems.push(Problem(format!(
                 "wgroam.{}.{n}: unknown option ({v}); expected one of {}",
                 self.label,
-                known.join(", ")
+                known[..listed].join(", ")
             )));
         }
     }
@@ -345,6 +351,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             agents.len()
         )));
     }
+    let mut role_known = false;
     let mut cfg = Config {
         role: Role::Hub,
         log_level: Level::Info,
@@ -369,8 +376,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             };
             r.unknown_options(AGENT_OPTIONS);
             match r.single("role").as_deref() {
-                Some("hub") => cfg.role = Role::Hub,
-                Some("roam") => cfg.role = Role::Roam,
+                Some("hub") => (cfg.role, role_known) = (Role::Hub, true),
+                Some("roam") => (cfg.role, role_known) = (Role::Roam, true),
                 Some(v) => r.bad("role", v, "hub or roam"),
                 None if sec.get("role").is_some() => {} // a list: reported
                 None => r.problems.push(Problem(format!(
@@ -406,12 +413,29 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             label: label(sec, i),
             problems: &mut problems,
         };
-        let known: Vec<&str> = INTERFACE_OPTIONS
+        // Name the options of this agent's role; an option of the other role
+        // gets its own line saying so.
+        let (mine, other, other_role): (&[&str], &[&str], &str) = match cfg.role {
+            Role::Roam => (ROAM_OPTIONS, &INTERFACE_OPTIONS[3..], "hub"),
+            Role::Hub => (&INTERFACE_OPTIONS[3..], ROAM_OPTIONS, "roam"),
+        };
+        for (n, _) in &sec.options {
+            if role_known && other.contains(&n.as_str()) {
+                r.problems.push(Problem(format!(
+                    "wgroam.{}.{n}: is a {other_role} option, but agent.role is '{}'; remove it or change the role",
+                    r.label,
+                    cfg.role.as_str()
+                )));
+            }
+        }
+        let known: Vec<&str> = INTERFACE_OPTIONS[..3]
             .iter()
-            .chain(ROAM_OPTIONS)
+            .chain(mine)
+            .chain(other)
             .copied()
             .collect();
-        r.unknown_options(&known);
+        let listed = INTERFACE_OPTIONS[..3].len() + mine.len();
+        r.unknown_options_listing(&known, listed);
         let Some(name) = sec.name.clone() else {
             r.problems.push(Problem(format!(
                 "wgroam.{}: interface section has no name; expected \"config interface 'wg0'\" naming the netifd interface",

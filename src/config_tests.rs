@@ -244,3 +244,23 @@ fn hub_network_options_are_validated_one_line_each() {
         assert!(p[0].starts_with(want), "{opts:?}: {}", p[0]);
     }
 }
+
+#[test]
+fn an_option_of_the_other_role_says_so() {
+    let mut secs = good();
+    secs[1]
+        .options
+        .push(("prefix".into(), Value::Single("2001:db8::/64".into())));
+    assert_eq!(
+        problems(&secs),
+        vec![
+            "wgroam.wg0.prefix: is a roam option, but agent.role is 'hub'; remove it or change the role"
+        ]
+    );
+    let mut secs = good();
+    secs[0].options[0].1 = Value::Single("roam".into());
+    secs[1]
+        .options
+        .push(("capture".into(), Value::Single("1".into())));
+    assert!(problems(&secs)[0].starts_with("wgroam.wg0.capture: is a hub option"));
+}

@@ -24,6 +24,8 @@ pub const SESSION_LIFETIME_S: u64 = 180;
 const FAILED_TRIES_FOR_DIAGNOSIS: u32 = 3;
 /// How long a source of forged or replayed packets stays suspect.
 const SUSPECT_MS: u64 = 10_000;
+/// Sources of replays remembered at most (a flood must not grow memory).
+const MAX_SUSPECTS: usize = 1024;
 /// At most this many "ignored packet" log lines per interface and minute.
 const REJECT_LOGS_PER_MINUTE: u32 = 5;
 
@@ -250,7 +252,8 @@ pub struct Iface {
     /// Indices this hub handed out in responses → peer.
     our_index: HashMap<u32, PublicKey>,
     /// Sources of recently rejected packets (mono ms of last rejection).
-    suspects: HashMap<SocketAddr, u64>,
+    pub(crate) suspects: HashMap<SocketAddr, u64>,
+    suspects_pruned: u64,
     pub ignored: BTreeMap<Ignored, u64>,
     logs_this_minute: (u64, u32),
     transport_capture: bool,
@@ -561,11 +564,18 @@ impl Hub {
             return;
         };
         *iface.ignored.entry(why).or_default() += 1;
-        if why != Ignored::UnknownIndex {
-            iface.suspects.insert(from, now.mono_ms);
-        }
-        if iface.suspects.len() > 4096 {
-            iface.suspects.retain(|_, t| now.since_ms(*t) < SUSPECT_MS);
+        // Only a replayed genuine initiation can make the kernel roam (after
+        // a peer was re-created it forgets the last timestamp); the rest it
+        // rejects itself. The map is bounded, and pruned at most once a
+        // second, so a flood from spoofed sources costs O(1) per packet.
+        if why == Ignored::Replay {
+            if iface.suspects.len() >= MAX_SUSPECTS && now.since_ms(iface.suspects_pruned) >= 1000 {
+                iface.suspects_pruned = now.mono_ms;
+                iface.suspects.retain(|_, t| now.since_ms(*t) < SUSPECT_MS);
+            }
+            if iface.suspects.len() < MAX_SUSPECTS {
+                iface.suspects.insert(from, now.mono_ms);
+            }
         }
         let minute = now.mono_ms / 60_000;
         if iface.logs_this_minute.0 != minute {

@@ -540,3 +540,32 @@ fn sessions_the_hub_initiated_are_recognised_after_another_restart() {
     assert!(moves(&tr(&mut h, 0xdddd)).is_empty());
     assert_eq!(moves(&tr(&mut h, 0xcccc)), vec![ep("203.0.113.5:31111")]);
 }
+
+#[test]
+fn a_replay_flood_from_spoofed_sources_keeps_memory_bounded() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
+    init(&mut h, T0, "203.0.113.5:30001", 1, (100, 1), 7);
+    for i in 0..100_000u32 {
+        let from = SocketAddr::from((
+            [198, 18, (i >> 8) as u8, i as u8],
+            1024 + (i % 50_000) as u16,
+        ));
+        h.handle(
+            T0.after_ms(u64::from(i) / 20),
+            Event::Initiation {
+                iface: WG.into(),
+                from,
+                key: key(1),
+                stamp: (100, 1),
+                sender_index: 7,
+            },
+        );
+    }
+    assert!(h.ifaces[WG].suspects.len() <= MAX_SUSPECTS);
+    assert_eq!(h.ifaces[WG].ignored[&Ignored::Replay], 100_000);
+}
