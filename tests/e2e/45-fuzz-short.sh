@@ -11,7 +11,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 out=$root/target/fuzz-short.out
 mkdir -p "$root/target"
 rc=0
-bash "$root/scripts/fuzz.sh" 10 >"$out" 2>&1 || rc=$?
+FUZZ_SANITIZER=none bash "$root/scripts/fuzz.sh" 10 >"$out" 2>&1 || rc=$?
 cat "$out"
 [ "$rc" = 0 ] || fail "scripts/fuzz.sh exited $rc"
 for t in wire_parse handshake_identify uci_parse config_load capture_classify; do
