@@ -18,9 +18,9 @@ macro_rules! crashpoint {
 #[cfg(feature = "crash-inject")]
 pub fn hit(name: &str) {
     use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
-    static SEEN: AtomicU64 = AtomicU64::new(0);
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TARGET: OnceLock<Option<(String, u32)>> = OnceLock::new();
+    static SEEN: AtomicU32 = AtomicU32::new(0);
     let target = TARGET.get_or_init(|| {
         let v = std::env::var("WGROAM_CRASH_AT").ok()?;
         let (step, n) = v.rsplit_once(':')?;

@@ -19,7 +19,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -280,7 +280,8 @@ fn open_socket(index: u32) -> io::Result<OwnedFd> {
     })?;
     let tv = libc::timeval {
         tv_sec: 0,
-        tv_usec: STOP_POLL_MS * 1000,
+        // suseconds_t is 32 bits on some targets.
+        tv_usec: (STOP_POLL_MS * 1000) as _,
     };
     // SAFETY: tv is valid for the given size.
     cvt(unsafe {
@@ -298,7 +299,8 @@ fn open_socket(index: u32) -> io::Result<OwnedFd> {
 struct Shared {
     targets: Mutex<Vec<IpNet>>,
     stop: AtomicBool,
-    answered: AtomicU64,
+    /// 32 bits: 32-bit MIPS has no 64-bit atomics.
+    answered: AtomicU32,
     error: Mutex<Option<String>>,
 }
 
@@ -319,7 +321,7 @@ impl Responder {
         let shared = Arc::new(Shared {
             targets: Mutex::new(targets),
             stop: AtomicBool::new(false),
-            answered: AtomicU64::new(0),
+            answered: AtomicU32::new(0),
             error: Mutex::new(None),
         });
         let s = Arc::clone(&shared);
@@ -360,7 +362,7 @@ impl Responder {
 
     /// Advertisements sent so far.
     pub fn answered(&self) -> u64 {
-        self.shared.answered.load(Ordering::Relaxed)
+        u64::from(self.shared.answered.load(Ordering::Relaxed))
     }
 }
 
