@@ -126,10 +126,9 @@ impl<W: WireGuard> HubRuntime<W> {
                 }
                 v.peers
             });
-            if peers.is_none() {
-                self.captures.remove(&i.ifname);
-                rt.capture = None;
-            }
+            // The capture stays open while the link is re-created: it listens
+            // on the WAN, and the peer's first packet after a restart is the
+            // one that tells where it is now.
             self.feed(
                 now,
                 Event::Observed {

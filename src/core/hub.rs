@@ -381,7 +381,10 @@ impl Hub {
             for p in iface.peers.values_mut() {
                 p.present = false;
                 p.last_handshake = None;
+                // Whatever the next link starts with is news.
+                p.kernel_endpoint = None;
             }
+            self.update_transport_capture(now, name, out);
             return;
         };
         if !iface.up && iface.observed_once {
@@ -630,12 +633,13 @@ impl Hub {
         let Some(iface) = self.ifaces.get_mut(name) else {
             return;
         };
-        let want = iface.up
-            && !iface.our_index.is_empty()
+        // Also while the link is being re-created (not `up`): a packet then
+        // moves what we believe, and the link gets it when it is back.
+        let want = !iface.our_index.is_empty()
             && iface
                 .peers
                 .values()
-                .any(|p| p.present && p.endpoint.is_some() && !p.session_live(now));
+                .any(|p| p.endpoint.is_some() && !p.session_live(now));
         if want != iface.transport_capture {
             iface.transport_capture = want;
             out.push(Action::CaptureTransport {

@@ -569,3 +569,53 @@ fn a_replay_flood_from_spoofed_sources_keeps_memory_bounded() {
     assert!(h.ifaces[WG].suspects.len() <= MAX_SUSPECTS);
     assert_eq!(h.ifaces[WG].ignored[&Ignored::Replay], 100_000);
 }
+
+#[test]
+fn a_packet_during_the_restart_gap_is_applied_when_the_link_is_back() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
+    init(&mut h, T0, "203.0.113.5:30001", 1, (100, 1), 0xaaaa);
+    h.handle(
+        T0,
+        Event::Response {
+            iface: WG.into(),
+            sender_index: 0xbbbb,
+            receiver_index: 0xaaaa,
+        },
+    );
+    // wg0 is gone; the capture keeps listening on the WAN.
+    let t1 = T0.after_ms(1000);
+    let a = h.handle(
+        t1,
+        Event::Observed {
+            iface: WG.into(),
+            peers: None,
+        },
+    );
+    assert!(a.contains(&Action::CaptureTransport {
+        iface: WG.into(),
+        on: true
+    }));
+    let a = h.handle(
+        t1.after_ms(100),
+        Event::Transport {
+            iface: WG.into(),
+            from: ep("203.0.113.5:30777"),
+            receiver_index: 0xbbbb,
+        },
+    );
+    assert!(moves(&a).is_empty(), "no link to apply it to yet");
+    assert_eq!(stages(&a), vec![ep("203.0.113.5:30777")]);
+    // Back with the stale endpoint from config: the learned one goes in at once.
+    let a = observe(
+        &mut h,
+        t1.after_ms(400),
+        vec![snap(1, Some("203.0.113.5:30001"), None, 0)],
+    );
+    assert_eq!(moves(&a), vec![ep("203.0.113.5:30777")]);
+    assert!(a.iter().any(|x| matches!(x, Action::Rearm { .. })));
+}
