@@ -85,18 +85,9 @@ const AGENT_OPTIONS: &[&str] = &[
     "commit_interval",
     "commit_on_stop",
 ];
-const INTERFACE_OPTIONS: &[&str] = &[
-    "enabled",
-    "ifname",
-    "backend",
-    "capture",
-    "capture_device",
-    "routes",
-    "wan",
-    "forwarding",
-    "relay",
-    "ndp_proxy",
-];
+const INTERFACE_OPTIONS: &[&str] = &["enabled", "ifname", "backend", "capture", "capture_device"];
+/// Hub: peer-prefix routes, forwarding, relay policy, NDP proxy.
+const HUB_NET_OPTIONS: &[&str] = &["routes", "wan", "forwarding", "relay", "ndp_proxy"];
 
 /// A value as shown in a problem line: control characters (newlines, escape
 /// sequences) escaped, so that every problem stays on one line.
@@ -205,7 +196,9 @@ impl Reader<'_> {
         }
     }
 
-    fn unknown_options(&mut self, known: &[&str]) {
+    /// Reports options not in `known`, listing `listed` as the expected ones
+    /// (one line must stay readable: the other role's options are not listed).
+    fn unknown_options(&mut self, known: &[&str], listed: &[&str]) {
         let unknown: Vec<(String, String)> = self
             .sec
             .options
@@ -217,7 +210,7 @@ impl Reader<'_> {
             self.problems.push(Problem(format!(
                 "wgroam.{}.{n}: unknown option ({v}); expected one of {}",
                 self.label,
-                known.join(", ")
+                listed.join(", ")
             )));
         }
     }
@@ -367,7 +360,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
                 label: label(sec, i),
                 problems: &mut problems,
             };
-            r.unknown_options(AGENT_OPTIONS);
+            r.unknown_options(AGENT_OPTIONS, AGENT_OPTIONS);
             match r.single("role").as_deref() {
                 Some("hub") => cfg.role = Role::Hub,
                 Some("roam") => cfg.role = Role::Roam,
@@ -408,10 +401,20 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
         };
         let known: Vec<&str> = INTERFACE_OPTIONS
             .iter()
+            .chain(HUB_NET_OPTIONS)
             .chain(ROAM_OPTIONS)
             .copied()
             .collect();
-        r.unknown_options(&known);
+        let role_options = match cfg.role {
+            Role::Hub => HUB_NET_OPTIONS,
+            Role::Roam => ROAM_OPTIONS,
+        };
+        let listed: Vec<&str> = INTERFACE_OPTIONS
+            .iter()
+            .chain(role_options)
+            .copied()
+            .collect();
+        r.unknown_options(&known, &listed);
         let Some(name) = sec.name.clone() else {
             r.problems.push(Problem(format!(
                 "wgroam.{}: interface section has no name; expected \"config interface 'wg0'\" naming the netifd interface",

@@ -244,3 +244,37 @@ fn hub_network_options_are_validated_one_line_each() {
         assert!(p[0].starts_with(want), "{opts:?}: {}", p[0]);
     }
 }
+
+#[test]
+fn unknown_interface_option_lists_the_roles_options_on_one_short_line() {
+    for (role, shown, hidden) in [
+        ("hub", "ndp_proxy", "heartbeat_interval"),
+        ("roam", "heartbeat_interval", "ndp_proxy"),
+    ] {
+        let secs = vec![
+            sec("agent", Some("agent"), &[("role", role)]),
+            sec("interface", Some("wg0"), &[("public_key", "AAAA")]),
+        ];
+        let p = problems(&secs);
+        let line = p.iter().find(|l| l.contains("public_key")).unwrap();
+        assert!(
+            line.starts_with("wgroam.wg0.public_key: unknown option"),
+            "{line}"
+        );
+        assert!(
+            line.contains(shown) && !line.contains(hidden),
+            "{role}: {line}"
+        );
+        assert!(line.len() <= 300, "{role}: {} chars: {line}", line.len());
+    }
+    // The other role's options are still accepted (one file for both roles).
+    let secs = vec![
+        sec("agent", Some("agent"), &[("role", "hub")]),
+        sec(
+            "interface",
+            Some("wg0"),
+            &[("grace", "30"), ("routes", "0")],
+        ),
+    ];
+    assert!(from_sections(&secs).is_ok());
+}
