@@ -25,10 +25,7 @@
 #                  fmt-shallow -Zfmt-debug=shallow (derived Debug prints names)
 #                  fmt-none    -Zfmt-debug=none ({:?} prints nothing: UNSOUND
 #                              here, error messages use {:?}; bench only)
-#                  static      -Crelocation-model=static (no PIE; on MIPS
-#                              no PIC/abicalls code)
-#                  icf         identical code folding in the linker
-#                              (--icf=all; lld: zig and rust-lld targets)
+#                  static      -Crelocation-model=static (no PIE)
 #                  default     = build-std,ofs,loc,abort
 #   --dist DIR   where the binaries are copied as wgroam-TRIPLE (default
 #                target/dist).
@@ -165,14 +162,6 @@ size_args() {
     fmt-shallow) RUST_FLAGS+=(-Zfmt-debug=shallow) ;;
     fmt-none) RUST_FLAGS+=(-Zfmt-debug=none) ;;
     static) RUST_FLAGS+=(-Crelocation-model=static) ;;
-    icf)
-      # GNU ld (x86_64's host gcc) has no ICF; zig and rust-lld are lld.
-      if uses_zig "$t"; then
-        RUST_FLAGS+=('-Clink-arg=-Wl,--icf=all')
-      elif [ "$t" = aarch64-unknown-linux-musl ]; then
-        RUST_FLAGS+=(-Clink-arg=--icf=all)
-      fi
-      ;;
     *) die "unknown size measure '$m' (see --help)" ;;
     esac
   done
