@@ -71,19 +71,20 @@ if [ "$crates" = 1 ]; then
   CARGO_PROFILE_RELEASE_STRIP=false scripts/build-targets.sh --dist "$out/symbols" "$target" >"$out.log" 2>&1
   bin=$out/symbols/wgroam-$triple
   printf '\nbiggest crates in %s (sum of symbol sizes, bytes):\n' "$triple"
-  nm -S --size-sort -C "$bin" 2>/dev/null | awk '
-    NF >= 4 {
-      size = strtonum("0x" $2)
-      name = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", name)
-      sub(/^</, "", name); sub(/^&/, "", name)
-      crate = name
-      if (match(crate, /^[A-Za-z0-9_]+::/)) crate = substr(crate, 1, RLENGTH - 2)
-      else crate = "(C/other: " (length(name) > 30 ? substr(name, 1, 30) "..." : name) ")"
-      if (crate ~ /^\(C/) crate = "(libc, compiler-rt, unnamed)"
-      sum[crate] += size; total += size
-    }
-    END {
-      for (c in sum) printf "%10d  %s\n", sum[c], c
-      printf "%10d  (total)\n", total
-    }' | sort -rn | head -n 25
+  nm -S --size-sort -C "$bin" | python3 -c '
+import re, sys
+sums, total = {}, 0
+for line in sys.stdin:
+    parts = line.rstrip("\n").split(" ", 3)
+    if len(parts) < 4:
+        continue
+    size, name = int(parts[1], 16), parts[3].lstrip("<&")
+    m = re.match(r"([A-Za-z0-9_]+)::", name)
+    crate = m.group(1) if m else "(libc, compiler-rt, unnamed)"
+    sums[crate] = sums.get(crate, 0) + size
+    total += size
+for c, n in sorted(sums.items(), key=lambda x: -x[1])[:25]:
+    print("%10d  %s" % (n, c))
+print("%10d  (total)" % total)
+'
 fi
