@@ -36,6 +36,7 @@ steps=(
   build-std,ofs,loc,abort
   build-std,ofs,loc,abort,fmt-shallow
   build-std,ofs,loc,abort,static
+  build-std,ofs,loc,abort,fmt-shallow,static
 )
 out=$root/target/size-bench
 rm -rf "$out"
@@ -58,11 +59,11 @@ printf '%-38s %10s %9s %10s %9s %6s\n' measures stripped delta gzip-9 delta buil
 prev=
 for s in "${steps[@]}"; do
   base=${prev:-$s}
-  # "abort,fmt-shallow" and "abort,static" are each compared with "abort".
-  case "$s" in *,fmt-shallow | *,static) base=build-std,ofs,loc,abort ;; esac
+  # The lines after "...,abort" are each compared with "...,abort".
+  case "$s" in *,abort,*) base=build-std,ofs,loc,abort ;; esac
   printf '%-38s %10d %+9d %10d %+9d %6d\n' "$s" "${stripped[$s]}" \
     $((stripped[$s] - stripped[$base])) "${gz[$s]}" $((gz[$s] - gz[$base])) "${secs[$s]}"
-  case "$s" in *,fmt-shallow | *,static) ;; *) prev=$s ;; esac
+  case "$s" in *,abort,*) ;; *) prev=$s ;; esac
 done
 
 if [ "$crates" = 1 ]; then
