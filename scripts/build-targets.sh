@@ -22,11 +22,13 @@
 #                  loc         -Zlocation-detail=none (no file:line in panics)
 #                  abort       -Cpanic=immediate-abort (no panic machinery;
 #                              implies build-std)
-#                  fmt-shallow -Zfmt-debug=shallow (derived Debug prints names)
+#                  fmt-shallow -Zfmt-debug=shallow (derived Debug prints type
+#                              names only; sound while no user-visible
+#                              message formats a derived type with {:?})
 #                  fmt-none    -Zfmt-debug=none ({:?} prints nothing: UNSOUND
 #                              here, error messages use {:?}; bench only)
 #                  static      -Crelocation-model=static (no PIE)
-#                  default     = build-std,ofs,loc,abort
+#                  default     = build-std,ofs,loc,abort,fmt-shallow,static
 #   --dist DIR   where the binaries are copied as wgroam-TRIPLE (default
 #                target/dist).
 #
@@ -149,7 +151,7 @@ size_args() {
   local build_std=0 ofs=0 abort=0
   CARGO_ARGS=()
   RUST_FLAGS=()
-  [ "$list" = default ] && list=build-std,ofs,loc,abort
+  [ "$list" = default ] && list=build-std,ofs,loc,abort,fmt-shallow,static
   [ "$list" = none ] && list=
   has_rustup_std "$t" || build_std=1
   local IFS=,

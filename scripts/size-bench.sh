@@ -36,6 +36,7 @@ steps=(
   build-std,ofs,loc,abort
   build-std,ofs,loc,abort,fmt-shallow
   build-std,ofs,loc,abort,static
+  build-std,ofs,loc,abort,fmt-shallow,static
 )
 out=$root/target/size-bench
 rm -rf "$out"
@@ -58,11 +59,11 @@ printf '%-38s %10s %9s %10s %9s %6s\n' measures stripped delta gzip-9 delta buil
 prev=
 for s in "${steps[@]}"; do
   base=${prev:-$s}
-  # "abort,fmt-shallow" and "abort,static" are each compared with "abort".
-  case "$s" in *,fmt-shallow | *,static) base=build-std,ofs,loc,abort ;; esac
+  # The lines after "...,abort" are each compared with "...,abort".
+  case "$s" in *,abort,*) base=build-std,ofs,loc,abort ;; esac
   printf '%-38s %10d %+9d %10d %+9d %6d\n' "$s" "${stripped[$s]}" \
     $((stripped[$s] - stripped[$base])) "${gz[$s]}" $((gz[$s] - gz[$base])) "${secs[$s]}"
-  case "$s" in *,fmt-shallow | *,static) ;; *) prev=$s ;; esac
+  case "$s" in *,abort,*) ;; *) prev=$s ;; esac
 done
 
 if [ "$crates" = 1 ]; then
@@ -71,19 +72,20 @@ if [ "$crates" = 1 ]; then
   CARGO_PROFILE_RELEASE_STRIP=false scripts/build-targets.sh --dist "$out/symbols" "$target" >"$out.log" 2>&1
   bin=$out/symbols/wgroam-$triple
   printf '\nbiggest crates in %s (sum of symbol sizes, bytes):\n' "$triple"
-  nm -S --size-sort -C "$bin" 2>/dev/null | awk '
-    NF >= 4 {
-      size = strtonum("0x" $2)
-      name = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", name)
-      sub(/^</, "", name); sub(/^&/, "", name)
-      crate = name
-      if (match(crate, /^[A-Za-z0-9_]+::/)) crate = substr(crate, 1, RLENGTH - 2)
-      else crate = "(C/other: " (length(name) > 30 ? substr(name, 1, 30) "..." : name) ")"
-      if (crate ~ /^\(C/) crate = "(libc, compiler-rt, unnamed)"
-      sum[crate] += size; total += size
-    }
-    END {
-      for (c in sum) printf "%10d  %s\n", sum[c], c
-      printf "%10d  (total)\n", total
-    }' | sort -rn | head -n 25
+  nm -S --size-sort -C "$bin" | python3 -c '
+import re, sys
+sums, total = {}, 0
+for line in sys.stdin:
+    parts = line.rstrip("\n").split(" ", 3)
+    if len(parts) < 4:
+        continue
+    size, name = int(parts[1], 16), parts[3].lstrip("<&")
+    m = re.match(r"([A-Za-z0-9_]+)::", name)
+    crate = m.group(1) if m else "(libc, compiler-rt, unnamed)"
+    sums[crate] = sums.get(crate, 0) + size
+    total += size
+for c, n in sorted(sums.items(), key=lambda x: -x[1])[:25]:
+    print("%10d  %s" % (n, c))
+print("%10d  (total)" % total)
+'
 fi
