@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-/// Written by `/etc/hotplug.d/ntp/` (sysntpd's "stratum" event) on OpenWrt.
-pub const SYNCED_FLAG: &str = "clock-synced";
+/// Written by `/etc/hotplug.d/ntp/95-wgroam` (sysntpd's "stratum" event) on
+/// OpenWrt into the state directory (`/var/run/wgroam`).
+pub const SYNCED_FLAG: &str = "ntp-synced";
 
 /// NTP has set the clock: the kernel's adjtimex status says synchronised, or
 /// OpenWrt's ntp hotplug left its flag in the state directory.

@@ -336,6 +336,7 @@ pub fn run_hub<W: WireGuard>(
                     &format!("reload refused, keeping the running config: {e}"),
                 ),
             },
+            Some(Signal::Nudge) => next_poll = 0,
             None => {}
         }
     }

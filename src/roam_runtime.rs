@@ -634,6 +634,11 @@ pub fn run_roam<W: WireGuard>(
                     &format!("reload refused, keeping the running config: {e}"),
                 ),
             },
+            // Hotplug (uplink) or ntp (clock): observe, re-read routes now.
+            Some(Signal::Nudge) => {
+                rt.next_observe_ms = 0;
+                rt.routes_dirty = true;
+            }
             None => {}
         }
     }

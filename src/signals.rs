@@ -1,5 +1,7 @@
-//! SIGTERM/SIGINT (stop) and SIGHUP (reload) delivered through a self-pipe,
-//! so the single-threaded poll loop wakes up for them like for any fd.
+//! SIGTERM/SIGINT (stop), SIGHUP (reload) and SIGUSR1/SIGUSR2 (OpenWrt's
+//! hotplug scripts: an uplink changed, the clock was synchronised) delivered
+//! through a self-pipe, so the single-threaded poll loop wakes up for them
+//! like for any fd. USR1/USR2 must be handled: their default action kills.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -11,6 +13,8 @@ static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 pub enum Signal {
     Stop,
     Reload,
+    /// Something changed outside (uplink, clock): look again now.
+    Nudge,
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
@@ -35,7 +39,13 @@ impl Signals {
             return Err(io::Error::last_os_error());
         }
         WRITE_FD.store(fds[1], Ordering::Relaxed);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        for sig in [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+        ] {
             // SAFETY: a zeroed sigaction with a plain handler is valid.
             unsafe {
                 let mut sa: libc::sigaction = std::mem::zeroed();
@@ -57,10 +67,10 @@ impl Signals {
         self.read_fd
     }
 
-    /// Drains pending signals; Stop wins over Reload.
+    /// Drains pending signals; Stop wins over Reload, Reload over Nudge.
     pub fn take(&self) -> Option<Signal> {
         let mut buf = [0u8; 16];
-        let mut got = None;
+        let mut got: Option<Signal> = None;
         loop {
             // SAFETY: reading into a valid buffer from our own pipe.
             let n = unsafe { libc::read(self.read_fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -68,14 +78,16 @@ impl Signals {
                 return got;
             }
             for &b in &buf[..n as usize] {
-                let s = if i32::from(b) == libc::SIGHUP {
-                    Signal::Reload
-                } else {
-                    Signal::Stop
+                let s = match i32::from(b) {
+                    libc::SIGHUP => Signal::Reload,
+                    libc::SIGUSR1 | libc::SIGUSR2 => Signal::Nudge,
+                    _ => Signal::Stop,
                 };
-                if got != Some(Signal::Stop) {
-                    got = Some(s);
-                }
+                got = Some(match (got, s) {
+                    (Some(Signal::Stop), _) | (_, Signal::Stop) => Signal::Stop,
+                    (Some(Signal::Reload), _) | (_, Signal::Reload) => Signal::Reload,
+                    _ => Signal::Nudge,
+                });
             }
         }
     }

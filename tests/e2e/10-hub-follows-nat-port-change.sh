@@ -53,6 +53,12 @@ why=$(agent_hub_status | jq -r '.interfaces[0].peers[0].last_change.why')
 [ "$why" = kernel ] || fail "last_change.why is '$why', expected kernel"
 
 pid=$(agent_hub_pid)
+# OpenWrt's hotplug scripts send USR1 (uplink) and USR2 (clock): must not kill it.
+kill -USR1 "$pid"
+kill -USR2 "$pid"
+sleep 0.3
+kill -0 "$pid" 2>/dev/null || fail "SIGUSR1/SIGUSR2 killed the agent"
+t "survived SIGUSR1 and SIGUSR2 (hotplug nudges)"
 kill -TERM "$pid"
 lab_wait_for 5 _lab_pid_gone "$pid" || fail "agent did not stop on SIGTERM"
 wait "$pid" 2>/dev/null && rc=0 || rc=$?

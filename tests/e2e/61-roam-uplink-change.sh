@@ -35,6 +35,11 @@ for round in 1 2 3; do
   t "round $round: r1 WAN now $wan (NAT :$old -> :$new); inbound IPv6 back after ${took} ms"
   [ "$took" -le 1000 ] || fail "round $round took ${took} ms (> 1000 ms)"
 done
+# What OpenWrt's iface hotplug does on every uplink event: a nudge, not a kill.
+kill -USR1 "$(lab_pid agent-r1)"
+sleep 0.3
+kill -0 "$(lab_pid agent-r1)" 2>/dev/null || fail "SIGUSR1 killed the roam agent"
+ping_ok inet "$addr" || lab_wait_for 3 ping_ok inet "$addr" || fail "IPv6 broken after a nudge"
 reactions=$(agent_roam_status | jq '.interfaces[0].reactions')
 [ "$reactions" -ge 4 ] || fail "only $reactions uplink reactions recorded"
 grep -q "uplink reaction" "$LAB_DIR/logs/agent-r1.log" || fail "no uplink reaction logged"
