@@ -36,6 +36,10 @@ moves_after=$(grep -c ' endpoint .* -> ' "$LAB_DIR/logs/agent-r2.log" || true)
 [ "$(sum_md5 "$LAB_DIR"/r2/save/* "$LAB_DIR/r2/etc/network")" = "$uci_before" ] || fail "uci was written"
 ignored=$(agent_hub_status | jq -c '.interfaces[0].ignored')
 t "0 endpoint moves, 0 uci writes; agent ignored: $ignored"
+# Counters reach status.json within its 5 s refresh.
+accounted() { [ "$(agent_hub_status | jq '.interfaces[0] | ([.ignored[]] | add) + .capture_drops')" -ge 7200 ]; }
+lab_wait_for 8 accounted || true
+ignored=$(agent_hub_status | jq -c '.interfaces[0].ignored')
 drops=$(agent_hub_status | jq '.interfaces[0].capture_drops')
 total=$(echo "$ignored" | jq '[.[]] | add')
 # Random UDP and badly sized packets never pass the kernel filter; the 7200
