@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use wgroam::capture::Direction;
-use wgroam::capture_hub::classify;
+use wgroam::capture_hub::{Who, classify};
 use wgroam::core::hub::Event;
 use wgroam::handshake::Responder;
 use wgroam::wire;
@@ -40,7 +40,18 @@ fuzz_target!(|data: &[u8]| {
         Direction::Outgoing
     };
     let mut budget = || first & 2 == 0;
-    let event = classify("wg0", responder(), 51820, frame, direction, &mut budget);
+    // The responder's own key as the one peer: outgoing initiations to it
+    // are recognised by their mac1.
+    let peers = [(
+        wgroam::core::PublicKey(*responder().public_key()),
+        wgroam::handshake::mac1_key(responder().public_key()),
+    )];
+    let who = Who {
+        responder: responder(),
+        port: 51820,
+        peers: &peers,
+    };
+    let event = classify("wg0", &who, frame, direction, &mut budget);
     if let Some(Event::Initiation { key, .. }) = event {
         let d = wire::parse_l3_prefix(frame).expect("an initiation came from a datagram");
         let who = responder()
