@@ -60,6 +60,9 @@ impl Default for Budget {
 #[derive(Default)]
 pub struct HubCapture {
     open: Option<Open>,
+    /// What the core last asked for; a socket (re)opened later must honour
+    /// it, or transport packets stay filtered out after a link re-creation.
+    want_transport: bool,
     /// Last open failure, retried on each observation.
     failed: Option<String>,
 }
@@ -105,14 +108,14 @@ impl HubCapture {
             return;
         }
         let device = cfg.capture_device.as_deref();
-        match open(device, port) {
+        match open(device, port, self.want_transport) {
             Ok(source) => {
                 self.open = Some(Open {
                     source,
                     responder: Responder::new(**private),
                     public,
                     port,
-                    transport: false,
+                    transport: self.want_transport,
                     budget: Budget::new(),
                     peers: peer_keys(view),
                 });
@@ -141,6 +144,7 @@ impl HubCapture {
     }
 
     pub fn set_transport(&mut self, on: bool) {
+        self.want_transport = on;
         if let Some(o) = &mut self.open
             && o.transport != on
         {
@@ -295,17 +299,17 @@ pub fn classify(
     }
 }
 
-fn open(device: Option<&str>, port: u16) -> std::io::Result<PacketCapture> {
+fn open(device: Option<&str>, port: u16, transport: bool) -> std::io::Result<PacketCapture> {
     let index = match device {
         Some(d) => ifindex(d)?,
         None => 0,
     };
-    PacketCapture::open(index, port, false)
+    PacketCapture::open(index, port, transport)
 }
 
 /// Checks that a capture socket may be opened (for `wgroam check`).
 pub fn probe(device: Option<&str>) -> std::io::Result<()> {
-    open(device, 51820).map(drop)
+    open(device, 51820, false).map(drop)
 }
 
 #[cfg(test)]
