@@ -16,8 +16,9 @@
 # sets. cargo-fuzz itself is installed (pinned) by scripts/install-deps.sh
 # --fuzz-tools, the first time only.
 #
-# Longer run (>= 10 million executions per target; about 1-2 hours on 2 cores,
-# most of it in handshake_identify, which does X25519 on half its inputs):
+# Longer run (>= 10 million executions per target; measured rates in
+# fuzz/README.md: minutes for wire_parse and capture_classify, ~35 min for
+# config_load, ~1.5 h for uci_parse, ~5 h for handshake_identify):
 #
 #   scripts/fuzz.sh --runs 10000000
 #
