@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The lab demo (README command 1): installs what is needed, builds, brings up the
 # network-namespace lab (r2 hub, r1 roaming behind a port-changing NAT, a LAN
-# client, an "internet" host), runs the wgroam hub on r2 and prints a timeline of
+# client, an "internet" host), runs the wgroam hub on r2 and the roam agent on r1,
+# and prints a timeline of
 # what happened and what the agent saw and did. Everything it creates is removed
 # at the end. Debian 12, as root.
 set -euo pipefail
@@ -23,11 +24,16 @@ trap lab_down EXIT
 T0=$(agent_ms)
 say() { printf '\n%7.3f s  %s\n' "$(echo "($(agent_ms) - $T0) / 1000" | bc -l)" "$*"; }
 agent_says() {
-  # New agent log lines since the last call, indented.
-  local n
-  n=$(wc -l <"$LAB_DIR/logs/agent-r2.log")
-  sed -n "$((${SEEN:-0} + 1)),${n}p" "$LAB_DIR/logs/agent-r2.log" | sed 's/^/             agent: /'
-  SEEN=$n
+  # New agent log lines since the last call, indented, per agent.
+  local who f n seen
+  for who in hub:agent-r2 roam:agent-r1; do
+    f=$LAB_DIR/logs/${who#*:}.log
+    [ -f "$f" ] || continue
+    n=$(wc -l <"$f")
+    seen=SEEN_${who%%:*}
+    sed -n "$((${!seen:-0} + 1)),${n}p" "$f" | sed "s/^/             ${who%%:*}: /"
+    printf -v "$seen" %s "$n"
+  done
 }
 show() {
   local s
@@ -41,13 +47,32 @@ lab_up >/dev/null
 agent_hub_setup
 agent_hub_start
 say "hub agent running on r2 (wgroam $("$WGROAM_BIN" --version | cut -d' ' -f2), pid $(agent_hub_pid))"
+roam_lab_prepare
+capture_initiations_start # r1's first handshake, for the replay scene below
+agent_roam_setup
+agent_roam_start
+say "roam agent running on r1: split-tunnel routes, prefix to the LAN by router advertisements"
+lab_wait_for 10 has_lan_slaac || true
+TARGET=$(lan_slaac_addr)
+TARGET=${TARGET:-$LAB_LAN6}
 agent_says
+echo "             LAN client configured $TARGET from r1's RA"
 
 say "LAN client pings the internet over IPv6 (through the tunnel) and IPv4 (through the NAT)"
-capture_initiations_start
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" | grep -E 'bytes from' | sed 's/^/             /'
 lab_exec lan ping -4 -c1 -W2 "$LAB_INET4" | grep -E 'bytes from' | sed 's/^/             /'
 capture_initiations_stop "$LAB_DIR/genuine.hex"
+sleep 0.6
+agent_says
+show
+
+say "r1 moves to another hotspot: its WAN address changes, and with it the NAT mapping"
+start=$(agent_ms)
+lab_uplink_change --raw >/dev/null
+until ping_ok inet "$TARGET"; do
+  [ $(($(agent_ms) - start)) -lt 10000 ] || break
+done
+echo "             inbound IPv6 to the LAN client works again after $(($(agent_ms) - start)) ms"
 sleep 0.6
 agent_says
 show
@@ -71,7 +96,7 @@ agent_says
 say "r1's next packet (under its old session) reaches r2 from a new port"
 start=$(agent_ms)
 lab_exec lan ping -6 -c1 -W0.1 "$LAB_INET6" >/dev/null 2>&1 || true
-until ping_ok inet "$LAB_LAN6"; do
+until ping_ok inet "$TARGET"; do
   [ $(($(agent_ms) - start)) -lt 5000 ] || break
 done
 echo "             inbound IPv6 to the LAN client works again after $(($(agent_ms) - start)) ms"

@@ -3,6 +3,24 @@
 # (as root). Idempotent: a second run only checks.
 set -euo pipefail
 
+# Fuzzing tools (cargo-fuzz, pinned), cached in ~/.cargo/bin. Only
+# scripts/fuzz.sh asks for them (`install-deps.sh --fuzz-tools`): building
+# cargo-fuzz takes minutes and the normal suite does not need it.
+CARGO_FUZZ_VERSION=0.13.2
+install_fuzz_tools() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if [ "$(cargo fuzz --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    echo "install-deps: cargo-fuzz $CARGO_FUZZ_VERSION ok"
+    return 0
+  fi
+  echo "install-deps: installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install, a few minutes)"
+  cargo install --locked --quiet "cargo-fuzz@$CARGO_FUZZ_VERSION"
+}
+if [ "${1:-}" = --fuzz-tools ]; then
+  install_fuzz_tools
+  exit 0
+fi
+
 PKGS=(
   # build
   build-essential cmake pkg-config libjson-c-dev

@@ -35,7 +35,7 @@ unit_fail=$(awk '/^test result:/ {s += $6} END {print s + 0}' "$log")
 
 step "end-to-end: lab and VM"
 set +e
-bash tests/e2e/run.sh 2>&1 | tee target/e2e.log
+E2E_TIMEOUT=${E2E_TIMEOUT:-600} bash tests/e2e/run.sh 2>&1 | tee target/e2e.log
 e2e_rc=${PIPESTATUS[0]}
 set -e
 e2e_line=$(grep -E '^e2e: [0-9]+ passed' target/e2e.log | tail -n 1)

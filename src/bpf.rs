@@ -34,6 +34,7 @@ enum Label {
     Udp,
     Init,
     FromHub,
+    OwnInit,
     Accept,
     Drop,
 }
@@ -171,13 +172,19 @@ pub fn wireguard_filter(listen_port: u16, transport: bool) -> Vec<sock_filter> {
 
     // Also reached for packets to the port that were no initiation: a peer
     // may listen on the same port number as the hub.
+    // From the port: the hub's own responses and initiations, whose sender
+    // indices tell which peer a later transport packet belongs to.
     a.label(FromHub);
     a.op(LD_H_IND, 0);
     a.jump(JEQ_K, port, Next, To(Drop));
     a.op(LD_W_IND, 8);
+    a.jump(JEQ_K, WORD_INITIATION, To(OwnInit), Next);
     a.jump(JEQ_K, WORD_RESPONSE, Next, To(Drop));
     a.op(LD_H_IND, 4);
     a.jump(JEQ_K, 8 + 92, To(Accept), To(Drop));
+    a.label(OwnInit);
+    a.op(LD_H_IND, 4);
+    a.jump(JEQ_K, 8 + 148, To(Accept), To(Drop));
 
     a.label(Accept);
     a.op(RET_K, u32::MAX);
@@ -332,8 +339,13 @@ pub(crate) mod tests {
             (ipv4_udp(5, 0, 4000, 4001, &init), (0, 0), "other port"),
             (
                 ipv4_udp(5, 0, PORT, 4000, &init),
+                (ALL, ALL),
+                "the hub's own initiation",
+            ),
+            (
+                ipv4_udp(5, 0, PORT, 4000, &wg(1, 149)),
                 (0, 0),
-                "initiation from port",
+                "own initiation, wrong length",
             ),
             (
                 ipv4_udp(5, 0, 4000, PORT, &resp),

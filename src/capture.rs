@@ -105,6 +105,19 @@ impl PacketCapture {
             fd.as_raw_fd(),
             &bpf::wireguard_filter(listen_port, transport),
         )?;
+        // Room for a burst of handshakes (the default ~200 KB holds ~270
+        // frames); memory is only used while frames actually wait.
+        let rcvbuf: libc::c_int = 512 * 1024;
+        // SAFETY: rcvbuf is a valid c_int for the call.
+        cvt(unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&raw const rcvbuf).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        })?;
 
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };

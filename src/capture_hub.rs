@@ -71,6 +71,15 @@ struct Open {
     port: u16,
     transport: bool,
     budget: Budget,
+    /// Each peer's mac1 key: names the peer an outgoing initiation is for.
+    peers: Vec<(PublicKey, [u8; 32])>,
+}
+
+fn peer_keys(view: &DeviceView) -> Vec<(PublicKey, [u8; 32])> {
+    view.peers
+        .iter()
+        .map(|p| (p.key, crate::handshake::mac1_key(&p.key.0)))
+        .collect()
 }
 
 impl HubCapture {
@@ -84,10 +93,15 @@ impl HubCapture {
             rt.capture_error = Some("interface has no private key or listen port yet".into());
             return;
         };
-        if let Some(o) = &self.open
+        if let Some(o) = &mut self.open
             && o.port == port
             && o.public == public
         {
+            if o.peers.len() != view.peers.len()
+                || o.peers.iter().zip(&view.peers).any(|(a, b)| a.0 != b.key)
+            {
+                o.peers = peer_keys(view);
+            }
             return;
         }
         let device = cfg.capture_device.as_deref();
@@ -100,6 +114,7 @@ impl HubCapture {
                     port,
                     transport: false,
                     budget: Budget::new(),
+                    peers: peer_keys(view),
                 });
                 self.failed = None;
                 rt.capture = Some(format!("{} port {port}", device.unwrap_or("any")));
@@ -160,9 +175,12 @@ impl HubCapture {
                     let budget = &mut o.budget;
                     let mut verify = || budget.take(now_ms);
                     let frame = &buf[..c.len.min(buf.len())];
-                    if let Some(e) =
-                        classify(iface, &o.responder, o.port, frame, c.direction, &mut verify)
-                    {
+                    let who = Who {
+                        responder: &o.responder,
+                        port: o.port,
+                        peers: &o.peers,
+                    };
+                    if let Some(e) = classify(iface, &who, frame, c.direction, &mut verify) {
                         events.push(e);
                     }
                 }
@@ -180,15 +198,23 @@ impl HubCapture {
     }
 }
 
+/// What classification needs to know about the interface.
+pub struct Who<'a> {
+    pub responder: &'a Responder,
+    pub port: u16,
+    /// Each peer's mac1 key (see [`crate::handshake::mac1_key`]).
+    pub peers: &'a [(PublicKey, [u8; 32])],
+}
+
 /// One captured L3 frame → at most one core event.
 pub fn classify(
     iface: &str,
-    responder: &Responder,
-    port: u16,
+    who: &Who<'_>,
     frame: &[u8],
     direction: Direction,
     budget: &mut dyn FnMut() -> bool,
 ) -> Option<Event> {
+    let (responder, port) = (who.responder, who.port);
     let iface = iface.to_string();
     let dg = wire::parse_l3_prefix(frame).ok()?;
     let payload = dg.payload(frame);
@@ -211,6 +237,15 @@ pub fn classify(
                     sender_index: r.sender_index(),
                     receiver_index: r.receiver_index(),
                 }),
+                Ok(Message::Initiation(init)) => who
+                    .peers
+                    .iter()
+                    .find(|(_, k)| crate::handshake::verify_mac1_with(k, init.as_bytes()))
+                    .map(|(key, _)| Event::OwnInitiation {
+                        iface,
+                        key: *key,
+                        sender_index: init.sender_index(),
+                    }),
                 _ => None,
             }
         }
@@ -331,7 +366,16 @@ mod tests {
 
     fn run(f: &[u8], dir: Direction, allow: bool) -> Option<Event> {
         let r = Responder::new(HUB_PRIV);
-        classify("wg0", &r, PORT, f, dir, &mut || allow)
+        let peers = [(
+            PublicKey(public(PEER_PRIV)),
+            crate::handshake::mac1_key(&public(PEER_PRIV)),
+        )];
+        let who = Who {
+            responder: &r,
+            port: PORT,
+            peers: &peers,
+        };
+        classify("wg0", &who, f, dir, &mut || allow)
     }
 
     #[test]
@@ -375,6 +419,25 @@ mod tests {
         let mut big = good.to_vec();
         big.push(0);
         assert_eq!(why(&big, true), Ignored::Malformed);
+    }
+
+    #[test]
+    fn own_initiation_names_the_peer_it_is_for() {
+        // The hub initiating towards the peer: mac1 under the peer's key.
+        let m = build_initiation(HUB_PRIV, [0x44; 32], public(PEER_PRIV), stamp(3), 0xabcd);
+        let out = frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], 30001, &m);
+        assert_eq!(
+            run(&out, Direction::Outgoing, true),
+            Some(Event::OwnInitiation {
+                iface: "wg0".into(),
+                key: PublicKey(public(PEER_PRIV)),
+                sender_index: 0xabcd
+            })
+        );
+        // For someone who is not a peer: nothing.
+        let m = build_initiation(HUB_PRIV, [0x44; 32], public([0x55; 32]), stamp(3), 1);
+        let out = frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], 30001, &m);
+        assert_eq!(run(&out, Direction::Outgoing, true), None);
     }
 
     #[test]
@@ -432,7 +495,12 @@ mod tests {
         let mut budget = Budget::new();
         let feed = |hub: &mut Hub, f: &[u8], t: Now, budget: &mut Budget| -> Vec<Action> {
             let mut allow = || budget.take(t.mono_ms);
-            match classify("wg0", &r, PORT, f, Direction::Incoming, &mut allow) {
+            let who = Who {
+                responder: &r,
+                port: PORT,
+                peers: &[],
+            };
+            match classify("wg0", &who, f, Direction::Incoming, &mut allow) {
                 Some(e) => hub.handle(t, e),
                 None => Vec::new(),
             }

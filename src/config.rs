@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::core::Level;
+use crate::core::relay::{HubNet, RelayMode};
 use crate::uci::parse::parse_config;
 use crate::uci::{Section, Value};
 use crate::wg::BackendChoice;
@@ -40,6 +41,8 @@ pub struct Interface {
     pub capture_device: Option<String>,
     /// Roam: how to keep the tunnel and the delegated prefix.
     pub roam: RoamOptions,
+    /// Hub: peer-prefix routes, forwarding, relay policy, NDP proxy.
+    pub net: HubNet,
 }
 
 /// A validated configuration.
@@ -82,7 +85,41 @@ const AGENT_OPTIONS: &[&str] = &[
     "commit_interval",
     "commit_on_stop",
 ];
-const INTERFACE_OPTIONS: &[&str] = &["enabled", "ifname", "backend", "capture", "capture_device"];
+/// The first three are common to both roles, the rest are the hub's.
+const INTERFACE_OPTIONS: &[&str] = &[
+    "enabled",
+    "ifname",
+    "backend",
+    "capture",
+    "capture_device",
+    "routes",
+    "wan",
+    "forwarding",
+    "relay",
+    "ndp_proxy",
+];
+
+/// A value as shown in a problem line: control characters (newlines, escape
+/// sequences) escaped, so that every problem stays on one line.
+fn show(v: &str) -> String {
+    v.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn show_value(v: &Value) -> String {
+    v.values()
+        .iter()
+        .map(|x| format!("'{}'", show(x)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Reads one option of a section, recording problems.
 struct Reader<'a> {
@@ -94,8 +131,9 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn bad(&mut self, opt: &str, value: &str, expected: &str) {
         self.problems.push(Problem(format!(
-            "wgroam.{}.{opt}: '{value}' is not valid; expected {expected}",
-            self.label
+            "wgroam.{}.{opt}: '{}' is not valid; expected {expected}",
+            self.label,
+            show(value)
         )));
     }
 
@@ -109,10 +147,11 @@ impl Reader<'_> {
     fn single(&mut self, opt: &str) -> Option<String> {
         match self.sec.get(opt)? {
             Value::Single(v) => Some(v.clone()),
-            Value::List(_) => {
+            v @ Value::List(_) => {
                 self.problems.push(Problem(format!(
-                    "wgroam.{}.{opt}: is a list; expected a single 'option {opt}'",
-                    self.label
+                    "wgroam.{}.{opt}: is a list ({}); expected a single 'option {opt}'",
+                    self.label,
+                    show_value(v)
                 )));
                 None
             }
@@ -135,7 +174,8 @@ impl Reader<'_> {
         match self.single(opt) {
             None => default,
             Some(v) => match v.parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => n,
+                // Digits only: no sign, no spaces (u64's parser accepts '+').
+                Ok(n) if (min..=max).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => n,
                 _ => {
                     self.bad(opt, &v, &format!("a whole number from {min} to {max}"));
                     default
@@ -144,10 +184,21 @@ impl Reader<'_> {
         }
     }
 
-    fn path(&mut self, opt: &str, default: &str) -> PathBuf {
+    /// An absolute path; with `file`, one naming a file (not ending in '/').
+    fn path(&mut self, opt: &str, default: &str, file: bool) -> PathBuf {
         match self.single(opt) {
             None => PathBuf::from(default),
-            Some(v) if v.starts_with('/') && !v.contains('\0') => PathBuf::from(v),
+            Some(v) if v.starts_with('/') && !v.contains('\0') && !(file && v.ends_with('/')) => {
+                PathBuf::from(v)
+            }
+            Some(v) if file => {
+                self.bad(
+                    opt,
+                    &v,
+                    &format!("an absolute path of a file, e.g. {default}"),
+                );
+                PathBuf::from(default)
+            }
             Some(v) => {
                 self.bad(opt, &v, "an absolute path");
                 PathBuf::from(default)
@@ -156,18 +207,23 @@ impl Reader<'_> {
     }
 
     fn unknown_options(&mut self, known: &[&str]) {
-        let unknown: Vec<String> = self
+        self.unknown_options_listing(known, known.len());
+    }
+
+    /// Reports options not in `known`, naming the first `listed` of them.
+    fn unknown_options_listing(&mut self, known: &[&str], listed: usize) {
+        let unknown: Vec<(String, String)> = self
             .sec
             .options
             .iter()
-            .map(|(n, _)| n.clone())
-            .filter(|n| !known.contains(&n.as_str()))
+            .filter(|(n, _)| !known.contains(&n.as_str()))
+            .map(|(n, v)| (n.clone(), show_value(v)))
             .collect();
-        for n in unknown {
+        for (n, v) in unknown {
             self.problems.push(Problem(format!(
-                "wgroam.{}.{n}: unknown option; expected one of {}",
+                "wgroam.{}.{n}: unknown option ({v}); expected one of {}",
                 self.label,
-                known.join(", ")
+                known[..listed].join(", ")
             )));
         }
     }
@@ -195,19 +251,86 @@ fn label(sec: &Section, index: usize) -> String {
     }
 }
 
+/// Names that can go into an nft string literal as they are.
+fn nft_safe(s: &str) -> bool {
+    !s.contains(['"', '\\'])
+}
+
+/// The hub's `routes`, `wan`, `forwarding`, `relay` and `ndp_proxy`.
+fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
+    let routes = r.bool("routes", true);
+    let wan = r.single("wan");
+    if let Some(w) = &wan
+        && !(valid_ifname(w) && nft_safe(w))
+    {
+        r.bad("wan", w, "the WAN device, e.g. 'eth1' or 'wan'");
+    }
+    let forwarding = r.bool("forwarding", false);
+    let relay = match r.single("relay").as_deref() {
+        None | Some("off" | "0") => RelayMode::Off,
+        Some("nft") => RelayMode::Nft,
+        Some("fw4") => {
+            r.bad(
+                "relay",
+                "fw4",
+                "off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
+            );
+            RelayMode::Off
+        }
+        Some(v) => {
+            r.bad("relay", v, "off or nft");
+            RelayMode::Off
+        }
+    };
+    let ndp_proxy = r.bool("ndp_proxy", false);
+    if relay == RelayMode::Nft && !nft_safe(ifname) {
+        r.bad("relay", "nft", "an ifname without '\"' or '\\' for nft");
+    }
+    for (opt, value, on) in [
+        ("forwarding", "1", forwarding),
+        ("relay", relay.as_str(), relay != RelayMode::Off),
+        ("ndp_proxy", "1", ndp_proxy),
+    ] {
+        if on && wan.is_none() {
+            r.problems.push(Problem(format!(
+                "wgroam.{}.{opt}: '{value}' needs option wan; expected \"option wan 'DEVICE'\" naming the WAN device",
+                r.label
+            )));
+        }
+    }
+    HubNet {
+        routes,
+        wan,
+        forwarding,
+        relay,
+        ndp_proxy,
+    }
+}
+
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     let text = std::fs::read(path).map_err(|e| {
+        let fix = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "expected a uci config file there; create it or pass --config PATH"
+            }
+            std::io::ErrorKind::IsADirectory => "expected a uci config file, not a directory",
+            _ => "expected a readable uci config file; check its permissions or pass --config PATH",
+        };
         vec![Problem(format!(
-            "{}: cannot read ({e}); create it or pass --config PATH",
+            "{}: cannot read ({e}); {fix}",
             path.display()
         ))]
     })?;
-    let Ok(text) = String::from_utf8(text) else {
-        return Err(vec![Problem(format!(
-            "{}: not a text file; expected uci syntax (config/option lines)",
-            path.display()
-        ))]);
+    // uci stops reading a line at a NUL byte; such a file is damaged, not config.
+    let text = match String::from_utf8(text) {
+        Ok(t) if !t.contains('\0') => t,
+        _ => {
+            return Err(vec![Problem(format!(
+                "{}: not a text file; expected uci syntax (config/option lines)",
+                path.display()
+            ))]);
+        }
     };
     let sections = parse_config(&path.display().to_string(), &text)
         .map_err(|e| vec![Problem(e.to_string())])?;
@@ -228,6 +351,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             agents.len()
         )));
     }
+    let mut role_known = false;
     let mut cfg = Config {
         role: Role::Hub,
         log_level: Level::Info,
@@ -252,9 +376,10 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             };
             r.unknown_options(AGENT_OPTIONS);
             match r.single("role").as_deref() {
-                Some("hub") => cfg.role = Role::Hub,
-                Some("roam") => cfg.role = Role::Roam,
+                Some("hub") => (cfg.role, role_known) = (Role::Hub, true),
+                Some("roam") => (cfg.role, role_known) = (Role::Roam, true),
                 Some(v) => r.bad("role", v, "hub or roam"),
+                None if sec.get("role").is_some() => {} // a list: reported
                 None => r.problems.push(Problem(format!(
                     "wgroam.{}.role: missing; expected 'hub' (static router) or 'roam' (travel router)",
                     r.label
@@ -268,8 +393,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
                 Some("debug") => cfg.log_level = Level::Debug,
                 Some(v) => r.bad("log_level", v, "error, warn, notice, info or debug"),
             }
-            cfg.state_dir = r.path("state_dir", "/var/run/wgroam");
-            cfg.state_file = r.path("state_file", "/var/lib/wgroam/state.json");
+            cfg.state_dir = r.path("state_dir", "/var/run/wgroam", false);
+            cfg.state_file = r.path("state_file", "/var/lib/wgroam/state.json", true);
             cfg.poll_ms = r.number("poll_ms", 500, 100, 10_000);
             cfg.uci = r.bool("uci", true);
             let interval = r.number("commit_interval", 3600, 0, 30 * 86_400);
@@ -288,12 +413,29 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             label: label(sec, i),
             problems: &mut problems,
         };
-        let known: Vec<&str> = INTERFACE_OPTIONS
+        // Name the options of this agent's role; an option of the other role
+        // gets its own line saying so.
+        let (mine, other, other_role): (&[&str], &[&str], &str) = match cfg.role {
+            Role::Roam => (ROAM_OPTIONS, &INTERFACE_OPTIONS[3..], "hub"),
+            Role::Hub => (&INTERFACE_OPTIONS[3..], ROAM_OPTIONS, "roam"),
+        };
+        for (n, _) in &sec.options {
+            if role_known && other.contains(&n.as_str()) {
+                r.problems.push(Problem(format!(
+                    "wgroam.{}.{n}: is a {other_role} option, but agent.role is '{}'; remove it or change the role",
+                    r.label,
+                    cfg.role.as_str()
+                )));
+            }
+        }
+        let known: Vec<&str> = INTERFACE_OPTIONS[..3]
             .iter()
-            .chain(ROAM_OPTIONS)
+            .chain(mine)
+            .chain(other)
             .copied()
             .collect();
-        r.unknown_options(&known);
+        let listed = INTERFACE_OPTIONS[..3].len() + mine.len();
+        r.unknown_options_listing(&known, listed);
         let Some(name) = sec.name.clone() else {
             r.problems.push(Problem(format!(
                 "wgroam.{}: interface section has no name; expected \"config interface 'wg0'\" naming the netifd interface",
@@ -341,11 +483,13 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
         let roam = roam_opts::read(&mut r);
         if seen.contains(&ifname) {
             r.problems.push(Problem(format!(
-                "wgroam.{name}.ifname: '{ifname}' is managed twice; expected one section per interface"
+                "wgroam.{name}.ifname: '{}' is managed twice; expected one section per interface",
+                show(&ifname)
             )));
             continue;
         }
         seen.push(ifname.clone());
+        let net = hub_net(&mut r, &ifname);
         cfg.interfaces.push(Interface {
             name,
             ifname,
@@ -353,12 +497,14 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             capture,
             capture_device,
             roam,
+            net,
         });
     }
     for sec in sections {
         if sec.stype != "agent" && sec.stype != "interface" {
             problems.push(Problem(format!(
-                "wgroam: unknown section type '{}'; expected 'agent' or 'interface'",
+                "wgroam.{}: unknown section type '{}'; expected 'agent' or 'interface'",
+                sec.reference(),
                 sec.stype
             )));
         }

@@ -18,6 +18,8 @@ pub const ROAM_OPTIONS: &[&str] = &[
     "downstream",
     "table",
     "metric",
+    "health_url",
+    "health_interval",
 ];
 
 /// How the delegated prefix reaches the LAN.
@@ -49,6 +51,9 @@ pub struct RoamOptions {
     pub downstream: Vec<String>,
     pub table: u32,
     pub metric: u32,
+    /// `http://` URL fetched from an address in the prefix.
+    pub health_url: Option<String>,
+    pub health_interval: u64,
 }
 
 pub(super) fn read(r: &mut Reader<'_>) -> RoamOptions {
@@ -129,6 +134,18 @@ pub(super) fn read(r: &mut Reader<'_>) -> RoamOptions {
             None
         }
     };
+    o.health_interval = r.number("health_interval", 60, 5, 86_400);
+    if let Some(u) = r.single("health_url") {
+        if u.starts_with("http://") && u.len() > 7 && !u.contains(char::is_whitespace) {
+            o.health_url = Some(u);
+        } else {
+            r.bad(
+                "health_url",
+                &u,
+                "an http:// URL (checked through the tunnel; https is not built in)",
+            );
+        }
+    }
     o.downstream = r.list("downstream");
     for d in o.downstream.clone() {
         if !valid_ifname(&d) {

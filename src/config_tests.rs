@@ -164,3 +164,103 @@ fn disabled_and_duplicate_interfaces() {
     secs.push(sec("interface", Some("other"), &[("ifname", "wg0")]));
     assert!(problems(&secs)[0].contains("'wg0' is managed twice"));
 }
+
+#[test]
+fn hub_network_options_default_to_routes_only() {
+    let c = from_sections(&good()).unwrap();
+    assert_eq!(c.interfaces[0].net, HubNet::default());
+    assert!(c.interfaces[0].net.routes);
+    let secs = vec![
+        sec("agent", Some("agent"), &[("role", "hub")]),
+        sec(
+            "interface",
+            Some("wg0"),
+            &[
+                ("routes", "0"),
+                ("wan", "eth1"),
+                ("forwarding", "1"),
+                ("relay", "nft"),
+                ("ndp_proxy", "1"),
+            ],
+        ),
+    ];
+    let net = from_sections(&secs).unwrap().interfaces[0].net.clone();
+    assert_eq!(
+        net,
+        HubNet {
+            routes: false,
+            wan: Some("eth1".into()),
+            forwarding: true,
+            relay: RelayMode::Nft,
+            ndp_proxy: true,
+        }
+    );
+}
+
+#[test]
+fn hub_network_options_are_validated_one_line_each() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("routes", "yes please")],
+            "wgroam.wg0.routes: 'yes please' is not valid; expected 1 or 0",
+        ),
+        (
+            &[("relay", "iptables"), ("wan", "eth1")],
+            "wgroam.wg0.relay: 'iptables' is not valid; expected off or nft",
+        ),
+        (
+            &[("relay", "fw4"), ("wan", "eth1")],
+            "wgroam.wg0.relay: 'fw4' is not valid; expected off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
+        ),
+        (
+            &[("wan", "eth/1")],
+            "wgroam.wg0.wan: 'eth/1' is not valid; expected the WAN device, e.g. 'eth1' or 'wan'",
+        ),
+        (&[("wan", "a\"b")], "wgroam.wg0.wan: 'a\"b' is not valid"),
+        (
+            &[("forwarding", "1")],
+            "wgroam.wg0.forwarding: '1' needs option wan; expected \"option wan 'DEVICE'\" naming the WAN device",
+        ),
+        (
+            &[("relay", "nft")],
+            "wgroam.wg0.relay: 'nft' needs option wan",
+        ),
+        (
+            &[("ndp_proxy", "1")],
+            "wgroam.wg0.ndp_proxy: '1' needs option wan",
+        ),
+        (
+            &[("ndp_proxy", "2"), ("wan", "eth1")],
+            "wgroam.wg0.ndp_proxy: '2' is not valid; expected 1 or 0",
+        ),
+    ];
+    for (opts, want) in cases {
+        let secs = vec![
+            sec("agent", Some("agent"), &[("role", "hub")]),
+            sec("interface", Some("wg0"), opts),
+        ];
+        let p = problems(&secs);
+        assert_eq!(p.len(), 1, "{opts:?}: {p:?}");
+        assert!(p[0].starts_with(want), "{opts:?}: {}", p[0]);
+    }
+}
+
+#[test]
+fn an_option_of_the_other_role_says_so() {
+    let mut secs = good();
+    secs[1]
+        .options
+        .push(("prefix".into(), Value::Single("2001:db8::/64".into())));
+    assert_eq!(
+        problems(&secs),
+        vec![
+            "wgroam.wg0.prefix: is a roam option, but agent.role is 'hub'; remove it or change the role"
+        ]
+    );
+    let mut secs = good();
+    secs[0].options[0].1 = Value::Single("roam".into());
+    secs[1]
+        .options
+        .push(("capture".into(), Value::Single("1".into())));
+    assert!(problems(&secs)[0].starts_with("wgroam.wg0.capture: is a hub option"));
+}

@@ -19,14 +19,16 @@ use crate::wg::WireGuard;
 pub trait NetworkConfig {
     /// The `wireguard_<iface>` peer sections of `network`.
     fn peers(&self, iface: &str) -> Result<Vec<UciPeer>, String>;
-    /// Stages `endpoint_host`/`endpoint_port` of one section (RAM only).
-    fn stage_endpoint(&self, section: &str, endpoint: SocketAddr) -> Result<(), String>;
+    /// Stages `endpoint_host`/`endpoint_port` of sections (RAM only), all in
+    /// one uci transaction: 50 peers moving at once cost one `uci batch`.
+    fn stage_endpoints(&self, moves: &[(String, SocketAddr)]) -> Result<(), String>;
     /// Writes staged changes to flash.
     fn commit(&self) -> Result<(), String>;
 }
 
-/// Minimum spacing of status file rewrites caused by counters alone.
-const STATUS_EVERY_MS: u64 = 1000;
+/// Minimum spacing of status file rewrites caused by counters alone (any
+/// real change is written at once).
+const STATUS_EVERY_MS: u64 = 5000;
 
 pub struct HubRuntime<W: WireGuard> {
     cfg: Config,
@@ -38,7 +40,11 @@ pub struct HubRuntime<W: WireGuard> {
     started: u64,
     persist_dirty: bool,
     status_dirty: bool,
+    /// uci sections to stage at the end of this loop turn.
+    staged: Vec<(String, SocketAddr)>,
     last_status_ms: u64,
+    /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
+    relay: crate::relay::HubRelay,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
@@ -58,7 +64,9 @@ impl<W: WireGuard> HubRuntime<W> {
             started: now.wall,
             persist_dirty: false,
             status_dirty: true,
+            staged: Vec::new(),
             last_status_ms: 0,
+            relay: crate::relay::HubRelay::system(),
         };
         rt.load_uci_peers(now);
         rt
@@ -106,6 +114,8 @@ impl<W: WireGuard> HubRuntime<W> {
                     continue;
                 }
             };
+            self.relay
+                .seen(&i.ifname, view.as_ref().map(|v| v.allowed_ips.clone()));
             let rt = self.runtime.entry(i.ifname.clone()).or_default();
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
@@ -116,10 +126,9 @@ impl<W: WireGuard> HubRuntime<W> {
                 }
                 v.peers
             });
-            if peers.is_none() {
-                self.captures.remove(&i.ifname);
-                rt.capture = None;
-            }
+            // The capture stays open while the link is re-created: it listens
+            // on the WAN, and the peer's first packet after a restart is the
+            // one that tells where it is now.
             self.feed(
                 now,
                 Event::Observed {
@@ -129,6 +138,7 @@ impl<W: WireGuard> HubRuntime<W> {
             );
         }
         self.feed(now, Event::Tick);
+        self.relay.reconcile(now.mono_ms, &self.cfg);
     }
 
     /// Handles one event and carries out the resulting actions.
@@ -173,13 +183,12 @@ impl<W: WireGuard> HubRuntime<W> {
                     }
                 }
                 Action::StageEndpoint { section, endpoint } => {
-                    if let Some(net) = &self.net
-                        && let Err(e) = net.stage_endpoint(&section, endpoint)
-                    {
-                        emit(Level::Error, &e);
-                    }
+                    // Several peers moving at once go into one uci batch.
+                    self.staged.retain(|(s, _)| *s != section);
+                    self.staged.push((section, endpoint));
                 }
                 Action::CommitUci => {
+                    self.stage_now();
                     if let Some(net) = &self.net
                         && let Err(e) = net.commit()
                     {
@@ -226,8 +235,23 @@ impl<W: WireGuard> HubRuntime<W> {
         }
     }
 
-    /// Writes the state and status files when something changed.
+    /// Stages what the core asked for since the last call, in one batch.
+    fn stage_now(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let moves = std::mem::take(&mut self.staged);
+        if let Some(net) = &self.net
+            && let Err(e) = net.stage_endpoints(&moves)
+        {
+            emit(Level::Error, &e);
+        }
+    }
+
+    /// Stages uci changes and writes the state and status files when
+    /// something changed; called once per turn of the loop.
     pub fn flush(&mut self, now: Now, force: bool) {
+        self.stage_now();
         if self.persist_dirty {
             self.persist_dirty = false;
             if let Err(e) = crate::state::save(&self.cfg.state_file, &self.hub) {
@@ -300,6 +324,7 @@ pub fn run_hub<W: WireGuard>(
         match signals.take() {
             Some(Signal::Stop) => {
                 rt.feed(now, Event::Stop);
+                rt.relay.stop(&rt.cfg);
                 rt.flush(now, true);
                 emit(Level::Notice, "hub stopped");
                 return Ok(());

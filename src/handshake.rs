@@ -146,15 +146,7 @@ impl Responder {
     /// Checks mac1 of a handshake message (its last 32 bytes are mac1, mac2):
     /// keyed BLAKE2s-128 with the mac1 key, compared in constant time.
     pub fn verify_mac1(&self, msg: &[u8]) -> bool {
-        let Some(split) = msg.len().checked_sub(32) else {
-            return false;
-        };
-        let (covered, macs) = msg.split_at(split);
-        let mut mac =
-            <Blake2sMac<blake2::digest::consts::U16> as KeyInit>::new_from_slice(&self.mac1_key)
-                .expect("32-byte key is valid for BLAKE2s");
-        Mac::update(&mut mac, covered);
-        mac.verify_slice(&macs[..16]).is_ok()
+        verify_mac1_with(&self.mac1_key, msg)
     }
 
     /// Verifies an initiation and tells who sent it.
@@ -206,6 +198,25 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// HASH(a || b || ...) = BLAKE2s-256.
+/// The mac1 key of a receiver: every handshake message sent *to* `public`
+/// carries a mac1 under it, which tells whom an initiation is for.
+pub fn mac1_key(public: &[u8; 32]) -> [u8; 32] {
+    hash(&[LABEL_MAC1, public])
+}
+
+/// Checks mac1 of a handshake message (its last 32 bytes are mac1, mac2)
+/// under `key`: keyed BLAKE2s-128, compared in constant time.
+pub fn verify_mac1_with(key: &[u8; 32], msg: &[u8]) -> bool {
+    let Some(split) = msg.len().checked_sub(32) else {
+        return false;
+    };
+    let (covered, macs) = msg.split_at(split);
+    let mut mac = <Blake2sMac<blake2::digest::consts::U16> as KeyInit>::new_from_slice(key)
+        .expect("32-byte key is valid for BLAKE2s");
+    Mac::update(&mut mac, covered);
+    mac.verify_slice(&macs[..16]).is_ok()
+}
+
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
     let mut d = Blake2s256::new();
     for p in parts {

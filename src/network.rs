@@ -68,15 +68,17 @@ impl<S: UciStore> NetworkConfig for UciNetwork<S> {
         Ok(peers)
     }
 
-    fn stage_endpoint(&self, section: &str, endpoint: SocketAddr) -> Result<(), String> {
-        let host = endpoint.ip().to_string();
-        let port = endpoint.port().to_string();
-        self.store
-            .stage(&[
-                Change::set("network", section, "endpoint_host", &host),
-                Change::set("network", section, "endpoint_port", &port),
-            ])
-            .map_err(|e| e.to_string())
+    fn stage_endpoints(&self, moves: &[(String, SocketAddr)]) -> Result<(), String> {
+        let changes: Vec<Change> = moves
+            .iter()
+            .flat_map(|(section, ep)| {
+                [
+                    Change::set("network", section, "endpoint_host", &ep.ip().to_string()),
+                    Change::set("network", section, "endpoint_port", &ep.port().to_string()),
+                ]
+            })
+            .collect();
+        self.store.stage(&changes).map_err(|e| e.to_string())
     }
 
     fn commit(&self) -> Result<(), String> {

@@ -8,6 +8,16 @@ use std::path::Path;
 
 /// Replaces `path` with `data` atomically (same directory, fsync, rename).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Like [`write_atomic`] without the fsyncs: for RAM files (status) that must
+/// never be seen half-written but need not survive a power cut.
+pub fn write_atomic_ram(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+fn replace(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(d) = dir {
         fs::create_dir_all(d)?;
@@ -23,9 +33,13 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
+        crate::crashpoint!("persist-before-rename");
         fs::rename(&tmp, path)?;
-        if let Some(d) = dir {
+        crate::crashpoint!("persist-after-rename");
+        if let Some(d) = dir.filter(|_| sync) {
             File::open(d)?.sync_all()?;
         }
         Ok(())

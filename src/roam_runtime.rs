@@ -27,6 +27,42 @@ use crate::wg::WireGuard;
 /// "nothing came in" is only as fine as this.
 const OBSERVE_MS: u64 = 500;
 
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An address of this host inside `prefix` (the router's LAN address from the
+/// delegated prefix), the source that proves the LAN clients' path.
+fn local_address_in(prefix: IpNet) -> Option<std::net::Ipv6Addr> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: cur points into the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr is valid; the family says which sockaddr it is.
+        if i32::from(unsafe { (*ifa.ifa_addr).sa_family }) != libc::AF_INET6 {
+            continue;
+        }
+        // SAFETY: an AF_INET6 address is a sockaddr_in6.
+        let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+        if prefix.contains(IpAddr::V6(ip)) {
+            found = Some(ip);
+            break;
+        }
+    }
+    // SAFETY: list came from getifaddrs.
+    unsafe { libc::freeifaddrs(list) };
+    found
+}
+
 /// Builds the core's configuration from wgroam's options, the `network`
 /// config (OpenWrt) and what the kernel shows.
 pub fn roam_config(
@@ -122,6 +158,7 @@ pub fn roam_config(
         cfg.heartbeat_interval_s = o.heartbeat_interval;
     }
     cfg.grace_s = o.grace;
+    cfg.health_interval_s = o.health_url.as_ref().map(|_| o.health_interval);
     cfg.validate()
         .map_err(|e| format!("wgroam.{}: {e}", iface.name))?;
     Ok(cfg)
@@ -384,7 +421,21 @@ impl<W: WireGuard> RoamRuntime<W> {
                     emit(Level::Error, &format!("delegation: {e}"));
                 }
             }
-            RoamAction::HealthCheck => {}
+            RoamAction::HealthCheck => {
+                let Some(url) = self.iface.roam.health_url.clone() else {
+                    return;
+                };
+                let source = self
+                    .roam
+                    .config()
+                    .prefix
+                    .and_then(local_address_in)
+                    .map(IpAddr::V6);
+                self.inbox.spawn(move || {
+                    let (ok, detail) = crate::health::check(&url, source, HEALTH_TIMEOUT);
+                    RoamEvent::HealthResult { ok, detail }
+                });
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::core::Now;
 use crate::core::hub::Hub;
-use crate::persist::write_atomic;
+use crate::persist::write_atomic_ram;
 use crate::state::change_json;
 
 pub const FILE: &str = "status.json";
@@ -88,7 +88,7 @@ pub fn hub_json(
 }
 
 pub fn write(dir: &Path, status: &Value) -> io::Result<()> {
-    write_atomic(&dir.join(FILE), status.to_string().as_bytes())
+    write_atomic_ram(&dir.join(FILE), status.to_string().as_bytes())
 }
 
 fn pid_alive(pid: u64) -> bool {

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::core::PublicKey;
 use crate::core::hub::PeerSnapshot;
+use crate::core::roam::IpNet;
 
 /// Which backend to talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub struct DeviceView {
     /// Needed to verify handshake initiations; kept in memory only.
     pub private_key: Option<Zeroizing<[u8; 32]>>,
     pub peers: Vec<PeerSnapshot>,
+    /// Every allowed IP of every peer (the hub routes and relays these).
+    pub allowed_ips: Vec<IpNet>,
 }
 
 /// The WireGuard operations the daemon needs; fakes implement it in tests.
@@ -145,6 +148,12 @@ impl WireGuard for System {
             public_key: d.public_key.as_ref().map(|k| PublicKey(k.0)),
             private_key: d.private_key.as_ref().map(|k| Zeroizing::new(k.0)),
             peers,
+            allowed_ips: d
+                .peers
+                .iter()
+                .flat_map(|p| &p.config.allowed_ips)
+                .filter_map(|a| IpNet::truncate(a.address, a.cidr))
+                .collect(),
         }))
     }
 

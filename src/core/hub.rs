@@ -24,6 +24,8 @@ pub const SESSION_LIFETIME_S: u64 = 180;
 const FAILED_TRIES_FOR_DIAGNOSIS: u32 = 3;
 /// How long a source of forged or replayed packets stays suspect.
 const SUSPECT_MS: u64 = 10_000;
+/// Sources of replays remembered at most (a flood must not grow memory).
+const MAX_SUSPECTS: usize = 1024;
 /// At most this many "ignored packet" log lines per interface and minute.
 const REJECT_LOGS_PER_MINUTE: u32 = 5;
 
@@ -175,6 +177,13 @@ pub enum Event {
         sender_index: u32,
         receiver_index: u32,
     },
+    /// A handshake initiation this hub sent to a peer (captured outgoing;
+    /// the peer is known from the mac1 under its key).
+    OwnInitiation {
+        iface: String,
+        key: PublicKey,
+        sender_index: u32,
+    },
     /// A transport packet (data or keepalive) that arrived.
     Transport {
         iface: String,
@@ -243,7 +252,8 @@ pub struct Iface {
     /// Indices this hub handed out in responses → peer.
     our_index: HashMap<u32, PublicKey>,
     /// Sources of recently rejected packets (mono ms of last rejection).
-    suspects: HashMap<SocketAddr, u64>,
+    pub(crate) suspects: HashMap<SocketAddr, u64>,
+    suspects_pruned: u64,
     pub ignored: BTreeMap<Ignored, u64>,
     logs_this_minute: (u64, u32),
     transport_capture: bool,
@@ -288,6 +298,10 @@ impl Hub {
         }
     }
 
+    fn peer_mut(&mut self, iface: &str, key: &PublicKey) -> Option<&mut Peer> {
+        self.ifaces.get_mut(iface)?.peers.get_mut(key)
+    }
+
     /// Staged uci changes wait for a commit.
     pub fn commit_pending(&self) -> bool {
         self.pending_since.is_some()
@@ -313,6 +327,18 @@ impl Hub {
             } => {
                 if let Some(i) = self.ifaces.get_mut(&iface)
                     && let Some(key) = i.their_index.get(&receiver_index).copied()
+                {
+                    remember_index(&mut i.our_index, sender_index, key);
+                }
+            }
+            Event::OwnInitiation {
+                iface,
+                key,
+                sender_index,
+            } => {
+                // The peer answers with this index in its transport packets.
+                if let Some(i) = self.ifaces.get_mut(&iface)
+                    && i.peers.contains_key(&key)
                 {
                     remember_index(&mut i.our_index, sender_index, key);
                 }
@@ -355,7 +381,10 @@ impl Hub {
             for p in iface.peers.values_mut() {
                 p.present = false;
                 p.last_handshake = None;
+                // Whatever the next link starts with is news.
+                p.kernel_endpoint = None;
             }
+            self.update_transport_capture(now, name, out);
             return;
         };
         if !iface.up && iface.observed_once {
@@ -538,11 +567,18 @@ impl Hub {
             return;
         };
         *iface.ignored.entry(why).or_default() += 1;
-        if why != Ignored::UnknownIndex {
-            iface.suspects.insert(from, now.mono_ms);
-        }
-        if iface.suspects.len() > 4096 {
-            iface.suspects.retain(|_, t| now.since_ms(*t) < SUSPECT_MS);
+        // Only a replayed genuine initiation can make the kernel roam (after
+        // a peer was re-created it forgets the last timestamp); the rest it
+        // rejects itself. The map is bounded, and pruned at most once a
+        // second, so a flood from spoofed sources costs O(1) per packet.
+        if why == Ignored::Replay {
+            if iface.suspects.len() >= MAX_SUSPECTS && now.since_ms(iface.suspects_pruned) >= 1000 {
+                iface.suspects_pruned = now.mono_ms;
+                iface.suspects.retain(|_, t| now.since_ms(*t) < SUSPECT_MS);
+            }
+            if iface.suspects.len() < MAX_SUSPECTS {
+                iface.suspects.insert(from, now.mono_ms);
+            }
         }
         let minute = now.mono_ms / 60_000;
         if iface.logs_this_minute.0 != minute {
@@ -597,12 +633,13 @@ impl Hub {
         let Some(iface) = self.ifaces.get_mut(name) else {
             return;
         };
-        let want = iface.up
-            && !iface.our_index.is_empty()
+        // Also while the link is being re-created (not `up`): a packet then
+        // moves what we believe, and the link gets it when it is back.
+        let want = !iface.our_index.is_empty()
             && iface
                 .peers
                 .values()
-                .any(|p| p.present && p.endpoint.is_some() && !p.session_live(now));
+                .any(|p| p.endpoint.is_some() && !p.session_live(now));
         if want != iface.transport_capture {
             iface.transport_capture = want;
             out.push(Action::CaptureTransport {
@@ -623,11 +660,7 @@ impl Hub {
         apply: bool,
         out: &mut Vec<Action>,
     ) {
-        let Some(peer) = self
-            .ifaces
-            .get_mut(name)
-            .and_then(|i| i.peers.get_mut(&key))
-        else {
+        let Some(peer) = self.peer_mut(name, &key) else {
             return;
         };
         // Re-applying what we already believe: the kernel is what moved.
@@ -690,11 +723,7 @@ impl Hub {
         to: SocketAddr,
         out: &mut Vec<Action>,
     ) {
-        let Some(peer) = self
-            .ifaces
-            .get_mut(name)
-            .and_then(|i| i.peers.get_mut(&key))
-        else {
+        let Some(peer) = self.peer_mut(name, &key) else {
             return;
         };
         let Some(section) = peer.section.clone() else {

@@ -494,3 +494,128 @@ fn interface_disappearing_and_returning_is_reported_once() {
     assert_eq!(gone(&mut h), 0);
     assert!(!h.ifaces[WG].up);
 }
+
+#[test]
+fn sessions_the_hub_initiated_are_recognised_after_another_restart() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
+    // After a first recovery the hub initiated the new session itself.
+    h.handle(
+        T0,
+        Event::OwnInitiation {
+            iface: WG.into(),
+            key: key(1),
+            sender_index: 0xcccc,
+        },
+    );
+    // For a peer we do not have: never remembered.
+    h.handle(
+        T0,
+        Event::OwnInitiation {
+            iface: WG.into(),
+            key: key(9),
+            sender_index: 0xdddd,
+        },
+    );
+    let t1 = T0.after_ms(3000);
+    observe(
+        &mut h,
+        t1,
+        vec![snap(1, Some("203.0.113.5:30001"), None, 0)],
+    );
+    let tr = |h: &mut Hub, idx| {
+        h.handle(
+            t1.after_ms(100),
+            Event::Transport {
+                iface: WG.into(),
+                from: ep("203.0.113.5:31111"),
+                receiver_index: idx,
+            },
+        )
+    };
+    assert!(moves(&tr(&mut h, 0xdddd)).is_empty());
+    assert_eq!(moves(&tr(&mut h, 0xcccc)), vec![ep("203.0.113.5:31111")]);
+}
+
+#[test]
+fn a_replay_flood_from_spoofed_sources_keeps_memory_bounded() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
+    init(&mut h, T0, "203.0.113.5:30001", 1, (100, 1), 7);
+    for i in 0..100_000u32 {
+        let from = SocketAddr::from((
+            [198, 18, (i >> 8) as u8, i as u8],
+            1024 + (i % 50_000) as u16,
+        ));
+        h.handle(
+            T0.after_ms(u64::from(i) / 20),
+            Event::Initiation {
+                iface: WG.into(),
+                from,
+                key: key(1),
+                stamp: (100, 1),
+                sender_index: 7,
+            },
+        );
+    }
+    assert!(h.ifaces[WG].suspects.len() <= MAX_SUSPECTS);
+    assert_eq!(h.ifaces[WG].ignored[&Ignored::Replay], 100_000);
+}
+
+#[test]
+fn a_packet_during_the_restart_gap_is_applied_when_the_link_is_back() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
+    );
+    init(&mut h, T0, "203.0.113.5:30001", 1, (100, 1), 0xaaaa);
+    h.handle(
+        T0,
+        Event::Response {
+            iface: WG.into(),
+            sender_index: 0xbbbb,
+            receiver_index: 0xaaaa,
+        },
+    );
+    // wg0 is gone; the capture keeps listening on the WAN.
+    let t1 = T0.after_ms(1000);
+    let a = h.handle(
+        t1,
+        Event::Observed {
+            iface: WG.into(),
+            peers: None,
+        },
+    );
+    assert!(a.contains(&Action::CaptureTransport {
+        iface: WG.into(),
+        on: true
+    }));
+    let a = h.handle(
+        t1.after_ms(100),
+        Event::Transport {
+            iface: WG.into(),
+            from: ep("203.0.113.5:30777"),
+            receiver_index: 0xbbbb,
+        },
+    );
+    assert!(moves(&a).is_empty(), "no link to apply it to yet");
+    assert_eq!(stages(&a), vec![ep("203.0.113.5:30777")]);
+    // Back with the stale endpoint from config: the learned one goes in at once.
+    let a = observe(
+        &mut h,
+        t1.after_ms(400),
+        vec![snap(1, Some("203.0.113.5:30001"), None, 0)],
+    );
+    assert_eq!(moves(&a), vec![ep("203.0.113.5:30777")]);
+    assert!(a.iter().any(|x| matches!(x, Action::Rearm { .. })));
+}

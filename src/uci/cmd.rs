@@ -293,8 +293,12 @@ impl UciStore for UciCli {
             .iter()
             .map(|p| Snapshot::take(self.savedir().join(p)))
             .collect::<Result<Vec<_>>>()?;
+        crate::crashpoint!("uci-before-batch");
         match self.run_ok(&["batch"], Some(&script), &label) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                crate::crashpoint!("uci-after-batch");
+                Ok(())
+            }
             Err(e) => {
                 let mut msg = format!("{e}; nothing staged");
                 for s in &snapshots {
@@ -309,7 +313,10 @@ impl UciStore for UciCli {
 
     fn commit(&self, package: &str) -> Result<()> {
         Self::check_package(package, "commit")?;
-        self.run_ok(&["commit", package], None, package).map(|_| ())
+        crate::crashpoint!("uci-before-commit");
+        self.run_ok(&["commit", package], None, package)?;
+        crate::crashpoint!("uci-after-commit");
+        Ok(())
     }
 
     fn pending(&self, package: &str) -> Result<Vec<String>> {

@@ -8,8 +8,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- agent log"; agent_hub_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 
 lab_up
 T0=$(agent_ms)

@@ -8,8 +8,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- agent log"; agent_hub_log | tail -n 20 || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 sum_md5() { cat "$@" 2>/dev/null | md5sum | cut -d' ' -f1; }
 
 lab_up

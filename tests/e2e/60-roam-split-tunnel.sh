@@ -4,22 +4,23 @@
 # from the delegated /64 by RA and reaches the internet host over IPv6 through
 # the tunnel while its IPv4 goes through the NAT (traceroute proves both paths).
 # The agent's routes are source-specific, never duplicated, survive a restart
-# unchanged, and IPv4 routing is untouched.
+# unchanged, and IPv4 routing is untouched. The health check (HTTP GET from the
+# router's address in the prefix, through the tunnel) reports ok.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lab/lab.sh"
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- agent log"; agent_roam_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 ours() { ip -n wgr-r1 -6 route show proto 119 | sort; }
 
 lab_up
 T0=$(agent_ms)
 roam_lab_prepare
 v4_before=$(ip -n wgr-r1 -4 route | sort)
-agent_roam_setup
+mkdir -p "$LAB_DIR/www" && echo "hello from inet" >"$LAB_DIR/www/index.html"
+lab_spawn www inet python3 -m http.server --bind "$LAB_INET6" --directory "$LAB_DIR/www" 8080
+agent_roam_setup "option health_url 'http://[$LAB_INET6]:8080/'" "option health_interval '5'"
 agent_roam_start
 lab_wait_for 5 roam_delegation_is delegated || fail "prefix not delegated: $(agent_roam_status | jq -c '.interfaces[0].delegation')"
 t "tunnel up, prefix delegated"
@@ -42,6 +43,12 @@ echo "$routes" | sed 's/^/           /'
 [ "$(echo "$routes" | grep -c .)" = 2 ] || fail "expected exactly 2 agent routes"
 echo "$routes" | grep -q "default from 2001:db8:100:1::/64 dev wg1" || fail "no source-specific default for the prefix"
 [ "$(ip -n wgr-r1 -4 route | sort)" = "$v4_before" ] || fail "IPv4 routes changed"
+
+health_ok() { [ "$(agent_roam_status | jq -r '.interfaces[0].health.ok')" = true ]; }
+lab_wait_for 8 health_ok || fail "health check not ok: $(agent_roam_status | jq -c '.interfaces[0].health')"
+detail=$(agent_roam_status | jq -r '.interfaces[0].health.detail')
+echo "$detail" | grep -q "from 2001:db8:100:1::1: hello from inet" || fail "health detail: $detail"
+t "health check: $detail"
 
 pid=$(lab_pid agent-r1)
 lab_stop agent-r1

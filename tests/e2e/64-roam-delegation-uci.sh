@@ -11,8 +11,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-fail() { echo "FAIL: $*"; echo "--- roam log"; agent_roam_log || true; exit 1; }
-t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
 reloads() { grep -c . "$LAB_DIR/r1/ubus.log" || true; }
 reloads_are() { [ "$(reloads)" = "$1" ]; }
 

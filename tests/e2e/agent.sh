@@ -113,6 +113,21 @@ agent_hub_uci() {
 # ms since the epoch
 agent_ms() { echo $(($(date +%s%N) / 1000000)); }
 
+# For test scripts: `fail MSG` prints FAIL with the agents' logs and exits 1;
+# `t MSG` prints MSG on the test's timeline (ms since T0, which the test sets).
+fail() {
+  local f
+  echo "FAIL: $*"
+  for f in agent-r2 agent-r1; do
+    if [ -f "$LAB_DIR/logs/$f.log" ]; then
+      echo "--- $f log (last 30 lines)"
+      tail -n 30 "$LAB_DIR/logs/$f.log"
+    fi
+  done
+  exit 1
+}
+t() { printf '%6d ms  %s\n' $(($(agent_ms) - ${T0:-0})) "$*"; }
+
 # agent_hub_endpoint_is EP: succeeds when the agent reports r1 at EP (for lab_wait_for).
 agent_hub_endpoint_is() { [ "$(agent_hub_endpoint)" = "$1" ]; }
 

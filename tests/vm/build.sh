@@ -6,8 +6,9 @@
 # Outputs (under target/vm/):
 #   vmlinuz             Debian 12 kernel (cached with its modules; see kernel-*/)
 #   vmlinux             the same, uncompressed, for direct (PVH) boot
-#   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth), ip, wg, wgroam
-#                       and /scenario.sh (tests/vm/scenarios/SCENARIO.sh); with
+#   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth), ip, wg, wgroam,
+#                       /etc/vm-lib.sh (tests/vm/lib.sh: helpers scenarios may
+#                       source) and /scenario.sh (tests/vm/scenarios/SCENARIO.sh); with
 #                       nft and the nftables NAT modules if the scenario has a
 #                       line "# vm-needs: nft"
 #
@@ -268,6 +269,8 @@ done
 
 cp "$ROOT/tests/vm/init" "$STAGE/init"
 chmod 0755 "$STAGE/init"
+# Helpers scenarios may source (topology, agents, timing).
+cp "$ROOT/tests/vm/lib.sh" "$STAGE/etc/vm-lib.sh"
 if [ -n "$SCENARIO_SRC" ]; then
   cp "$SCENARIO_SRC" "$STAGE/scenario.sh"
   chmod 0755 "$STAGE/scenario.sh"

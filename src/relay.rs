@@ -1,0 +1,308 @@
+//! Adapter for the hub's routes, forwarding, relay policy and NDP proxy
+//! ([`crate::core::relay`]): gathers the facts (device indices, the main
+//! routing table over rtnetlink, sysctls from `/proc/sys`) and carries out
+//! the core's actions (routes via [`Routing`], sysctl writes, `nft -f -`,
+//! [`crate::ndp::Responder`]s).
+//!
+//! The daemon calls [`HubRelay::seen`] with each interface's WireGuard view,
+//! [`HubRelay::reconcile`] after each observation (it works only when
+//! something changed, or every [`CHECK_MS`] to catch changes made by
+//! others), and [`HubRelay::stop`] on a clean stop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+use crate::core::Level;
+use crate::core::relay::{Facts, IfaceFacts, Relay, RelayAction};
+use crate::core::roam::{IpNet, RT_TABLE_MAIN};
+use crate::logging::emit;
+use crate::ndp::Responder;
+use crate::rtnl::{Routing, Rtnl};
+
+/// Re-check this often even when the WireGuard view did not change.
+pub const CHECK_MS: u64 = 1_000;
+
+/// The system calls the relay needs besides routing; fakes in tests.
+pub trait RelayHost {
+    /// A device's index; `None` when it does not exist.
+    fn ifindex(&mut self, name: &str) -> Option<u32>;
+    /// `/proc/sys/<key>`, trimmed.
+    fn read_sysctl(&mut self, key: &str) -> io::Result<String>;
+    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
+    /// Runs `nft -f -` with `script`.
+    fn nft(&mut self, script: &str) -> io::Result<()>;
+    /// Answers solicitations on `wan` for `targets`; empty stops.
+    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()>;
+    /// WANs whose responder stopped by itself since the last call.
+    fn ndp_dead(&mut self) -> Vec<String>;
+}
+
+/// The real host: `/proc/sys`, the `nft` tool, NDP responder threads.
+#[derive(Default)]
+pub struct SystemHost {
+    responders: HashMap<String, Responder>,
+}
+
+impl RelayHost for SystemHost {
+    fn ifindex(&mut self, name: &str) -> Option<u32> {
+        crate::capture::ifindex(name).ok()
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
+        std::fs::read_to_string(format!("/proc/sys/{key}")).map(|s| s.trim().to_string())
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
+        std::fs::write(format!("/proc/sys/{key}"), value)
+    }
+
+    fn nft(&mut self, script: &str) -> io::Result<()> {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run nft: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        Err(io::Error::other(format!(
+            "nft failed ({}): {first}",
+            out.status
+        )))
+    }
+
+    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()> {
+        if targets.is_empty() {
+            self.responders.remove(wan);
+            return Ok(());
+        }
+        if let Some(r) = self.responders.get(wan)
+            && r.alive()
+        {
+            r.set_targets(targets.to_vec());
+            return Ok(());
+        }
+        self.responders.remove(wan);
+        let r = Responder::start(wan, targets.to_vec())?;
+        self.responders.insert(wan.to_string(), r);
+        Ok(())
+    }
+
+    fn ndp_dead(&mut self) -> Vec<String> {
+        let dead: Vec<String> = self
+            .responders
+            .iter()
+            .filter(|(_, r)| !r.alive())
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in &dead {
+            self.responders.remove(w);
+        }
+        dead
+    }
+}
+
+type OpenRouting = Box<dyn FnMut() -> io::Result<Box<dyn Routing>>>;
+
+/// The relay of a running hub.
+pub struct HubRelay {
+    core: Relay,
+    host: Box<dyn RelayHost>,
+    routing: Option<Box<dyn Routing>>,
+    open_routing: OpenRouting,
+    /// This observation's WireGuard views: `Some` allowed IPs, or `None`
+    /// for a missing device. Interfaces that could not be read are absent.
+    seen: BTreeMap<String, Option<Vec<IpNet>>>,
+    /// Last known allowed IPs per device (kept while it is missing).
+    allowed: BTreeMap<String, Vec<IpNet>>,
+    last: Option<Vec<IfaceFacts>>,
+    next_check_ms: u64,
+    /// Last routing error logged, so a persistent one is logged once.
+    routing_error: Option<String>,
+}
+
+impl HubRelay {
+    pub fn new(host: Box<dyn RelayHost>, open_routing: OpenRouting) -> Self {
+        Self {
+            core: Relay::new(),
+            host,
+            routing: None,
+            open_routing,
+            seen: BTreeMap::new(),
+            allowed: BTreeMap::new(),
+            last: None,
+            next_check_ms: 0,
+            routing_error: None,
+        }
+    }
+
+    /// The real thing: rtnetlink, `/proc/sys`, `nft`, AF_PACKET.
+    pub fn system() -> Self {
+        Self::new(
+            Box::new(SystemHost::default()),
+            Box::new(|| Rtnl::open().map(|r| Box::new(r) as Box<dyn Routing>)),
+        )
+    }
+
+    /// Records one interface's WireGuard view: its peers' allowed IPs, or
+    /// `None` when the device does not exist.
+    pub fn seen(&mut self, ifname: &str, allowed: Option<Vec<IpNet>>) {
+        if let Some(a) = &allowed {
+            self.allowed.insert(ifname.to_string(), a.clone());
+        }
+        self.seen.insert(ifname.to_string(), allowed);
+    }
+
+    fn iface_facts(&mut self, cfg: &Config) -> Vec<IfaceFacts> {
+        let seen = std::mem::take(&mut self.seen);
+        cfg.interfaces
+            .iter()
+            .map(|i| {
+                let fresh = matches!(seen.get(&i.ifname), Some(Some(_)));
+                IfaceFacts {
+                    ifname: i.ifname.clone(),
+                    net: i.net.clone(),
+                    ifindex: self.host.ifindex(&i.ifname),
+                    allowed_ips: self.allowed.get(&i.ifname).cloned().unwrap_or_default(),
+                    fresh,
+                }
+            })
+            .collect()
+    }
+
+    fn facts(&mut self, ifaces: Vec<IfaceFacts>) -> Facts {
+        let routes = self.routes();
+        let mut sysctl = BTreeMap::new();
+        for key in self.core.sysctl_keys(&ifaces) {
+            match self.host.read_sysctl(&key) {
+                Ok(v) => {
+                    sysctl.insert(key, v);
+                }
+                Err(e) => emit(Level::Warn, &format!("cannot read /proc/sys/{key}: {e}")),
+            }
+        }
+        Facts {
+            ifaces,
+            routes,
+            sysctl,
+        }
+    }
+
+    fn routes(&mut self) -> Option<Vec<crate::core::roam::Route>> {
+        let result = match &mut self.routing {
+            Some(r) => r.routes(RT_TABLE_MAIN),
+            None => match (self.open_routing)() {
+                Ok(r) => {
+                    let r = self.routing.insert(r);
+                    r.routes(RT_TABLE_MAIN)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(r) => {
+                self.routing_error = None;
+                Some(r)
+            }
+            Err(e) => {
+                let msg = format!("routes: cannot read the main table: {e}");
+                if self.routing_error.as_deref() != Some(&msg) {
+                    emit(Level::Error, &msg);
+                    self.routing_error = Some(msg);
+                }
+                // A broken socket is reopened next time.
+                self.routing = None;
+                None
+            }
+        }
+    }
+
+    /// Brings routes, sysctls, nft and NDP to what `cfg` and the last
+    /// observation ask for, if anything changed or a re-check is due.
+    pub fn reconcile(&mut self, now_ms: u64, cfg: &Config) {
+        for wan in self.host.ndp_dead() {
+            self.core.failed(
+                now_ms,
+                &RelayAction::NdpTargets {
+                    wan,
+                    targets: Vec::new(),
+                },
+            );
+            self.last = None;
+        }
+        let ifaces = self.iface_facts(cfg);
+        if self.last.as_ref() == Some(&ifaces) && now_ms < self.next_check_ms {
+            return;
+        }
+        self.last = Some(ifaces.clone());
+        self.next_check_ms = now_ms + CHECK_MS;
+        let facts = self.facts(ifaces);
+        let actions = self.core.reconcile(now_ms, &facts);
+        self.apply(now_ms, actions);
+    }
+
+    /// Removes our routes and nft table, stops the NDP proxy and restores
+    /// the sysctls this agent changed.
+    pub fn stop(&mut self, cfg: &Config) {
+        let ifaces = self.iface_facts(cfg);
+        let facts = self.facts(ifaces);
+        let actions = self.core.stop(&facts);
+        self.apply(0, actions);
+    }
+
+    fn apply(&mut self, now_ms: u64, actions: Vec<RelayAction>) {
+        for a in actions {
+            let result = match &a {
+                RelayAction::Log { level, msg } => {
+                    emit(*level, msg);
+                    Ok(())
+                }
+                RelayAction::AddRoute { route, .. } => match &mut self.routing {
+                    Some(r) => r.add_route(route),
+                    None => Err(io::Error::other("no rtnetlink socket")),
+                },
+                RelayAction::DelRoute { route, .. } => match &mut self.routing {
+                    Some(r) => r.del_route(route),
+                    None => Err(io::Error::other("no rtnetlink socket")),
+                },
+                RelayAction::Sysctl { key, value } => self.host.write_sysctl(key, value),
+                RelayAction::Nft { script } => self.host.nft(script),
+                RelayAction::NdpTargets { wan, targets } => self.host.ndp(wan, targets),
+            };
+            if let Err(e) = result {
+                let what = match &a {
+                    RelayAction::AddRoute { ifname, route } => {
+                        format!("{ifname}: cannot add route {}", route.dst)
+                    }
+                    RelayAction::DelRoute { ifname, route } => {
+                        format!("{ifname}: cannot remove route {}", route.dst)
+                    }
+                    RelayAction::Sysctl { key, value } => {
+                        format!("cannot set {} = {value}", key.replace('/', "."))
+                    }
+                    RelayAction::Nft { .. } => "nft: cannot apply the relay policy".into(),
+                    RelayAction::NdpTargets { wan, .. } => {
+                        format!("{wan}: cannot start the NDP proxy")
+                    }
+                    RelayAction::Log { .. } => String::new(),
+                };
+                emit(Level::Error, &format!("{what}: {e}"));
+                self.core.failed(now_ms, &a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Issue 7: crash safety. The hub agent is killed with SIGKILL at every write step
+# (state/status file before and after its rename, uci batch before and after, uci
+# commit before and after), at the first and the second time it gets there, while
+# r1 keeps moving behind the NAT. After every crash: state.json and status.json parse,
+# uci reads the committed file and the staged changes, no change is staged twice;
+# then a restart converges: status comes back, the endpoint is r1's real NAT port in
+# the agent, the kernel and uci, the change is committed once, and a clean stop works.
+#
+# Known product gaps (counted and printed, not failed unless CRASH_STRICT=1):
+# - changes staged by the killed agent but not yet committed are not committed by
+#   the restarted agent (it only commits what it staged itself): they stay in the
+#   RAM save dir until r1 moves again. Each case therefore also moves r1 once after
+#   the restart and requires that move to be followed, staged once and committed.
+# - killed between the uci stage and the state write, the restarted agent first
+#   stages the older endpoint state.json remembers, then the kernel's again (one
+#   duplicate staged change, a moment of a stale value in uci). Only that exact
+#   duplicate is tolerated; any other is a failure.
+#
+# The kill comes from the agent itself: a build with the cargo feature crash-inject
+# reads WGROAM_CRASH_AT=<step>:<n> and SIGKILLs itself there (src/crashpoint.rs).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+. "$here/../lab/lab.sh"
+. "$here/agent.sh"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+STEPS=(persist-before-rename persist-after-rename uci-before-batch uci-after-batch
+  uci-before-commit uci-after-commit)
+leftover_tmp=0
+orphaned=0
+restaged=0
+allowed_dup=
+restaged_flag=0
+
+fail() {
+  echo "FAIL: $*"
+  echo "--- agent log"
+  agent_hub_log 2>/dev/null | tail -n 30 || true
+  exit 1
+}
+t() { printf '%6d ms  %s\n' $(($(agent_ms) - T0)) "$*"; }
+
+# The crash-inject build, copied aside so nothing else picks it up by accident.
+build_crash_binary() {
+  local out=$root/target/crash-inject/wgroam
+  (cd "$root" && cargo build --quiet --features crash-inject) || return 1
+  mkdir -p "$(dirname "$out")" || return 1
+  cp "$root/target/debug/wgroam" "$out.tmp" && mv "$out.tmp" "$out" || return 1
+  echo "$out"
+}
+
+# crash_start STEP N: starts the agent set to kill itself at the N-th STEP.
+crash_start() {
+  local bin uci d=$LAB_DIR/r2
+  bin=$(agent_bin) || return 1
+  uci=$(agent_uci_bin) || return 1
+  _lab_spawn agent-r2 wgr-r2 env WGROAM_UCI_BIN="$uci" WGROAM_CRASH_AT="$1:$2" "$bin" run \
+    --config "$d/wgroam.conf" --stderr --uci-confdir "$d/etc" --uci-savedir "$d/save"
+}
+
+uci_r2() { "$(agent_uci_bin)" -c "$LAB_DIR/r2/etc" -t "$LAB_DIR/r2/save" "$@"; }
+
+# check_files WHEN: every file the agent writes is whole and readable.
+check_files() {
+  local when=$1 d=$LAB_DIR/r2 err dups n
+  if [ -e "$d/state.json" ]; then
+    jq -e '.version == 1 and (.peers | type == "array")' "$d/state.json" >/dev/null ||
+      fail "$when: state.json does not parse: $(head -c 200 "$d/state.json")"
+  fi
+  if [ -e "$d/run/status.json" ]; then
+    jq -e '.role == "hub" and (.interfaces | type == "array")' "$d/run/status.json" >/dev/null ||
+      fail "$when: status.json does not parse"
+  fi
+  err=$(uci_r2 export network 2>&1 >/dev/null) || fail "$when: uci cannot read network: $err"
+  [ -z "$err" ] || fail "$when: uci export complains: $err"
+  err=$("$(agent_uci_bin)" -c "$d/etc" -t "$d/empty-save" export network 2>&1 >/dev/null) ||
+    fail "$when: the committed network file does not parse: $err"
+  dups=$(uci_r2 changes network | sort | uniq -d)
+  if [ -n "$dups" ] && [ "$dups" = "$allowed_dup" ] && [ "${CRASH_STRICT:-0}" = 0 ]; then
+    restaged_flag=1
+  elif [ -n "$dups" ]; then
+    fail "$when: a change is staged twice: $dups"
+  fi
+  n=$(grep -c "option endpoint_port" "$d/etc/network" || true)
+  [ "$n" -le 1 ] || fail "$when: $n endpoint_port lines in the committed file"
+  n=$(find "$d" -name '.*.tmp*' | wc -l)
+  leftover_tmp=$n
+}
+
+pending_is_empty() { [ -z "$(uci_r2 changes network)" ]; }
+
+# move_r1 OLD_PORT: NAT rebind + traffic until r1 appears on another port; prints it.
+move_r1() {
+  local p
+  for _ in 1 2 3 4 5; do
+    lab_nat_rebind || return 1
+    lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || return 1
+    p=$(lab_nat_port_of_r1) || return 1
+    if [ "$p" != "$1" ]; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+crash_case() {
+  local step=$1 n=$2 pid rc=0 port
+  crash_start "$step" "$n" || fail "cannot start the agent"
+  pid=$(agent_hub_pid)
+  # Keep r1 moving: each rebind is an endpoint move (a state write and a uci
+  # stage), then a commit one second later.
+  for _ in 1 2 3 4 5 6 7 8; do
+    lab_wait_for 1.5 _lab_pid_gone "$pid" && break
+    lab_nat_rebind
+    lab_exec lan ping -6 -c1 -W1 "$LAB_INET6" >/dev/null 2>&1 || true
+  done
+  _lab_pid_gone "$pid" || fail "$step:$n: the agent never reached the step (8 NAT moves)"
+  wait "$pid" 2>/dev/null || rc=$?
+  [ "$rc" = 137 ] || fail "$step:$n: agent exit status $rc, expected 137 (SIGKILL)"
+  grep -q "crash-inject: SIGKILL at $step #$n" "$LAB_DIR/logs/agent-r2.log" ||
+    fail "$step:$n: killed, but not at the step"
+  check_files "after kill -9 at $step #$n"
+  local crashed_leftovers=$leftover_tmp
+  # Killed between the uci stage and the state write: state.json remembers an
+  # older endpoint than uci holds. The restarted agent stages that remembered
+  # endpoint first, then the kernel's (= uci's) again: the one duplicate allowed
+  # (known issue, counted; fatal with CRASH_STRICT=1).
+  local remembered staged
+  remembered=$(jq -r --arg k "$(lab_r1_pubkey)" '.peers[] | select(.key == $k) | .endpoint' \
+    "$LAB_DIR/r2/state.json" 2>/dev/null || true)
+  staged="$(agent_hub_uci endpoint_host 2>/dev/null || true):$(agent_hub_uci endpoint_port 2>/dev/null || true)"
+  allowed_dup=
+  restaged_flag=0
+  if [ -n "$remembered" ] && [ "$remembered" != "$staged" ]; then
+    allowed_dup="network.r1.endpoint_port='${staged##*:}'"
+  fi
+
+  # Restart (same binary, no crash) and converge.
+  agent_hub_start || fail "$step:$n: no status within 5 s of the restart"
+  pid=$(agent_hub_pid)
+  lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "$step:$n: tunnel down after the restart"
+  port=$(lab_nat_port_of_r1)
+  lab_wait_for 3 agent_hub_endpoint_is "$LAB_NAT_OUT4:$port" ||
+    fail "$step:$n: agent shows $(agent_hub_endpoint) after the restart, r1 is at :$port"
+  [ "$(lab_r2_endpoint)" = "$LAB_NAT_OUT4:$port" ] || fail "$step:$n: kernel endpoint $(lab_r2_endpoint)"
+  lab_wait_for 3 agent_hub_uci_is endpoint_port "$port" ||
+    fail "$step:$n: uci endpoint_port '$(agent_hub_uci endpoint_port)', expected $port"
+  [ "$(agent_hub_uci endpoint_host)" = "$LAB_NAT_OUT4" ] || fail "$step:$n: uci endpoint_host"
+  check_files "after the restart ($step #$n)"
+  # Changes the killed agent staged but did not commit: does the new one commit
+  # them (commit_interval 1)? Counted, and fatal with CRASH_STRICT=1 (see top).
+  local note=
+  if ! lab_wait_for 2 pending_is_empty; then
+    orphaned=$((orphaned + 1))
+    note=", NOT committed by the restarted agent until r1 moved again"
+    [ "${CRASH_STRICT:-0}" = 0 ] || fail "$step:$n: changes staged before the kill are still pending 2 s after the restart: $(uci_r2 changes network | tr '\n' ' ')"
+  fi
+
+  # One more move after the restart: followed, staged once, committed once.
+  local old=$port
+  port=$(move_r1 "$old") || fail "$step:$n: NAT never changed the port"
+  lab_wait_for 3 agent_hub_endpoint_is "$LAB_NAT_OUT4:$port" ||
+    fail "$step:$n: agent shows $(agent_hub_endpoint), r1 moved to :$port"
+  lab_wait_for 3 agent_hub_uci_is endpoint_port "$port" || fail "$step:$n: uci not staged with :$port"
+  lab_wait_for 4 pending_is_empty || fail "$step:$n: changes still pending 4 s after a move: $(uci_r2 changes network | tr '\n' ' ')"
+  grep -q "option endpoint_port '$port'" "$LAB_DIR/r2/etc/network" || fail "$step:$n: :$port not committed"
+  check_files "after a move after the restart ($step #$n)"
+  if [ "$restaged_flag" = 1 ]; then
+    restaged=$((restaged + 1))
+    note="$note, restaged the stale endpoint $remembered from state.json before the kernel's"
+  fi
+
+  kill -TERM "$pid"
+  lab_wait_for 5 _lab_pid_gone "$pid" || fail "$step:$n: agent did not stop on SIGTERM"
+  rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  [ "$rc" = 0 ] || fail "$step:$n: clean stop exited $rc"
+  check_files "after the clean stop ($step #$n)"
+  grep -q "wgroam\[error\]" "$LAB_DIR/logs/agent-r2.log" && fail "$step:$n: errors logged after the restart"
+  t "kill -9 at $step #$n: files valid (${crashed_leftovers} stale temp files), restart converged on :$old${note}; moved to :$port, committed once"
+}
+
+T0=$(agent_ms)
+WGROAM_BIN=$(build_crash_binary) || fail "cannot build the crash-inject binary"
+export WGROAM_BIN
+t "crash-inject build: $WGROAM_BIN"
+trap lab_down EXIT
+lab_up
+agent_hub_setup "option commit_interval '1'" "option poll_ms '100'"
+mkdir -p "$LAB_DIR/r2/empty-save"
+lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "no tunnel at start"
+t "lab up, r1 handshaked"
+
+for step in "${STEPS[@]}"; do
+  for n in 1 2; do
+    crash_case "$step" "$n"
+  done
+done
+echo "crashes whose staged changes the restarted agent left uncommitted until the next move: $orphaned of $((${#STEPS[@]} * 2))"
+echo "crashes after which the restarted agent staged its stale remembered endpoint first: $restaged"
+echo "stale temp files left by the crashes: $(find "$LAB_DIR/r2" -name '.*.tmp*' | wc -l) ($(find "$LAB_DIR/r2" -name '.*.tmp*' -printf '%f ' | head -c 300))"
+echo "PASS"
