@@ -205,7 +205,7 @@ build_one() {
   local start=$SECONDS
   RUSTC_BOOTSTRAP=1 "$(cargo_for "$t")" "$sub" "${args[@]}"
   mkdir -p "$dist"
-  cp "target/$t/release/wgroam" "$dist/wgroam-$t"
+  cp "${CARGO_TARGET_DIR:-target}/$t/release/wgroam" "$dist/wgroam-$t"
   TIMES[$t]=$((SECONDS - start))
 }
 
