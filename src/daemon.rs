@@ -169,7 +169,21 @@ impl<W: WireGuard> HubRuntime<W> {
                         .find(|i| &i.ifname == iface)
                         .map(|i| i.backend);
                     let result = backend.map(|b| {
-                        if matches!(a, Action::Rearm { .. }) {
+                        // The core decided on a view up to one poll old: if the
+                        // kernel has meanwhile completed a handshake with the
+                        // peer, re-creating it would destroy that fresh session.
+                        let fresh = || {
+                            self.wg.read(iface, b).ok().flatten().is_some_and(|v| {
+                                v.peers.iter().any(|p| {
+                                    p.key == key
+                                        && p.last_handshake.is_some_and(|t| {
+                                            crate::signals::now().wall.saturating_sub(t)
+                                                < crate::core::hub::SESSION_LIFETIME_S
+                                        })
+                                })
+                            })
+                        };
+                        if matches!(a, Action::Rearm { .. }) && !fresh() {
                             self.wg.rearm(iface, b, &key, Some(endpoint))
                         } else {
                             self.wg.set_endpoint(iface, b, &key, endpoint)
