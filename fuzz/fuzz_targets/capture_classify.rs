@@ -3,32 +3,16 @@
 //! `Initiation` event only comes out of a frame the verifier accepted.
 #![no_main]
 
-use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use wgroam::capture::Direction;
 use wgroam::capture_hub::{Who, classify};
 use wgroam::core::hub::Event;
-use wgroam::handshake::Responder;
 use wgroam::wire;
 
-fn unhex(s: &str) -> Vec<u8> {
-    let s = s.trim();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn responder() -> &'static Responder {
-    static R: OnceLock<Responder> = OnceLock::new();
-    R.get_or_init(|| {
-        let key = unhex(include_str!(
-            "../../tests/fixtures/handshake/responder_private.hex"
-        ));
-        Responder::new(key.try_into().unwrap())
-    })
-}
+#[path = "fixture.rs"]
+mod fixture;
+use fixture::responder;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, frame)) = data.split_first() else {

@@ -3,31 +3,14 @@
 //! fuzzer reaches the X25519 and AEAD steps instead of stopping at mac1.
 #![no_main]
 
-use std::sync::OnceLock;
 
 use blake2::digest::{KeyInit, Mac};
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use libfuzzer_sys::fuzz_target;
-use wgroam::handshake::Responder;
 
-fn unhex(s: &str) -> Vec<u8> {
-    let s = s.trim();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-/// The responder of tests/fixtures/handshake (its genuine initiations are seeds).
-fn responder() -> &'static Responder {
-    static R: OnceLock<Responder> = OnceLock::new();
-    R.get_or_init(|| {
-        let key = unhex(include_str!(
-            "../../tests/fixtures/handshake/responder_private.hex"
-        ));
-        Responder::new(key.try_into().unwrap())
-    })
-}
+#[path = "fixture.rs"]
+mod fixture;
+use fixture::responder;
 
 /// Writes a valid mac1 (keyed BLAKE2s-128 over everything before it).
 fn set_mac1(msg: &mut [u8], public: &[u8; 32]) {
