@@ -3,7 +3,6 @@
 //! `Initiation` event only comes out of a frame the verifier accepted.
 #![no_main]
 
-
 use libfuzzer_sys::fuzz_target;
 use wgroam::capture::Direction;
 use wgroam::capture_hub::{Who, classify};

@@ -3,7 +3,6 @@
 //! fuzzer reaches the X25519 and AEAD steps instead of stopping at mac1.
 #![no_main]
 
-
 use blake2::digest::{KeyInit, Mac};
 use blake2::{Blake2s256, Blake2sMac, Digest};
 use libfuzzer_sys::fuzz_target;
