@@ -24,6 +24,8 @@ pub trait NetworkConfig {
     fn stage_endpoints(&self, moves: &[(String, SocketAddr)]) -> Result<(), String>;
     /// Writes staged changes to flash.
     fn commit(&self) -> Result<(), String>;
+    /// Whether endpoint changes are staged but not committed.
+    fn endpoints_staged(&self) -> Result<bool, String>;
 }
 
 /// Minimum spacing of status file rewrites caused by counters alone (any
@@ -95,6 +97,11 @@ impl<W: WireGuard> HubRuntime<W> {
                 }),
                 Err(e) => emit(Level::Warn, &e),
             }
+        }
+        match net.endpoints_staged() {
+            Ok(true) => events.push(Event::StagedBeforeStart),
+            Ok(false) => {}
+            Err(e) => emit(Level::Warn, &e),
         }
         for e in events {
             self.feed(now, e);
@@ -202,6 +209,7 @@ impl<W: WireGuard> HubRuntime<W> {
                     self.staged.push((section, endpoint));
                 }
                 Action::CommitUci => {
+                    self.persist_now();
                     self.stage_now();
                     if let Some(net) = &self.net
                         && let Err(e) = net.commit()
@@ -262,10 +270,11 @@ impl<W: WireGuard> HubRuntime<W> {
         }
     }
 
-    /// Stages uci changes and writes the state and status files when
-    /// something changed; called once per turn of the loop.
-    pub fn flush(&mut self, now: Now, force: bool) {
-        self.stage_now();
+    /// Writes the state file if the core asked for it. Always before the
+    /// uci stage: killed in between, the restarted agent then remembers the
+    /// endpoint uci is about to get, never an older one that it would stage
+    /// back.
+    fn persist_now(&mut self) {
         if self.persist_dirty {
             self.persist_dirty = false;
             if let Err(e) = crate::state::save(&self.cfg.state_file, &self.hub) {
@@ -275,6 +284,13 @@ impl<W: WireGuard> HubRuntime<W> {
                 );
             }
         }
+    }
+
+    /// Writes the state file, stages uci changes and writes the status file
+    /// when something changed; called once per turn of the loop.
+    pub fn flush(&mut self, now: Now, force: bool) {
+        self.persist_now();
+        self.stage_now();
         let counters_due = now.since_ms(self.last_status_ms) >= STATUS_EVERY_MS;
         if force || self.status_dirty || counters_due {
             self.status_dirty = false;

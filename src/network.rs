@@ -84,4 +84,54 @@ impl<S: UciStore> NetworkConfig for UciNetwork<S> {
     fn commit(&self) -> Result<(), String> {
         self.store.commit("network").map_err(|e| e.to_string())
     }
+
+    fn endpoints_staged(&self) -> Result<bool, String> {
+        let lines = self.store.pending("network").map_err(|e| e.to_string())?;
+        Ok(lines.iter().any(|l| is_endpoint_change(l)))
+    }
+}
+
+/// A `uci changes` line (`network.r1.endpoint_port='30001'`,
+/// `-network.r1.endpoint_host`) that sets or deletes an endpoint option.
+fn is_endpoint_change(line: &str) -> bool {
+    let target = line.trim_start_matches(['-', '+']);
+    let target = target.split_once('=').map_or(target, |(t, _)| t);
+    target.ends_with(".endpoint_host") || target.ends_with(".endpoint_port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::uci::MemoryUci;
+
+    const NET: &str = "config interface 'wg0'\n\toption proto 'wireguard'\n\nconfig wireguard_wg0 'r1'\n\toption public_key 'AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE='\n\toption description 'travel router'\n";
+
+    #[test]
+    fn staged_endpoints_are_seen_and_other_changes_are_not() {
+        let net = UciNetwork::new(MemoryUci::new().with_package("network", NET).unwrap());
+        assert_eq!(net.endpoints_staged(), Ok(false));
+        net.store
+            .stage(&[Change::set("network", "r1", "description", "hotel")])
+            .unwrap();
+        assert_eq!(net.endpoints_staged(), Ok(false), "a user's own change");
+        net.stage_endpoints(&[("r1".into(), "198.51.100.3:30001".parse().unwrap())])
+            .unwrap();
+        assert_eq!(net.endpoints_staged(), Ok(true));
+        net.commit().unwrap();
+        assert_eq!(net.endpoints_staged(), Ok(false));
+    }
+
+    #[test]
+    fn endpoint_change_lines_as_uci_prints_them() {
+        assert!(is_endpoint_change("network.r1.endpoint_port='30001'"));
+        assert!(is_endpoint_change(
+            "network.cfg0a2b3c.endpoint_host='198.51.100.3'"
+        ));
+        assert!(is_endpoint_change("-network.r1.endpoint_host"));
+        assert!(!is_endpoint_change("network.r1.endpoint_hostname='x'"));
+        assert!(!is_endpoint_change("network.lan.ipaddr='100.127.1.1'"));
+        assert!(!is_endpoint_change(
+            "network.r1.description='endpoint_port'"
+        ));
+    }
 }

@@ -198,6 +198,10 @@ pub enum Event {
     },
     /// Timer.
     Tick,
+    /// uci holds endpoint changes staged before this start (a previous run
+    /// was killed before its commit): they wait for the commit policy like
+    /// the ones this run stages.
+    StagedBeforeStart,
     /// Clean shutdown requested.
     Stop,
 }
@@ -350,6 +354,17 @@ impl Hub {
             } => self.transport(now, &iface, from, receiver_index, &mut out),
             Event::Ignored { iface, from, why } => self.ignored(now, &iface, from, why, &mut out),
             Event::Tick => self.tick(now, &mut out),
+            Event::StagedBeforeStart => {
+                if self.policy.commit_after_s.is_some() && self.pending_since.is_none() {
+                    self.pending_since = Some(now.mono_ms);
+                    log(
+                        &mut out,
+                        Level::Notice,
+                        "uci: endpoint changes staged before this start wait for the next commit"
+                            .to_string(),
+                    );
+                }
+            }
             Event::Stop => {
                 if self.pending_since.is_some() && self.policy.commit_on_stop {
                     self.commit(&mut out, "stop");

@@ -359,6 +359,26 @@ fn commits_wait_for_the_policy_and_happen_on_stop() {
 }
 
 #[test]
+fn changes_staged_before_a_crash_are_committed_by_the_policy() {
+    let mut h = hub();
+    let a = h.handle(T0, Event::StagedBeforeStart);
+    assert!(!a.contains(&Action::CommitUci), "not at once: {a:?}");
+    let hour = HubPolicy::default().commit_after_s.unwrap() * 1000;
+    assert!(
+        !h.handle(T0.after_ms(hour - 1000), Event::Tick)
+            .contains(&Action::CommitUci)
+    );
+    assert!(
+        h.handle(T0.after_ms(hour), Event::Tick)
+            .contains(&Action::CommitUci)
+    );
+    // Adopted pending changes also go to flash on a clean stop.
+    let mut h = hub();
+    h.handle(T0, Event::StagedBeforeStart);
+    assert!(h.handle(T0, Event::Stop).contains(&Action::CommitUci));
+}
+
+#[test]
 fn never_commit_policy_never_commits() {
     let policy = HubPolicy {
         commit_after_s: None,
@@ -385,6 +405,7 @@ fn never_commit_policy_never_commits() {
     let mut all: Vec<Action> = (0..10_000)
         .flat_map(|i| h.handle(T0.after_ms(i * 1000), Event::Tick))
         .collect();
+    all.extend(h.handle(T0, Event::StagedBeforeStart));
     all.extend(h.handle(T0, Event::Stop));
     assert!(!all.contains(&Action::CommitUci));
 }
