@@ -76,6 +76,12 @@ fn to_filter(l: Level) -> log::LevelFilter {
     }
 }
 
+/// The crate a `log` record comes from, unless it is wgroam itself.
+fn library_target(target: &str) -> Option<&str> {
+    let krate = target.split("::").next().unwrap_or(target);
+    (krate != env!("CARGO_CRATE_NAME")).then_some(krate)
+}
+
 /// Routes the `log` macros used by adapters into the same sink.
 struct Bridge;
 static BRIDGE: Bridge = Bridge;
@@ -92,8 +98,30 @@ impl log::Log for Bridge {
             log::Level::Info => Level::Info,
             log::Level::Debug | log::Level::Trace => Level::Debug,
         };
-        emit(level, &record.args().to_string());
+        match library_target(record.target()) {
+            // A dependency's chatter (netlink-packet-route warns about every
+            // newer kernel's longer attributes) is debug output, named by crate:
+            // the agent reports the failures that matter itself.
+            Some(krate) => emit(Level::Debug, &format!("{krate}: {}", record.args())),
+            None => emit(level, &record.args().to_string()),
+        }
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::library_target;
+
+    #[test]
+    fn dependency_records_are_named_by_crate_and_own_records_are_not() {
+        assert_eq!(
+            library_target("netlink_packet_route::link::af_spec::inet6"),
+            Some("netlink_packet_route")
+        );
+        assert_eq!(library_target("ureq"), Some("ureq"));
+        assert_eq!(library_target("wgroam::rtnl"), None);
+        assert_eq!(library_target("wgroam"), None);
+    }
 }
