@@ -1,0 +1,220 @@
+//! Issue 7, flash: a simulated roaming day, time compressed. The hub runtime
+//! (the daemon's own loop body: observe, flush) runs against the REAL uci tool
+//! and a real OpenWrt `network` file, with a fake WireGuard whose peer moves
+//! behind its NAT; time is passed in, one second per step. What reaches flash
+//! is counted where flash would see it: every new version of the config file
+//! (uci commit replaces it by rename).
+//!
+//! Roaming hour: a NAT change every 2 minutes (30 moves), commit_interval 600:
+//! at most one commit per 10 minutes. Quiet hour that follows: not a single
+//! write. A clean stop commits what is pending, once.
+
+mod common;
+
+use std::cell::RefCell;
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use common::Scratch;
+use wgroam::config;
+use wgroam::core::hub::{Event, PeerSnapshot};
+use wgroam::core::{Now, PublicKey};
+use wgroam::daemon::{HubRuntime, NetworkConfig};
+use wgroam::network::UciNetwork;
+use wgroam::uci::UciCli;
+use wgroam::uci::parse::parse_config;
+use wgroam::wg::{BackendChoice, DeviceView, WireGuard};
+
+const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+/// The real uci tool, or `None` after printing why the test is skipped.
+fn real_uci() -> Option<PathBuf> {
+    let bin = match std::env::var_os("WGROAM_UCI_BIN").filter(|v| !v.is_empty()) {
+        Some(b) => PathBuf::from(b),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/uci"),
+    };
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIP flash_day: real uci tool not found at {} (run tests/tools/build-uci.sh or set WGROAM_UCI_BIN)",
+            bin.display()
+        );
+        None
+    }
+}
+
+/// One peer, roaming wherever the test puts it; the kernel keeps a live session.
+#[derive(Clone)]
+struct FakeKernel(Rc<RefCell<(SocketAddr, u64)>>);
+
+impl WireGuard for FakeKernel {
+    fn read(&self, _: &str, _: BackendChoice) -> io::Result<Option<DeviceView>> {
+        let (endpoint, wall) = *self.0.borrow();
+        Ok(Some(DeviceView {
+            backend: "fake",
+            listen_port: Some(51820),
+            public_key: None,
+            private_key: None,
+            peers: vec![PeerSnapshot {
+                key: PublicKey::from_base64(PEER).unwrap(),
+                endpoint: Some(endpoint),
+                last_handshake: Some(wall.saturating_sub(30)),
+                rx: wall,
+                tx: wall,
+            }],
+            allowed_ips: Vec::new(),
+        }))
+    }
+    fn set_endpoint(
+        &self,
+        _: &str,
+        _: BackendChoice,
+        _: &PublicKey,
+        e: SocketAddr,
+    ) -> io::Result<()> {
+        self.0.borrow_mut().0 = e;
+        Ok(())
+    }
+    fn rearm(
+        &self,
+        _: &str,
+        _: BackendChoice,
+        _: &PublicKey,
+        _: Option<SocketAddr>,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Identity of the file's current version: uci commit writes a new file and
+/// renames it over the old one.
+fn version(path: &Path) -> (u64, i64, i64) {
+    let m = fs::metadata(path).unwrap();
+    (m.ino(), m.mtime(), m.mtime_nsec())
+}
+
+#[test]
+fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
+    let Some(uci) = real_uci() else { return };
+    let dir = Scratch::new("flash-day");
+    let etc = dir.path("etc");
+    fs::create_dir_all(&etc).unwrap();
+    let typical = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/uci/openwrt-defaults/network.config_generate-typical"
+    ))
+    .unwrap();
+    let network = etc.join("network");
+    fs::write(
+        &network,
+        format!(
+            "{typical}\nconfig interface 'wg0'\n\toption proto 'wireguard'\n\toption listen_port '51820'\n\n\
+             config wireguard_wg0\n\toption public_key '{PEER}'\n\tlist allowed_ips '2001:db8:100:1::/64'\n\
+             \toption endpoint_host '198.51.100.3'\n\toption endpoint_port '30000'\n"
+        ),
+    )
+    .unwrap();
+    let conf = format!(
+        "config agent 'agent'\n\toption role 'hub'\n\toption state_dir '{d}/run'\n\toption state_file '{d}/state.json'\n\
+         \toption commit_interval '600'\n\nconfig interface 'wg0'\n\toption capture '0'\n\toption routes '0'\n",
+        d = dir.0.display()
+    );
+    let cfg = config::from_sections(&parse_config("wgroam", &conf).unwrap()).unwrap();
+    let store = UciCli {
+        bin: uci.clone(),
+        confdir: Some(etc.clone()),
+        savedir: Some(dir.path("save")),
+    };
+    let net: Box<dyn NetworkConfig> = Box::new(UciNetwork::new(store));
+
+    let start_wall = 1_795_000_000;
+    let kernel = FakeKernel(Rc::new(RefCell::new((
+        "198.51.100.3:30000".parse().unwrap(),
+        start_wall,
+    ))));
+    let mut now = Now::new(1_000, start_wall);
+    let mut rt = HubRuntime::new(cfg, kernel.clone(), Some(net), now);
+
+    let mut last = version(&network);
+    let mut writes = 0;
+    let mut step = |rt: &mut HubRuntime<FakeKernel>, now: Now| {
+        kernel.0.borrow_mut().1 = now.wall;
+        rt.observe(now);
+        rt.flush(now, false);
+        let v = version(&network);
+        if v != last {
+            last = v;
+            writes += 1;
+        }
+        writes
+    };
+
+    // The roaming hour: a new NAT port every 2 minutes.
+    let mut moves = 0;
+    for s in 0..3600u64 {
+        if s % 120 == 60 {
+            moves += 1;
+            let port = 30000 + moves;
+            kernel.0.borrow_mut().0 = format!("198.51.100.3:{port}").parse().unwrap();
+        }
+        now = Now::new(now.mono_ms + 1000, now.wall + 1);
+        step(&mut rt, now);
+    }
+    let roaming = step(&mut rt, now);
+    let last_port = 30000 + moves;
+    // Followed: what is staged is where the peer is.
+    let show = |opt: &str| {
+        let out = std::process::Command::new(&uci)
+            .args(["-c", etc.to_str().unwrap(), "-t"])
+            .arg(dir.path("save"))
+            .args(["get", &format!("network.@wireguard_wg0[0].{opt}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(show("endpoint_port"), last_port.to_string());
+    assert_eq!(moves, 30);
+    assert!(
+        (1..=6).contains(&roaming),
+        "{roaming} writes of /etc/config/network for {moves} moves in an hour with commit_interval 600"
+    );
+
+    // The quiet hour: the peer stays put, the agent keeps polling.
+    for _ in 0..3600u64 {
+        now = Now::new(now.mono_ms + 1000, now.wall + 1);
+        step(&mut rt, now);
+    }
+    let quiet = step(&mut rt, now) - roaming;
+    assert_eq!(quiet, 0, "writes of /etc/config/network in a quiet hour");
+    // By then the last move is committed: the file holds where the peer is.
+    let text = fs::read_to_string(&network).unwrap();
+    assert!(
+        text.contains(&format!("option endpoint_port '{last_port}'")),
+        "{text}"
+    );
+
+    // One more move, then a clean stop: committed once, at the stop.
+    kernel.0.borrow_mut().0 = "198.51.100.3:31000".parse().unwrap();
+    now = Now::new(now.mono_ms + 1000, now.wall + 1);
+    let before_stop = step(&mut rt, now);
+    rt.feed(now, Event::Stop);
+    rt.flush(now, true);
+    let after_stop = step(&mut rt, now);
+    assert_eq!(after_stop - before_stop, 1, "one write at the stop");
+    assert!(
+        fs::read_to_string(&network)
+            .unwrap()
+            .contains("option endpoint_port '31000'")
+    );
+    // Nothing else of the user's file changed: every other section is intact.
+    let text = fs::read_to_string(&network).unwrap();
+    assert!(text.contains("config interface 'lan'") && text.contains("option ip6assign '60'"));
+    eprintln!(
+        "flash_day: {moves} moves in the roaming hour -> {roaming} config writes (commit_interval 600); quiet hour -> {quiet}; stop -> 1"
+    );
+}
