@@ -74,9 +74,28 @@ sniff_once() { # the old script's core: one packet, then set the endpoint
   [ -n "$src" ] && lab_exec r2 wg set wg0 peer "$(lab_r1_pubkey)" endpoint "$src"
 }
 
+# Memory of both agents after each wgroam run (VmRSS and VmHWM, kB).
+MEM_LOG=$(mktemp)
+note_mem() {
+  local who pid
+  for who in r2 r1; do
+    pid=$(lab_pid "agent-$who" 2>/dev/null) || continue
+    awk -v who="$who" '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print who, r, h }' \
+      "/proc/$pid/status" >>"$MEM_LOG" 2>/dev/null || true
+  done
+}
+
 run_one() { # run_one SCENARIO SETUP -> ms
-  local sc=$1 su=$2 p1
+  local sc=$1 su=$2 p1 ms
   setup "$su"
+  ms=$(run_scenario "$sc" "$su")
+  [ "$su" = wgroam ] && note_mem
+  lab_down --keep-owner >/dev/null
+  echo "$ms"
+}
+
+run_scenario() { # run_scenario SCENARIO SETUP -> ms
+  local sc=$1 su=$2 p1
   case "$sc" in
   uplink)
     if [ "$su" = wgroam ]; then lab_uplink_change --raw >/dev/null; else lab_uplink_change >/dev/null; fi
@@ -100,7 +119,6 @@ run_one() { # run_one SCENARIO SETUP -> ms
     measure
     ;;
   esac
-  lab_down --keep-owner >/dev/null
 }
 
 stats() { # median and max of ms values, "> CAP" when capped
@@ -132,5 +150,16 @@ for sc in uplink rebind restart; do
   printf '| %-8s | %-17s | %-17s | %-17s | %-17s |\n' "$sc" "${result[$sc/wgroam]}" \
     "${result[$sc/sniff-once]:-n/a}" "${result[$sc/ka25]}" "${result[$sc/ka-off]}"
 done
+
+mem_row() { # mem_row r1|r2: "VmRSS median (min-max) kB, peak VmHWM kB"
+  awk -v who="$1" '$1 == who { print $2, $3 }' "$MEM_LOG" | sort -n |
+    awk '{ n++; r[n] = $1; if ($2 > h) h = $2 }
+      END { if (!n) { print "n/a"; exit }
+        printf "VmRSS median %d kB (%d-%d), VmHWM max %d kB, %d samples", r[int((n + 1) / 2)], r[1], r[n], h, n }'
+}
 echo
+echo "Agent memory at the end of the wgroam runs: hub (r2) $(mem_row r2); roam (r1) $(mem_row r1)"
+rm -f "$MEM_LOG"
+echo
+echo "load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"

@@ -296,7 +296,8 @@ impl<W: WireGuard> HubRuntime<W> {
             self.status_dirty = false;
             self.last_status_ms = now.mono_ms;
             let runtime = |n: &str| self.runtime.get(n).cloned().unwrap_or_default();
-            let v = status::hub_json(&self.hub, now, self.started, &runtime);
+            let mut v = status::hub_json(&self.hub, now, self.started, &runtime);
+            v["relay"] = self.relay.status_json();
             if let Err(e) = status::write(&self.cfg.state_dir, &v) {
                 emit(
                     Level::Error,

@@ -154,6 +154,41 @@ impl HubRelay {
         )
     }
 
+    /// What the relay keeps in place, for `status --json`: the peer prefixes
+    /// routed into each managed device, the nft table, the NDP targets per
+    /// WAN and the sysctls this run changed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .last
+            .iter()
+            .flatten()
+            .filter(|i| i.net.routes)
+            .map(|i| {
+                let p: Vec<String> = crate::core::relay::routed_prefixes(&i.allowed_ips)
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                (i.ifname.clone(), serde_json::json!(p))
+            })
+            .collect();
+        let ndp: serde_json::Map<String, serde_json::Value> = self
+            .core
+            .ndp()
+            .iter()
+            .map(|(wan, t)| {
+                let t: Vec<String> = t.iter().map(|n| n.to_string()).collect();
+                (wan.clone(), serde_json::json!(t))
+            })
+            .collect();
+        let sysctls: Vec<&str> = self.core.changed_sysctls().collect();
+        serde_json::json!({
+            "routes": routes,
+            "nft_table": self.core.nft_applied(),
+            "ndp_targets": ndp,
+            "changed_sysctls": sysctls,
+        })
+    }
+
     /// Records one interface's WireGuard view: its peers' allowed IPs, or
     /// `None` when the device does not exist.
     pub fn seen(&mut self, ifname: &str, allowed: Option<Vec<IpNet>>) {

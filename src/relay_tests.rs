@@ -241,6 +241,40 @@ fn forwarding_sysctls_are_set_and_restored() {
 }
 
 #[test]
+fn status_shows_what_the_relay_keeps_in_place() {
+    let table = Rc::new(RefCell::new(Table::default()));
+    let host = Rc::new(RefCell::new(Host::default()));
+    host.borrow_mut().sysctl = [
+        ("net/ipv6/conf/all/forwarding", "0"),
+        ("net/ipv6/conf/wan/accept_ra", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let c = cfg("\toption wan 'wan'\n\toption forwarding '1'\n");
+    let mut r = relay(&table, &host);
+    assert_eq!(r.status_json()["nft_table"], false);
+    r.seen("wg0", Some(allowed()));
+    r.reconcile(0, &c);
+    let s = r.status_json();
+    assert_eq!(
+        s["routes"]["wg0"],
+        serde_json::json!(["2001:db8:100:1::/64"]),
+        "{s}"
+    );
+    // In the order they were changed (accept_ra first keeps RA routes).
+    assert_eq!(
+        s["changed_sysctls"],
+        serde_json::json!([
+            "net/ipv6/conf/wan/accept_ra",
+            "net/ipv6/conf/all/forwarding"
+        ])
+    );
+    r.stop(&c);
+    assert_eq!(r.status_json()["changed_sysctls"], serde_json::json!([]));
+}
+
+#[test]
 fn a_dead_responder_is_restarted_after_the_retry_time() {
     let table = Rc::new(RefCell::new(Table::default()));
     let host = Rc::new(RefCell::new(Host::default()));

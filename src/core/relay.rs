@@ -372,6 +372,11 @@ impl Relay {
         &self.ndp
     }
 
+    /// The sysctls this agent changed (and restores on stop), for status.
+    pub fn changed_sysctls(&self) -> impl Iterator<Item = &str> {
+        self.restore.iter().map(|(k, _)| k.as_str())
+    }
+
     /// Whether the nft table is believed to be in place.
     pub fn nft_applied(&self) -> bool {
         matches!(self.nft, Nft::Applied(_))

@@ -103,6 +103,14 @@ t "agent added: $(prefix_routes)"
 has_ra_default || fail "the RA default route was purged when forwarding went on"
 t "forwarding 1 with accept_ra 2: the RA default route survived"
 nft_table_present || fail "no nft table inet wgroam"
+# status --json says the same (within one status refresh).
+relay_status_ok() {
+  agent_hub_status | jq -e --arg p "$PREFIX" '.relay.nft_table == true and
+    (.relay.routes.wg0 | index($p)) != null and
+    (.relay.changed_sysctls | index("net/ipv6/conf/all/forwarding")) != null' >/dev/null
+}
+lab_wait_for 6 relay_status_ok || fail "status --json relay: $(agent_hub_status | jq -c .relay)"
+t "status --json relay: $(agent_hub_status | jq -c .relay)"
 
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "LAN -> inet through the tunnel failed"
 lab_wait_for 3 inet_reaches_lan || fail "inet -> LAN ping failed"
