@@ -65,6 +65,9 @@ setup() { # setup SETUP
   esac
   lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null
   lab_wait_for 5 ping_ok inet "$TARGET"
+  # A settled tunnel: breakage comes long after the start in real life, not while
+  # the roam agent's first handshake (and WireGuard's follow-ups) are in flight.
+  sleep 1.5
 }
 
 sniff_once() { # the old script's core: one packet, then set the endpoint

@@ -91,9 +91,14 @@ impl HubCapture {
         let (Some(port), Some(private), Some(public)) =
             (view.listen_port, view.private_key.as_ref(), view.public_key)
         else {
-            self.open = None;
-            rt.capture = None;
-            rt.capture_error = Some("interface has no private key or listen port yet".into());
+            // A link being re-created has neither for a moment. Keep listening
+            // with what it had: the peer's first packet after the restart is
+            // the one that says where it is now, and a socket opened later
+            // would not see it.
+            if self.open.is_none() {
+                rt.capture = None;
+                rt.capture_error = Some("interface has no private key or listen port yet".into());
+            }
             return;
         };
         if let Some(o) = &mut self.open

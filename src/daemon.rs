@@ -333,6 +333,15 @@ pub fn run_hub<W: WireGuard>(
         Level::Notice,
         &format!("hub started, managing {}", names(&rt.cfg).join(", ")),
     );
+    // Without it the agent still works, noticing re-created links one poll late.
+    let mut links = crate::linkwatch::LinkWatch::open()
+        .map_err(|e| {
+            emit(
+                Level::Warn,
+                &format!("rtnetlink link events unavailable ({e}); relying on polls"),
+            )
+        })
+        .ok();
     let mut next_poll = 0u64;
     loop {
         let now = signals::now();
@@ -343,12 +352,18 @@ pub fn run_hub<W: WireGuard>(
         rt.flush(now, false);
         let caps = rt.capture_fds();
         let mut fds = vec![signals.fd()];
+        fds.extend(links.as_ref().map(|l| l.fd()));
+        let first_cap = fds.len();
         fds.extend(caps.iter().map(|(fd, _)| *fd));
         let timeout = next_poll.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
         let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
         let now = signals::now();
+        if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
+            // A link came, went or changed: observe in this turn.
+            next_poll = 0;
+        }
         for (i, (_, name)) in caps.iter().enumerate() {
-            if ready[i + 1] {
+            if ready[first_cap + i] {
                 rt.drain_capture(now, name);
             }
         }

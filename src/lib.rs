@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod delegation;
 pub mod handshake;
 pub mod health;
+pub mod linkwatch;
 pub mod logging;
 pub mod ndp;
 pub mod network;

@@ -218,9 +218,8 @@ fn nft_failure_is_retried_not_hammered() {
     assert_eq!(host.borrow().nft[2], nft_script(None));
 }
 
-#[test]
-fn forwarding_sysctls_are_set_and_restored() {
-    let table = Rc::new(RefCell::new(Table::default()));
+/// A host as found: forwarding off, RAs accepted only while not forwarding.
+fn host_before_forwarding() -> Rc<RefCell<Host>> {
     let host = Rc::new(RefCell::new(Host::default()));
     host.borrow_mut().sysctl = [
         ("net/ipv6/conf/all/forwarding", "0"),
@@ -229,6 +228,13 @@ fn forwarding_sysctls_are_set_and_restored() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    host
+}
+
+#[test]
+fn forwarding_sysctls_are_set_and_restored() {
+    let table = Rc::new(RefCell::new(Table::default()));
+    let host = host_before_forwarding();
     let c = cfg("\toption wan 'wan'\n\toption forwarding '1'\n\toption routes '0'\n");
     let mut r = relay(&table, &host);
     r.seen("wg0", Some(allowed()));
@@ -243,14 +249,7 @@ fn forwarding_sysctls_are_set_and_restored() {
 #[test]
 fn status_shows_what_the_relay_keeps_in_place() {
     let table = Rc::new(RefCell::new(Table::default()));
-    let host = Rc::new(RefCell::new(Host::default()));
-    host.borrow_mut().sysctl = [
-        ("net/ipv6/conf/all/forwarding", "0"),
-        ("net/ipv6/conf/wan/accept_ra", "1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let host = host_before_forwarding();
     let c = cfg("\toption wan 'wan'\n\toption forwarding '1'\n");
     let mut r = relay(&table, &host);
     assert_eq!(r.status_json()["nft_table"], false);

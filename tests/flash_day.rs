@@ -16,10 +16,10 @@ use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
-use common::Scratch;
+use common::{Scratch, real_uci};
 use wgroam::config;
 use wgroam::core::hub::{Event, PeerSnapshot};
 use wgroam::core::{Now, PublicKey};
@@ -30,23 +30,6 @@ use wgroam::uci::parse::parse_config;
 use wgroam::wg::{BackendChoice, DeviceView, WireGuard};
 
 const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-
-/// The real uci tool, or `None` after printing why the test is skipped.
-fn real_uci() -> Option<PathBuf> {
-    let bin = match std::env::var_os("WGROAM_UCI_BIN").filter(|v| !v.is_empty()) {
-        Some(b) => PathBuf::from(b),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/uci"),
-    };
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP flash_day: real uci tool not found at {} (run tests/tools/build-uci.sh or set WGROAM_UCI_BIN)",
-            bin.display()
-        );
-        None
-    }
-}
 
 /// One peer, roaming wherever the test puts it; the kernel keeps a live session.
 #[derive(Clone)]
@@ -100,7 +83,9 @@ fn version(path: &Path) -> (u64, i64, i64) {
 
 #[test]
 fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
-    let Some(uci) = real_uci() else { return };
+    let Some(uci) = real_uci("flash_day") else {
+        return;
+    };
     let dir = Scratch::new("flash-day");
     let etc = dir.path("etc");
     fs::create_dir_all(&etc).unwrap();

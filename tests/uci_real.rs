@@ -6,8 +6,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod common;
+
+use common::real_uci;
 use wgroam::uci::parse::{self, Value};
 use wgroam::uci::{Change, UciCli, UciStore, find_section};
 
@@ -15,45 +17,21 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The real uci tool, or `None` after printing why the test is skipped.
-fn real_uci(test: &str) -> Option<PathBuf> {
-    let bin = match std::env::var_os("WGROAM_UCI_BIN").filter(|v| !v.is_empty()) {
-        Some(b) => PathBuf::from(b),
-        None => manifest_dir().join("target/tools/bin/uci"),
-    };
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP {test}: real uci tool not found at {} (run tests/tools/build-uci.sh or set WGROAM_UCI_BIN)",
-            bin.display()
-        );
-        None
-    }
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+/// A scratch directory with a uci config and save directory, removed on drop.
+struct Scratch(common::Scratch);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "wgroam-uci-{}-{}-{}",
-            std::process::id(),
-            name,
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("conf")).unwrap();
-        std::fs::create_dir_all(dir.join("save")).unwrap();
-        Scratch(dir)
+        let s = common::Scratch::new(&format!("uci-{name}"));
+        std::fs::create_dir_all(s.path("conf")).unwrap();
+        std::fs::create_dir_all(s.path("save")).unwrap();
+        Scratch(s)
     }
     fn conf(&self) -> PathBuf {
-        self.0.join("conf")
+        self.0.path("conf")
     }
     fn save(&self) -> PathBuf {
-        self.0.join("save")
+        self.0.path("save")
     }
     fn cli(&self, bin: &Path) -> UciCli {
         UciCli {
@@ -61,12 +39,6 @@ impl Scratch {
             confdir: Some(self.conf()),
             savedir: Some(self.save()),
         }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -412,7 +384,7 @@ fn failing_stage_reports_and_changes_nothing() {
     uci.stage(&endpoint("hub", "198.51.100.77", "51820"))
         .unwrap();
     let staged_before = read(&s.save().join("network"));
-    let wrapper = s.0.join("uci-failing-batch");
+    let wrapper = s.0.path("uci-failing-batch");
     std::fs::write(
         &wrapper,
         format!(
@@ -505,7 +477,7 @@ fn creates_a_missing_save_directory() {
         return;
     };
     let (s, mut uci) = router(&bin, "savedir");
-    let deep = s.0.join("run/wgroam/uci");
+    let deep = s.0.path("run/wgroam/uci");
     uci.savedir = Some(deep.clone());
     uci.stage(&endpoint("roamer", "203.0.113.9", "40001"))
         .unwrap();

@@ -33,3 +33,23 @@ impl Drop for Scratch {
         let _ = fs::remove_dir_all(&self.0);
     }
 }
+
+/// The real OpenWrt uci tool (built by tests/tools/build-uci.sh into
+/// target/tools/bin/uci, or named by $WGROAM_UCI_BIN), or `None` after
+/// printing why `test` is skipped.
+#[allow(dead_code)] // not every test binary uses it
+pub fn real_uci(test: &str) -> Option<PathBuf> {
+    let bin = match std::env::var_os("WGROAM_UCI_BIN").filter(|v| !v.is_empty()) {
+        Some(b) => PathBuf::from(b),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/uci"),
+    };
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIP {test}: real uci tool not found at {} (run tests/tools/build-uci.sh or set WGROAM_UCI_BIN)",
+            bin.display()
+        );
+        None
+    }
+}

@@ -11,16 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap lab_down EXIT
 
 
-lab_up
-T0=$(agent_ms)
-roam_lab_prepare
-agent_hub_setup
-agent_hub_start
-agent_roam_setup
-agent_roam_start
-lab_wait_for 10 has_lan_slaac || fail "LAN client got no address"
-addr=$(lan_slaac_addr)
-lab_wait_for 5 ping_ok inet "$addr" || fail "inbound IPv6 to $addr does not work at start"
+roam_lab_start_both
+addr=$ADDR
 t "hub and roam agents up; inet reaches the LAN client $addr"
 
 for round in 1 2 3; do

@@ -39,16 +39,8 @@ uplink_flap() {
     ip -n wgr-r1 route replace default via "$LAB_NAT_IN4" dev wan
 }
 
-lab_up
-T0=$(agent_ms)
-roam_lab_prepare
-agent_hub_setup
-agent_hub_start
-agent_roam_setup
-agent_roam_start
-lab_wait_for 10 has_lan_slaac || fail "LAN client got no address"
-addr=$(lan_slaac_addr)
-lab_wait_for 5 ping_ok inet "$addr" || fail "inbound IPv6 to $addr does not work at start"
+roam_lab_start_both
+addr=$ADDR
 routes_start=$(ours)
 rules_start=$(rules6)
 v4_start=$(routes4)

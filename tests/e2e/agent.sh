@@ -230,6 +230,22 @@ roam_lab_prepare() {
   ip netns exec wgr-lan sysctl -q -w net.ipv6.conf.eth0.accept_ra=2 >/dev/null
 }
 
+# roam_lab_start_both: lab up, hub agent on r2 and roam agent (radvd delegation) on
+# r1; waits until the LAN client has its address from the delegated prefix and the
+# internet host reaches it. Sets ADDR (that address) and T0 (timeline start).
+roam_lab_start_both() {
+  lab_up
+  T0=$(agent_ms)
+  roam_lab_prepare
+  agent_hub_setup
+  agent_hub_start
+  agent_roam_setup
+  agent_roam_start
+  lab_wait_for 10 has_lan_slaac || fail "LAN client got no address"
+  ADDR=$(lan_slaac_addr)
+  lab_wait_for 5 ping_ok inet "$ADDR" || fail "inbound IPv6 to $ADDR does not work at start"
+}
+
 # lan_slaac_addr: the LAN client's address from the delegated /64 (RA), if any.
 lan_slaac_addr() {
   ip -n wgr-lan -6 -o addr show dev eth0 scope global dynamic 2>/dev/null |
