@@ -53,7 +53,7 @@ aarch64)
   QEMU_MACHINE=(-accel tcg -M virt -cpu cortex-a53 -m 256)
   CONSOLE=ttyAMA0
   QEMU_USER=qemu-aarch64-static
-  VM_TIMEOUT_DEFAULT=300
+  VM_TIMEOUT_DEFAULT=240
   VM_CACHE=$ROOT/target/vm/aarch64
   ;;
 mipsel)
@@ -66,7 +66,7 @@ mipsel)
   QEMU_MACHINE=(-accel tcg -M malta -cpu 24Kc -m 256)
   CONSOLE=ttyS0
   QEMU_USER=qemu-mipsel-static
-  VM_TIMEOUT_DEFAULT=420
+  VM_TIMEOUT_DEFAULT=240
   VM_CACHE=$ROOT/target/vm/mipsel
   ;;
 *)
