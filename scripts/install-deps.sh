@@ -28,7 +28,7 @@ PKGS=(
   iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
   iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3 bc
   # kernel-WireGuard VM (x86_64; aarch64 and mipsel: tests/vm, VM_ARCH)
-  qemu-system-x86 qemu-system-arm qemu-system-mips busybox-static cpio xz-utils
+  qemu-system-x86 qemu-system-arm qemu-system-mips busybox-static cpio xz-utils file
   # router targets: unit tests under qemu-user, zig from PyPI in a venv
   qemu-user-static python3-venv
 )
