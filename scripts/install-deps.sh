@@ -27,16 +27,31 @@ PKGS=(
   # lab: namespaces, userspace WireGuard, NAT, capture
   iproute2 nftables conntrack wireguard-go wireguard-tools tcpdump
   iputils-ping traceroute ndisc6 radvd strace procps psmisc jq python3 bc
-  # kernel-WireGuard VM
-  qemu-system-x86 busybox-static cpio xz-utils
+  # kernel-WireGuard VM (x86_64; aarch64 and mipsel: tests/vm, VM_ARCH)
+  qemu-system-x86 qemu-system-arm qemu-system-mips busybox-static cpio xz-utils file
   # router targets: unit tests under qemu-user, zig from PyPI in a venv
   qemu-user-static python3-venv
 )
+
+# The aarch64/mipsel VMs take their kernel and userland (busybox-static, ip,
+# wg, nft and their libraries) from Debian's arm64/mipsel packages: apt must
+# know those architectures (tests/vm/build.sh downloads, never installs them).
+foreign_added=0
+for a in arm64 mipsel; do
+  if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+    echo "install-deps: dpkg --add-architecture $a"
+    dpkg --add-architecture "$a"
+    foreign_added=1
+  fi
+done
 
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+if [ "$foreign_added" = 1 ] && [ "${#missing[@]}" -eq 0 ]; then
+  apt-get update -q >/dev/null
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the kernel-WireGuard test VM: a Debian 12 kernel plus a tiny initramfs.
 #
-#   tests/vm/build.sh [SCENARIO]
+#   [VM_ARCH=x86_64|aarch64|mipsel] tests/vm/build.sh [SCENARIO]
 #
-# Outputs (under target/vm/):
+# Outputs (under target/vm/ for x86_64, target/vm/ARCH/ for the others; the
+# architectures' settings are in tests/vm/arch.sh):
 #   vmlinuz             Debian 12 kernel (cached with its modules; see kernel-*/)
-#   vmlinux             the same, uncompressed, for direct (PVH) boot
+#   vmlinux             x86_64: the same, uncompressed, for direct (PVH) boot
 #   initramfs.cpio.gz   busybox, kernel modules (wireguard, veth), ip, wg, wgroam,
 #                       /etc/vm-lib.sh (tests/vm/lib.sh: helpers scenarios may
 #                       source) and /scenario.sh (tests/vm/scenarios/SCENARIO.sh); with
@@ -13,24 +14,39 @@
 #                       line "# vm-needs: nft"
 #
 # The kernel package is fetched once with apt-get download (newest
-# linux-image-6.1.0-N-amd64, or VM_KERNEL_PKG) and cached; a second run only
-# re-packs the initramfs (about a second).
-# WGROAM_BIN: the static agent binary to ship (default: the musl release build,
-# brought up to date with cargo first).
+# linux-image-6.1.0-N-FLAVOUR of the architecture, or VM_KERNEL_PKG) and
+# cached; a second run only re-packs the initramfs (about a second).
+# Userland: on x86_64 the host's static busybox and its ip/wg/nft with their
+# libraries (ldd). Other architectures take busybox-static, iproute2,
+# wireguard-tools, nftables and the libraries they need (readelf NEEDED,
+# resolved among the packages `apt-cache depends --recurse` names) from that
+# architecture's .debs, downloaded once into debs/ (apt must know the
+# architecture: scripts/install-deps.sh). Modules the kernel has built in
+# (modules.builtin) are skipped.
+# WGROAM_BIN: the static agent binary to ship. Default on x86_64: the musl
+# release build, brought up to date with cargo first; elsewhere
+# target/dist/wgroam-TRIPLE as scripts/build-targets.sh builds it (not built
+# here: tests/e2e/53-vm-aarch64.sh and 54-vm-mipsel.sh do that first).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CACHE="$ROOT/target/vm"
+# shellcheck source=tests/vm/arch.sh
+. "$ROOT/tests/vm/arch.sh"
+CACHE=$VM_CACHE
 SCENARIO=${1:-}
-WGROAM_BIN=${WGROAM_BIN:-$ROOT/target/x86_64-unknown-linux-musl/release/wgroam}
+DEFAULT_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/wgroam"
+[ "$VM_ARCH" = x86_64 ] || DEFAULT_BIN="$ROOT/target/dist/wgroam-$TRIPLE"
+WGROAM_BIN=${WGROAM_BIN:-$DEFAULT_BIN}
 
 die() { echo "vm-build: $*" >&2; exit 1; }
 log() { echo "vm-build: $*" >&2; }
 
 # Modules the initramfs loads, in addition to their dependencies.
 MODULES=(wireguard veth)
-# Dynamically linked host tools copied with their libraries (to /usr/bin).
+# Dynamically linked tools copied with their libraries (to /usr/bin).
 TOOLS=(ip wg)
+# The Debian package of each tool (foreign architectures).
+declare -A TOOL_PKG=([ip]=iproute2 [wg]=wireguard-tools [nft]=nftables)
 
 SCENARIO_SRC=
 if [ -n "$SCENARIO" ]; then
@@ -44,12 +60,16 @@ if [ -n "$SCENARIO" ]; then
   fi
 fi
 
-for t in busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache ldd "${TOOLS[@]}"; do
+NEED=(busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache)
+[ "$VM_ARCH" != x86_64 ] || NEED+=(ldd "${TOOLS[@]}")
+for t in "${NEED[@]}"; do
   command -v "$t" >/dev/null || die "missing tool '$t' (run scripts/install-deps.sh)"
 done
-BUSYBOX=$(command -v busybox)
-is_dynamic() { ldd "$1" 2>&1 | grep -q '=>'; }
-is_dynamic "$BUSYBOX" && die "$BUSYBOX is not static (install busybox-static)"
+# The host's busybox runs depmod; on x86_64 it is also the guest's.
+HOST_BUSYBOX=$(command -v busybox)
+# A static ELF has no program interpreter.
+is_dynamic() { readelf -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
+is_dynamic "$HOST_BUSYBOX" && die "$HOST_BUSYBOX is not static (install busybox-static)"
 
 mkdir -p "$CACHE"
 CLEANUP=()
@@ -60,7 +80,7 @@ trap cleanup EXIT
 
 newest_kernel_pkg() {
   apt-cache pkgnames linux-image-6.1.0- 2>/dev/null |
-    grep -E '^linux-image-6\.1\.0-[0-9]+-amd64$' | sort -V | tail -n 1
+    grep -E "$KERNEL_RE" | sort -V | tail -n 1
 }
 
 # Fetches and unpacks the kernel package into $CACHE/kernel-PKG/ (once).
@@ -71,10 +91,10 @@ fetch_kernel() {
   log "downloading $pkg"
   # apt downloads as _apt where it can; the private temp dir must be readable.
   chmod 0755 "$tmp"
-  if ! (cd "$tmp" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+  if ! (cd "$tmp" && apt-get download -q "$pkg:$DEB_ARCH" >/dev/null 2>&1); then
     log "apt-get download failed; refreshing package lists"
     apt-get update -q >/dev/null
-    (cd "$tmp" && apt-get download -q "$pkg" >/dev/null) || die "cannot download $pkg"
+    (cd "$tmp" && apt-get download -q "$pkg:$DEB_ARCH" >/dev/null) || die "cannot download $pkg:$DEB_ARCH"
   fi
   deb=$(ls "$tmp"/*.deb)
   dpkg-deb -x "$deb" "$tmp/root"
@@ -90,11 +110,11 @@ if [ -z "$KPKG" ]; then
   if [ -z "$KPKG" ] || [ ! -d "$CACHE/kernel-$KPKG" ]; then
     KPKG=$(newest_kernel_pkg)
     if [ -z "$KPKG" ]; then
-      log "no linux-image-6.1.0-N-amd64 in the package lists; running apt-get update"
+      log "no kernel package ($KERNEL_RE) in the package lists; running apt-get update"
       apt-get update -q >/dev/null
       KPKG=$(newest_kernel_pkg)
     fi
-    [ -n "$KPKG" ] || die "no linux-image-6.1.0-N-amd64 package found by apt-cache"
+    [ -n "$KPKG" ] || die "no kernel package ($KERNEL_RE) found by apt-cache (is $DEB_ARCH a dpkg architecture? scripts/install-deps.sh)"
   fi
 fi
 KDIR="$CACHE/kernel-$KPKG"
@@ -104,6 +124,9 @@ echo "$KPKG" >"$CACHE/kernel.pkg"
 KVER=$(ls "$KDIR/lib/modules")
 [ "$(echo "$KVER" | wc -l)" = 1 ] || die "expected one kernel version in $KDIR/lib/modules"
 MDIR="$KDIR/lib/modules/$KVER"
+# x86_64: a bzImage; aarch64: a gzip-compressed Image; Malta: a
+# self-decompressing ELF. QEMU's -kernel loads each as it is.
+[ -e "$KDIR/boot/vmlinuz-$KVER" ] || die "no boot/vmlinuz-$KVER in $KPKG"
 ln -sfn "kernel-$KPKG/boot/vmlinuz-$KVER" "$CACHE/vmlinuz"
 
 # The uncompressed ELF kernel boots directly through its PVH entry point:
@@ -123,12 +146,14 @@ extract_vmlinux() {
   done < <(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$img")
   return 1
 }
-if [ ! -s "$KDIR/vmlinux" ]; then
-  extract_vmlinux "$KDIR/boot/vmlinuz-$KVER" "$KDIR/vmlinux" ||
-    log "no PVH-bootable vmlinux in $KPKG; booting the bzImage"
-fi
 rm -f "$CACHE/vmlinux"
-[ -s "$KDIR/vmlinux" ] && ln -s "kernel-$KPKG/vmlinux" "$CACHE/vmlinux"
+if [ "$VM_ARCH" = x86_64 ]; then
+  if [ ! -s "$KDIR/vmlinux" ]; then
+    extract_vmlinux "$KDIR/boot/vmlinuz-$KVER" "$KDIR/vmlinux" ||
+      log "no PVH-bootable vmlinux in $KPKG; booting the bzImage"
+  fi
+  [ -s "$KDIR/vmlinux" ] && ln -s "kernel-$KPKG/vmlinux" "$CACHE/vmlinux"
+fi
 
 # Debian ships no modules.dep (depmod runs at install time): build it with
 # busybox depmod. Compressed modules are unpacked first, so that both depmod
@@ -144,7 +169,7 @@ if [ ! -s "$MDIR/modules.dep" ]; then
     find "$MDIR" -name '*.ko.zst' -print0 | xargs -0 -r -n 64 zstd -q -d --rm
   fi
   log "generating modules.dep"
-  "$BUSYBOX" depmod -b "$KDIR" "$KVER" || die "depmod failed for $KVER"
+  "$HOST_BUSYBOX" depmod -b "$KDIR" "$KVER" || die "depmod failed for $KVER"
 fi
 
 # Resolves MODULES to an ordered load list (dependencies first), as paths
@@ -189,22 +214,40 @@ add_module() {
   LOAD+=("$p")
   for d in "${post[@]}"; do add_module "$d"; done
 }
+# Built into the kernel (the Malta flavour has some of them): nothing to load.
+declare -A BUILTIN=()
+if [ -f "$MDIR/modules.builtin" ]; then
+  while IFS= read -r p; do
+    n=${p##*/}
+    n=${n%.ko}
+    BUILTIN[${n//-/_}]=1
+  done <"$MDIR/modules.builtin"
+fi
 for m in "${MODULES[@]}"; do
-  p=$(module_path "$m") || die "module $m not in $MDIR/modules.dep"
-  add_module "$p"
+  if p=$(module_path "$m"); then
+    add_module "$p"
+  elif [ -n "${BUILTIN[${m//-/_}]:-}" ]; then
+    log "module $m is built into $KVER"
+  else
+    die "module $m neither in $MDIR/modules.dep nor built in"
+  fi
 done
 
 # ---------------------------------------------------------------- wgroam ---
 
-DEFAULT_BIN="$ROOT/target/x86_64-unknown-linux-musl/release/wgroam"
-if [ "$WGROAM_BIN" = "$DEFAULT_BIN" ]; then
+if [ "$VM_ARCH" = x86_64 ] && [ "$WGROAM_BIN" = "$DEFAULT_BIN" ]; then
   # Always asked: cargo is a no-op when the binary is fresh, and a stale agent
   # would test old code.
   (cd "$ROOT" && cargo build -q --release --target x86_64-unknown-linux-musl) ||
     die "cargo build of wgroam (musl, release) failed"
 fi
-[ -x "$WGROAM_BIN" ] || die "WGROAM_BIN=$WGROAM_BIN does not exist"
+[ -x "$WGROAM_BIN" ] || die "WGROAM_BIN=$WGROAM_BIN does not exist (build it: scripts/build-targets.sh --dist target/dist $VM_ARCH)"
 is_dynamic "$WGROAM_BIN" && die "$WGROAM_BIN is dynamically linked (need the static musl build)"
+machine=$(readelf -h "$WGROAM_BIN" | sed -n 's/^ *Machine: *//p')
+[ "$machine" = "$ELF_MACHINE" ] || die "$WGROAM_BIN is for '$machine', the $VM_ARCH VM needs '$ELF_MACHINE'"
+if [ "$VM_ARCH" = mipsel ]; then
+  readelf -h "$WGROAM_BIN" | grep -q 'little endian' || die "$WGROAM_BIN is not little-endian MIPS"
+fi
 
 # ------------------------------------------------------------- initramfs ---
 
@@ -215,8 +258,25 @@ mkdir -p "$STAGE"/{bin,usr/bin,etc,proc,sys,dev,tmp,run,var}
 ln -s bin "$STAGE/sbin"
 ln -s ../run "$STAGE/var/run"
 
+if [ "$VM_ARCH" = x86_64 ]; then
+  BUSYBOX=$HOST_BUSYBOX
+  APPLETS=$("$BUSYBOX" --list)
+else
+  # shellcheck source=tests/vm/foreign.sh
+  . "$ROOT/tests/vm/foreign.sh"
+  fetch_debs busybox-static libc6
+  BUSYBOX="$DEBS/busybox-static/bin/busybox"
+  is_dynamic "$BUSYBOX" && die "$BUSYBOX is not static"
+  # Its applet list, from the binary itself where qemu-user can run it (the
+  # host's busybox has the same Debian configuration otherwise).
+  if [ -n "$QEMU_USER" ] && command -v "$QEMU_USER" >/dev/null; then
+    APPLETS=$("$QEMU_USER" "$BUSYBOX" --list) || die "$QEMU_USER $BUSYBOX --list failed"
+  else
+    APPLETS=$("$HOST_BUSYBOX" --list)
+  fi
+fi
 cp "$BUSYBOX" "$STAGE/bin/busybox"
-for a in $("$BUSYBOX" --list); do
+for a in $APPLETS; do
   [ "$a" = busybox ] || ln -s busybox "$STAGE/bin/$a"
 done
 
@@ -228,9 +288,13 @@ copy_file() {
   cp -L "$f" "$STAGE$f"
 }
 for t in "${TOOLS[@]}"; do
+  rm -f "$STAGE/bin/$t" # iproute2's ip replaces busybox's
+  if [ "$VM_ARCH" != x86_64 ]; then
+    stage_foreign_tool "$t" "${TOOL_PKG[$t]}"
+    continue
+  fi
   bin=$(command -v "$t")
   cp -L "$bin" "$STAGE/usr/bin/$t"
-  rm -f "$STAGE/bin/$t" # iproute2's ip replaces busybox's
   # ldd lines: "libx.so => /path (addr)", "/lib64/ld-linux-x86-64.so.2 (addr)"
   while read -r lib; do
     copy_file "$lib"
@@ -245,7 +309,7 @@ cp "$WGROAM_BIN" "$STAGE/usr/bin/wgroam"
 {
   echo "# Generated by tests/vm/build.sh: real tools instead of busybox applets."
   for t in "${TOOLS[@]}"; do
-    if "$BUSYBOX" --list | grep -qx "$t"; then
+    if grep -qx "$t" <<<"$APPLETS"; then
       echo "$t() { /usr/bin/$t \"\$@\"; }"
     fi
   done
@@ -279,5 +343,5 @@ fi
 (cd "$STAGE" && find . -print0 | LC_ALL=C sort -z |
   cpio --null -o -H newc --owner 0:0 --quiet) | gzip -6 >"$CACHE/initramfs.cpio.gz.new"
 mv "$CACHE/initramfs.cpio.gz.new" "$CACHE/initramfs.cpio.gz"
-log "kernel $KVER ($KPKG), initramfs $(du -k "$CACHE/initramfs.cpio.gz" | cut -f1) KiB," \
+log "$VM_ARCH: kernel $KVER ($KPKG), initramfs $(du -k "$CACHE/initramfs.cpio.gz" | cut -f1) KiB," \
   "modules: ${#LOAD[@]}"
