@@ -22,6 +22,10 @@ use super::{Action, Level};
 pub const SESSION_LIFETIME_S: u64 = 180;
 /// Initiations without a completed handshake before we name a likely cause.
 const FAILED_TRIES_FOR_DIAGNOSIS: u32 = 3;
+/// ...spread over at least this long: two retries of WireGuard's REKEY_TIMEOUT
+/// (5 s). Closer initiations are a peer (re)starting or a handshake this hub
+/// answered before its next poll saw it, not a failure.
+const FAILED_SPAN_FOR_DIAGNOSIS_MS: u64 = 10_000;
 /// How long a source of forged or replayed packets stays suspect.
 const SUSPECT_MS: u64 = 10_000;
 /// Sources of replays remembered at most (a flood must not grow memory).
@@ -213,6 +217,8 @@ pub struct Diagnostics {
     pub handshakes: u64,
     /// Initiations since the last completed handshake.
     pub unanswered: u32,
+    /// Monotonic ms of the first of them.
+    pub unanswered_since: Option<u64>,
     pub replays: u64,
     pub cause: Option<&'static str>,
 }
@@ -420,6 +426,7 @@ impl Hub {
             if snap.last_handshake.is_some() && snap.last_handshake > peer.last_handshake {
                 peer.diag.handshakes += 1;
                 peer.diag.unanswered = 0;
+                peer.diag.unanswered_since = None;
                 peer.diag.cause = None;
             }
             let changed = snap.endpoint != peer.kernel_endpoint;
@@ -514,9 +521,12 @@ impl Hub {
         }
         peer.diag.initiations += 1;
         peer.diag.unanswered += 1;
+        let since = *peer.diag.unanswered_since.get_or_insert(now.mono_ms);
+        let failing = peer.diag.unanswered >= FAILED_TRIES_FOR_DIAGNOSIS
+            && now.since_ms(since) >= FAILED_SPAN_FOR_DIAGNOSIS_MS;
         if stale {
             peer.diag.replays += 1;
-            if peer.diag.unanswered >= FAILED_TRIES_FOR_DIAGNOSIS {
+            if failing {
                 set_cause(
                     out,
                     name,
@@ -527,7 +537,7 @@ impl Hub {
             }
             return self.ignored(now, name, from, Ignored::Replay, out);
         }
-        if peer.diag.unanswered >= FAILED_TRIES_FOR_DIAGNOSIS {
+        if failing {
             set_cause(
                 out,
                 name,

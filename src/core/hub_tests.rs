@@ -430,6 +430,20 @@ fn repeated_initiations_without_handshake_name_a_cause() {
     }
     let cause = h.ifaces[WG].peers[&key(1)].diag.cause.unwrap();
     assert!(cause.contains("no handshake completes"), "{cause}");
+    // Three within a second (a peer restarting, or answered before the next
+    // poll saw the handshake) are no diagnosis.
+    let mut h = hub();
+    for i in 0..3 {
+        init(
+            &mut h,
+            T0.after_ms(i * 300),
+            "203.0.113.5:30001",
+            1,
+            (200 + i, 0),
+            1,
+        );
+    }
+    assert_eq!(h.ifaces[WG].peers[&key(1)].diag.cause, None);
     observe(
         &mut h,
         T0.after_ms(20_000),
