@@ -67,7 +67,10 @@ setup() { # setup SETUP
   lab_wait_for 5 ping_ok inet "$TARGET"
   # A settled tunnel: breakage comes long after the start in real life, not while
   # the roam agent's first handshake (and WireGuard's follow-ups) are in flight.
-  sleep 1.5
+  # Then a random 0-5 s more, so that the breakage falls at a random phase of the
+  # 5 s heartbeat and of WireGuard's own timers (a fixed delay would measure one
+  # phase only).
+  sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.3f", 1.5 + (r % 5000) / 1000 }')"
 }
 
 sniff_once() { # the old script's core: one packet, then set the endpoint
