@@ -14,8 +14,9 @@
 #   wgroam       hub agent on r2 + roam agent on r1 (keepalive off, heartbeat 5 s)
 #   ka25         no agents, persistent keepalive 25 s on r1
 #   ka-off       no agents, no keepalive
-#   sniff-once   (restart only) a reconfig_wg.sh-style one-shot sniffer on r2:
-#                tcpdump one packet to the port, `wg set` that source, done
+#   sniff-once   no agents, no keepalive; a reconfig_wg.sh-style one-shot sniffer
+#                on r2, armed right before the breakage: tcpdump one packet to
+#                the port, `wg set` that source, done
 # Agent-off uplink changes use the lab's kernel-like uplink change (endpoint re-set
 # so wireguard-go drops its cached source, as kernel WireGuard does by itself); the
 # wgroam runs use --raw, leaving that to the agent. A run that has not recovered
@@ -91,6 +92,13 @@ note_mem() {
   done
 }
 
+# sniffer_for SETUP: with sniff-once, arms the one-shot sniffer on r2 now.
+sniffer_for() {
+  [ "$1" = sniff-once ] || return 0
+  sniff_once &
+  sleep 0.3
+}
+
 run_one() { # run_one SCENARIO SETUP -> ms
   local sc=$1 su=$2 p1 ms
   setup "$su"
@@ -104,10 +112,12 @@ run_scenario() { # run_scenario SCENARIO SETUP -> ms
   local sc=$1 su=$2 p1
   case "$sc" in
   uplink)
+    sniffer_for "$su"
     if [ "$su" = wgroam ]; then lab_uplink_change --raw >/dev/null; else lab_uplink_change >/dev/null; fi
     measure
     ;;
   rebind)
+    sniffer_for "$su"
     lab_nat_rebind
     measure
     ;;
@@ -116,10 +126,7 @@ run_scenario() { # run_scenario SCENARIO SETUP -> ms
     lab_r2_wg_stop
     lab_nat_rebind
     lab_r2_wg_start "$LAB_NAT_OUT4:$p1"
-    if [ "$su" = sniff-once ]; then
-      sniff_once &
-      sleep 0.3
-    fi
+    sniffer_for "$su"
     # r1's next packet: data under its old session.
     lab_exec lan ping -6 -c1 -W0.1 "$LAB_INET6" >/dev/null 2>&1 || true
     measure
@@ -136,8 +143,7 @@ stats() { # median and max of ms values, "> CAP" when capped
 
 declare -A result
 for sc in uplink rebind restart; do
-  setups="wgroam ka25 ka-off"
-  [ "$sc" = restart ] && setups="wgroam sniff-once ka25 ka-off"
+  setups="wgroam sniff-once ka25 ka-off"
   for su in $setups; do
     vals=()
     for _ in $(seq "$RUNS"); do
@@ -154,7 +160,7 @@ printf '| %-8s | %-17s | %-17s | %-17s | %-17s |\n' scenario wgroam "sniff-once"
 printf '|%s|%s|%s|%s|%s|\n' ---------- ------------------- ------------------- ------------------- -------------------
 for sc in uplink rebind restart; do
   printf '| %-8s | %-17s | %-17s | %-17s | %-17s |\n' "$sc" "${result[$sc/wgroam]}" \
-    "${result[$sc/sniff-once]:-n/a}" "${result[$sc/ka25]}" "${result[$sc/ka-off]}"
+    "${result[$sc/sniff-once]}" "${result[$sc/ka25]}" "${result[$sc/ka-off]}"
 done
 
 mem_row() { # mem_row r1|r2: "VmRSS median (min-max) kB, peak VmHWM kB"
