@@ -37,6 +37,8 @@ steps=(
   build-std,ofs,loc,abort,fmt-shallow
   build-std,ofs,loc,abort,static
   build-std,ofs,loc,abort,fmt-shallow,static
+  build-std,ofs,loc,abort,fmt-shallow,static,nounwind
+  build-std,ofs,loc,abort,fmt-shallow,static,nounwind,strip-all
 )
 out=$root/target/size-bench
 rm -rf "$out"
@@ -59,18 +61,23 @@ printf '%-38s %10s %9s %10s %9s %6s\n' measures stripped delta gzip-9 delta buil
 prev=
 for s in "${steps[@]}"; do
   base=${prev:-$s}
-  # The lines after "...,abort" are each compared with "...,abort".
-  case "$s" in *,abort,*) base=build-std,ofs,loc,abort ;; esac
+  # The three lines after "...,abort" are each compared with "...,abort";
+  # the ones after those with the line above again.
+  case "$s" in *,abort,fmt-shallow | *,abort,static | *,abort,fmt-shallow,static)
+    base=build-std,ofs,loc,abort
+    ;;
+  esac
   printf '%-38s %10d %+9d %10d %+9d %6d\n' "$s" "${stripped[$s]}" \
     $((stripped[$s] - stripped[$base])) "${gz[$s]}" $((gz[$s] - gz[$base])) "${secs[$s]}"
-  case "$s" in *,abort,*) ;; *) prev=$s ;; esac
+  case "$s" in *,abort,fmt-shallow | *,abort,static) ;; *) prev=$s ;; esac
 done
 
 if [ "$crates" = 1 ]; then
   triple=$(basename "$f" | sed 's/^wgroam-//')
-  # Unstripped build of the shipped set, for the symbol table.
+  # Unstripped build of the shipped set, for the symbol table (the copy in
+  # --dist is stripped by the strip-all measure; cargo's own is not).
   CARGO_PROFILE_RELEASE_STRIP=false scripts/build-targets.sh --dist "$out/symbols" "$target" >"$out.log" 2>&1
-  bin=$out/symbols/wgroam-$triple
+  bin=${CARGO_TARGET_DIR:-target}/$triple/release/wgroam
   printf '\nbiggest crates in %s (sum of symbol sizes, bytes):\n' "$triple"
   nm -S --size-sort -C "$bin" | python3 -c '
 import re, sys
