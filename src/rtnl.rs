@@ -32,14 +32,14 @@ const RTMGRP_IPV6_ROUTE: u32 = 0x400;
 const BUF_LEN: usize = 64 * 1024;
 
 // <linux/netlink.h>
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
 // <linux/rtnetlink.h>
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
@@ -388,7 +388,7 @@ impl RouteMsg {
 }
 
 /// A netlink message: header (length filled in) and `body`.
-fn nlmsg(nl_type: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn nlmsg(nl_type: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDRLEN + body.len();
     let mut b = Vec::with_capacity(len);
     b.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -401,7 +401,7 @@ fn nlmsg(nl_type: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
 }
 
 /// Appends one attribute, padded to 4 bytes.
-fn attr(b: &mut Vec<u8>, kind: u16, value: &[u8]) {
+pub(crate) fn attr(b: &mut Vec<u8>, kind: u16, value: &[u8]) {
     b.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
     b.extend_from_slice(&kind.to_ne_bytes());
     b.extend_from_slice(value);
@@ -410,7 +410,7 @@ fn attr(b: &mut Vec<u8>, kind: u16, value: &[u8]) {
 
 /// The attributes of `b` as (type without the nested/byte-order bits,
 /// value); `None` if one is malformed.
-fn attrs(mut b: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+pub(crate) fn attrs(mut b: &[u8]) -> Option<Vec<(u16, &[u8])>> {
     let mut out = Vec::new();
     while b.len() >= 4 {
         let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
@@ -423,11 +423,11 @@ fn attrs(mut b: &[u8]) -> Option<Vec<(u16, &[u8])>> {
     Some(out)
 }
 
-fn u32_at(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn u32_at(b: &[u8], i: usize) -> Option<u32> {
     Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
 }
 
-fn ip_from(v: &[u8]) -> Option<IpAddr> {
+pub(crate) fn ip_from(v: &[u8]) -> Option<IpAddr> {
     match v.len() {
         4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
         16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
@@ -435,7 +435,7 @@ fn ip_from(v: &[u8]) -> Option<IpAddr> {
     }
 }
 
-fn ip_bytes(a: &IpAddr) -> Vec<u8> {
+pub(crate) fn ip_bytes(a: &IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
