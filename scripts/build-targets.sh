@@ -23,8 +23,8 @@
 #                  abort       -Cpanic=immediate-abort (no panic machinery;
 #                              implies build-std)
 #                  fmt-shallow -Zfmt-debug=shallow (derived Debug prints type
-#                              names only; sound while no user-visible
-#                              message formats a derived type with {:?})
+#                              names only; not in the default: it buys
+#                              nothing now and silently changes {:?})
 #                  fmt-none    -Zfmt-debug=none ({:?} prints nothing: UNSOUND
 #                              here, error messages use {:?}; bench only)
 #                  static      -Crelocation-model=static (no PIE)
@@ -33,8 +33,8 @@
 #                  strip-all   strip the copy in DIR with rust-objcopy
 #                              --strip-all: also the non-alloc sections the
 #                              linker's -s keeps (MIPS .pdr, .comment)
-#                  default     = build-std,ofs,loc,abort,fmt-shallow,static,
-#                                nounwind,strip-all
+#                  default     = build-std,ofs,loc,abort,static,nounwind,
+#                                strip-all
 #   --dist DIR   where the binaries are copied as wgroam-TRIPLE (default
 #                target/dist).
 #
@@ -165,7 +165,7 @@ size_args() {
   CARGO_ARGS=()
   RUST_FLAGS=()
   STRIP_ALL=0
-  [ "$list" = default ] && list=build-std,ofs,loc,abort,fmt-shallow,static,nounwind,strip-all
+  [ "$list" = default ] && list=build-std,ofs,loc,abort,static,nounwind,strip-all
   [ "$list" = none ] && list=
   has_rustup_std "$t" || build_std=1
   local IFS=,

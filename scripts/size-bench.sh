@@ -4,8 +4,9 @@
 #   scripts/size-bench.sh [--crates] [TARGET]      (default TARGET: mips)
 #
 # Builds TARGET once per measure set, each adding one measure to the one
-# before, and prints stripped and gzip -9 sizes with the change each step
-# made. The .ipk/.apk hold the binary gzip'd/deflated, so gzip -9 is
+# before (fmt-shallow, not shipped, only to "...,abort"), and prints stripped
+# and gzip -9 sizes with the change each step made; the last line is the
+# shipped default. The .ipk/.apk hold the binary gzip'd/deflated, so gzip -9 is
 # about what a package costs in flash and download. With --crates, also
 # builds the shipped set unstripped and prints the biggest crates (sum of
 # symbol sizes, from nm).
@@ -36,9 +37,8 @@ steps=(
   build-std,ofs,loc,abort
   build-std,ofs,loc,abort,fmt-shallow
   build-std,ofs,loc,abort,static
-  build-std,ofs,loc,abort,fmt-shallow,static
-  build-std,ofs,loc,abort,fmt-shallow,static,nounwind
-  build-std,ofs,loc,abort,fmt-shallow,static,nounwind,strip-all
+  build-std,ofs,loc,abort,static,nounwind
+  build-std,ofs,loc,abort,static,nounwind,strip-all
 )
 out=$root/target/size-bench
 rm -rf "$out"
@@ -61,15 +61,11 @@ printf '%-38s %10s %9s %10s %9s %6s\n' measures stripped delta gzip-9 delta buil
 prev=
 for s in "${steps[@]}"; do
   base=${prev:-$s}
-  # The three lines after "...,abort" are each compared with "...,abort";
-  # the ones after those with the line above again.
-  case "$s" in *,abort,fmt-shallow | *,abort,static | *,abort,fmt-shallow,static)
-    base=build-std,ofs,loc,abort
-    ;;
-  esac
   printf '%-38s %10d %+9d %10d %+9d %6d\n' "$s" "${stripped[$s]}" \
     $((stripped[$s] - stripped[$base])) "${gz[$s]}" $((gz[$s] - gz[$base])) "${secs[$s]}"
-  case "$s" in *,abort,fmt-shallow | *,abort,static) ;; *) prev=$s ;; esac
+  # fmt-shallow (not shipped) is a side branch: the next line is compared
+  # with the line before it again.
+  case "$s" in *,fmt-shallow) ;; *) prev=$s ;; esac
 done
 
 if [ "$crates" = 1 ]; then
