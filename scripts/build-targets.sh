@@ -23,12 +23,18 @@
 #                  abort       -Cpanic=immediate-abort (no panic machinery;
 #                              implies build-std)
 #                  fmt-shallow -Zfmt-debug=shallow (derived Debug prints type
-#                              names only; sound while no user-visible
-#                              message formats a derived type with {:?})
+#                              names only; not in the default: it buys
+#                              nothing now and silently changes {:?})
 #                  fmt-none    -Zfmt-debug=none ({:?} prints nothing: UNSOUND
 #                              here, error messages use {:?}; bench only)
 #                  static      -Crelocation-model=static (no PIE)
-#                  default     = build-std,ofs,loc,abort,fmt-shallow,static
+#                  nounwind    -Cforce-unwind-tables=no (no .eh_frame; only
+#                              sound with abort: nothing unwinds)
+#                  strip-all   strip the copy in DIR with rust-objcopy
+#                              --strip-all: also the non-alloc sections the
+#                              linker's -s keeps (MIPS .pdr, .comment)
+#                  default     = build-std,ofs,loc,abort,static,nounwind,
+#                                strip-all
 #   --dist DIR   where the binaries are copied as wgroam-TRIPLE (default
 #                target/dist).
 #
@@ -139,6 +145,13 @@ need_zig() {
   export PATH="$venv/bin:$PATH"
 }
 
+rust_objcopy() {
+  local f
+  f="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin/rust-objcopy"
+  [ -x "$f" ] || die "$f missing (it ships with rustc)"
+  echo "$f"
+}
+
 need_rust_src() {
   [ -d "$(rustc --print sysroot)/lib/rustlib/src/rust/library" ] ||
     die "rust-src missing; run scripts/build-targets.sh --setup"
@@ -151,7 +164,8 @@ size_args() {
   local build_std=0 ofs=0 abort=0
   CARGO_ARGS=()
   RUST_FLAGS=()
-  [ "$list" = default ] && list=build-std,ofs,loc,abort,fmt-shallow,static
+  STRIP_ALL=0
+  [ "$list" = default ] && list=build-std,ofs,loc,abort,static,nounwind,strip-all
   [ "$list" = none ] && list=
   has_rustup_std "$t" || build_std=1
   local IFS=,
@@ -164,6 +178,8 @@ size_args() {
     fmt-shallow) RUST_FLAGS+=(-Zfmt-debug=shallow) ;;
     fmt-none) RUST_FLAGS+=(-Zfmt-debug=none) ;;
     static) RUST_FLAGS+=(-Crelocation-model=static) ;;
+    nounwind) RUST_FLAGS+=(-Cforce-unwind-tables=no) ;;
+    strip-all) STRIP_ALL=1 ;;
     *) die "unknown size measure '$m' (see --help)" ;;
     esac
   done
@@ -206,6 +222,11 @@ build_one() {
   RUSTC_BOOTSTRAP=1 "$(cargo_for "$t")" "$sub" "${args[@]}"
   mkdir -p "$dist"
   cp "${CARGO_TARGET_DIR:-target}/$t/release/wgroam" "$dist/wgroam-$t"
+  if [ "$STRIP_ALL" = 1 ]; then
+    # rust-objcopy (llvm-objcopy) ships with rustc and reads every target;
+    # it loads the toolchain's libLLVM from the sysroot's lib/.
+    LD_LIBRARY_PATH="$(rustc --print sysroot)/lib" "$(rust_objcopy)" --strip-all "$dist/wgroam-$t"
+  fi
   TIMES[$t]=$((SECONDS - start))
 }
 

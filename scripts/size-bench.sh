@@ -4,8 +4,9 @@
 #   scripts/size-bench.sh [--crates] [TARGET]      (default TARGET: mips)
 #
 # Builds TARGET once per measure set, each adding one measure to the one
-# before, and prints stripped and gzip -9 sizes with the change each step
-# made. The .ipk/.apk hold the binary gzip'd/deflated, so gzip -9 is
+# before (fmt-shallow, not shipped, only to "...,abort"), and prints stripped
+# and gzip -9 sizes with the change each step made; the last line is the
+# shipped default. The .ipk/.apk hold the binary gzip'd/deflated, so gzip -9 is
 # about what a package costs in flash and download. With --crates, also
 # builds the shipped set unstripped and prints the biggest crates (sum of
 # symbol sizes, from nm).
@@ -36,7 +37,8 @@ steps=(
   build-std,ofs,loc,abort
   build-std,ofs,loc,abort,fmt-shallow
   build-std,ofs,loc,abort,static
-  build-std,ofs,loc,abort,fmt-shallow,static
+  build-std,ofs,loc,abort,static,nounwind
+  build-std,ofs,loc,abort,static,nounwind,strip-all
 )
 out=$root/target/size-bench
 rm -rf "$out"
@@ -59,18 +61,19 @@ printf '%-38s %10s %9s %10s %9s %6s\n' measures stripped delta gzip-9 delta buil
 prev=
 for s in "${steps[@]}"; do
   base=${prev:-$s}
-  # The lines after "...,abort" are each compared with "...,abort".
-  case "$s" in *,abort,*) base=build-std,ofs,loc,abort ;; esac
   printf '%-38s %10d %+9d %10d %+9d %6d\n' "$s" "${stripped[$s]}" \
     $((stripped[$s] - stripped[$base])) "${gz[$s]}" $((gz[$s] - gz[$base])) "${secs[$s]}"
-  case "$s" in *,abort,*) ;; *) prev=$s ;; esac
+  # fmt-shallow (not shipped) is a side branch: the next line is compared
+  # with the line before it again.
+  case "$s" in *,fmt-shallow) ;; *) prev=$s ;; esac
 done
 
 if [ "$crates" = 1 ]; then
   triple=$(basename "$f" | sed 's/^wgroam-//')
-  # Unstripped build of the shipped set, for the symbol table.
+  # Unstripped build of the shipped set, for the symbol table (the copy in
+  # --dist is stripped by the strip-all measure; cargo's own is not).
   CARGO_PROFILE_RELEASE_STRIP=false scripts/build-targets.sh --dist "$out/symbols" "$target" >"$out.log" 2>&1
-  bin=$out/symbols/wgroam-$triple
+  bin=${CARGO_TARGET_DIR:-target}/$triple/release/wgroam
   printf '\nbiggest crates in %s (sum of symbol sizes, bytes):\n' "$triple"
   nm -S --size-sort -C "$bin" | python3 -c '
 import re, sys

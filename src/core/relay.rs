@@ -556,10 +556,10 @@ impl Relay {
         }
         for r in dels {
             let ifname = name_of(r.oif.unwrap_or(0));
-            let Some(retry) = self.due(now_ms, format!("del {r:?}")) else {
+            let Some(retry) = self.due(now_ms, format!("del {r}")) else {
                 continue;
             };
-            self.inflight.remove(&format!("add {r:?}"));
+            self.inflight.remove(&format!("add {r}"));
             let note = if retry {
                 " (still there; retrying)"
             } else {
@@ -592,10 +592,10 @@ impl Relay {
                     continue;
                 }
                 let route = route_for(*p, oif);
-                let Some(retry) = self.due(now_ms, format!("add {route:?}")) else {
+                let Some(retry) = self.due(now_ms, format!("add {route}")) else {
                     continue;
                 };
-                self.inflight.remove(&format!("del {route:?}"));
+                self.inflight.remove(&format!("del {route}"));
                 let ifname = name_of(oif);
                 let note = if retry {
                     " (not applied yet; retrying)"
