@@ -298,7 +298,7 @@ run_one() {
     R_BOOT=$((t_rep - BOOT_MS))
   fi
   note "$1/$2/$3: rtc base $base, wg configured $((t_cfg - BOOT_MS)) ms after start," \
-    "reply ${t_rep:+$((t_rep - t_sync)) ms after sync}${t_rep:-none within ${CAP}s}"
+    "$([ -n "$t_rep" ] && echo "reply $R_SYNC ms after sync" || echo "no reply within ${CAP}s")"
 }
 
 # stats: "median / max" of ms values (one per line); negative = never.
