@@ -34,7 +34,12 @@
 # The agent is built with SOURCE_DATE_EPOCH = BUILD_EPOCH (default: 00:00 UTC
 # of yesterday; scripts/package.sh stamps packages with the commit time).
 # Setups: agent (roam agent, keepalive off, heartbeat 5 s), ka25 (no agent,
-# persistent keepalive 25 s), ka-off (no agent, no keepalive, idle R1).
+# persistent keepalive 25 s), ka-off (no agent, no keepalive, idle R1), and
+# with BASE_BIN=PATH (another static wgroam, e.g. built from main) also
+# agent-base: the same as agent with that binary, in the same run.
+# The sync comes SYNC_S plus a random 0..SYNC_JITTER_MS after wg0 is up: the
+# kernel retries a dropped initiation every 5 s (+ up to 1/3 s), so a fixed
+# delay that is a multiple of 5 s would always land just before a retry.
 # Writes the table to stdout and target/bench/reboot-clock-latest.md; logs
 # under target/bench/reboot-clock/.
 set -euo pipefail
@@ -43,9 +48,11 @@ cd "$root"
 RUNS=${1:-5}
 CAP=${2:-60}
 SYNC_S=${SYNC_S:-20}
+SYNC_JITTER_MS=${SYNC_JITTER_MS:-5000}
+BASE_BIN=${BASE_BIN:-}
 BEHIND_S=${BEHIND_S:-3600}
 VARIANTS=${VARIANTS:-behind far-behind}
-SETUPS=${SETUPS:-agent ka25 ka-off}
+SETUPS=${SETUPS:-agent${BASE_BIN:+ agent-base} ka25 ka-off}
 BOOT_WAIT_S=${BOOT_WAIT_S:-180} # bound for a boot to reach "wg-configured"
 BUILD_EPOCH=${BUILD_EPOCH:-$((($(date +%s) - 86400) / 86400 * 86400))}
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -126,6 +133,17 @@ WGROAM_BIN=$WGROAM_BIN bash tests/vm/build.sh roam-reboot-clock >/dev/null 2>"$O
   die "tests/vm/build.sh failed: $(tail -n 3 "$OUT/vm-build.log")"
 KERNEL=target/vm/vmlinux
 [ -e "$KERNEL" ] || KERNEL=target/vm/vmlinuz
+# The baseline agent rides along as /usr/bin/wgroam-base in a second cpio
+# archive appended to the initramfs (the kernel unpacks both).
+INITRD=$OUT/initramfs.cpio.gz
+cp target/vm/initramfs.cpio.gz "$INITRD"
+if [ -n "$BASE_BIN" ]; then
+  [ -x "$BASE_BIN" ] || die "BASE_BIN=$BASE_BIN is not executable"
+  rm -rf "$OUT/base"
+  mkdir -p "$OUT/base/usr/bin"
+  cp "$BASE_BIN" "$OUT/base/usr/bin/wgroam-base"
+  (cd "$OUT/base" && find . | LC_ALL=C sort | cpio -o -H newc --owner 0:0 --quiet) | gzip >>"$INITRD"
+fi
 
 # ----------------------------------------------------------- the hub ---
 ip netns add "$NS_HUB"
@@ -213,17 +231,22 @@ wait_for 5 test -s "$hd/run/status.json" || die "hub agent wrote no status: $(ta
 
 # ----------------------------------------------------------------- R1 ---
 LOG=
-# boot NAME MODE RTC_BASE: starts R1 (serial console in $OUT/logs/NAME.log).
+# boot NAME SETUP RTC_BASE: starts R1 (serial console in $OUT/logs/NAME.log).
 boot() {
   LOG=$OUT/logs/$1.log
   rm -f "$OUT/ctl.in" "$OUT/ctl.out"
   mkfifo "$OUT/ctl.in" "$OUT/ctl.out"
   ip netns exec "$NS_NAT" conntrack -F >/dev/null 2>&1 || true
+  local mode=$2 extra=
+  if [ "$2" = agent-base ]; then
+    mode=agent
+    extra=" wgrb.bin=wgroam-base"
+  fi
   BOOT_MS=$(ms)
   ip netns exec "$NS_NAT" timeout --kill-after=5 $((BOOT_WAIT_S + SYNC_S + CAP + 60)) "$QEMU" \
     -nographic -no-reboot -m 160 -accel tcg -cpu max \
-    -kernel "$KERNEL" -initrd target/vm/initramfs.cpio.gz \
-    -append "console=ttyS0 quiet panic=-1 wgrb.mode=$2 wgrb.key=$(cat "$keys/r1.key") wgrb.hub=$HUB_PUB" \
+    -kernel "$KERNEL" -initrd "$INITRD" \
+    -append "console=ttyS0 quiet panic=-1 wgrb.mode=$mode$extra wgrb.key=$(cat "$keys/r1.key") wgrb.hub=$HUB_PUB" \
     -rtc "base=$3" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
     -serial "file:$LOG" -serial "pipe:$OUT/ctl" -monitor none \
     -netdev "tap,id=n0,ifname=$TAP,script=no,downscript=no" \
@@ -249,7 +272,7 @@ halt() { # halt: the guest's state into the log, then QEMU is stopped
 first_reply() {
   ip netns exec "$NS_HUB" ping -6 -n -D -i 0.1 -W 1 -w "$1" "$R1_TUN" >"$LOG.ping" 2>&1 &
   PING_PID=$!
-  wait_for $(($1 + 2)) sh -c "grep -q 'bytes from' '$LOG.ping' || ! kill -0 $PING_PID 2>/dev/null" || true
+  wait_for $(($1 + 2)) sh -c "grep -q 'bytes from' '$LOG.ping' 2>/dev/null || ! kill -0 $PING_PID 2>/dev/null" || true
   kill "$PING_PID" 2>/dev/null || true
   wait "$PING_PID" 2>/dev/null || true
   PING_PID=
@@ -274,7 +297,7 @@ halt
 # run_one VARIANT SETUP N: sets R_SYNC and R_BOOT, ms from the sync and from
 # QEMU's start to recovery (-1: never; -2: the guest did not come up).
 run_one() {
-  local base t_cfg t_sync t_rep
+  local base t_cfg t_sync t_rep delay
   base=$(rtc_behind "$1")
   boot "$1-$2-$3" "$2" "$base"
   if ! wait_for "$BOOT_WAIT_S" log_has 'wgrb: wg-configured'; then
@@ -285,7 +308,8 @@ run_one() {
     return
   fi
   t_cfg=$(ms)
-  sleep "$(awk -v t="$((t_cfg + SYNC_S * 1000 - $(ms)))" 'BEGIN { printf "%.3f", (t > 0 ? t : 0) / 1000 }')"
+  delay=$((SYNC_S * 1000 + (RANDOM * 32768 + RANDOM) % (SYNC_JITTER_MS + 1)))
+  sleep "$(awk -v t="$((t_cfg + delay - $(ms)))" 'BEGIN { printf "%.3f", (t > 0 ? t : 0) / 1000 }')"
   t_sync=$(ms)
   echo "sync $((t_sync / 1000))" >"$OUT/ctl.in"
   first_reply "$CAP"
@@ -297,7 +321,7 @@ run_one() {
     R_SYNC=$((t_rep - t_sync))
     R_BOOT=$((t_rep - BOOT_MS))
   fi
-  note "$1/$2/$3: rtc base $base, wg configured $((t_cfg - BOOT_MS)) ms after start," \
+  note "$1/$2/$3: rtc base $base, wg configured $((t_cfg - BOOT_MS)) ms after start, sync after $delay ms," \
     "$([ -n "$t_rep" ] && echo "reply $R_SYNC ms after sync" || echo "no reply within ${CAP}s")"
 }
 
@@ -338,6 +362,7 @@ elapsed=$((($(ms) - t_start) / 1000))
     for su in $SETUPS; do
       case $su in
       agent) sdesc="wgroam roam agent" ;;
+      agent-base) sdesc="wgroam roam agent, BASE_BIN" ;;
       ka25) sdesc="keepalive 25 s" ;;
       ka-off) sdesc="keepalive off" ;;
       esac
@@ -350,7 +375,9 @@ elapsed=$((($(ms) - t_start) / 1000))
     done
   done
   echo
-  echo "Sync ${SYNC_S} s after R1's wg0 was configured; build epoch $BUILD_EPOCH ($(date -u -d "@$BUILD_EPOCH" '+%F %T') UTC);"
+  echo "Sync ${SYNC_S} s + random 0..${SYNC_JITTER_MS} ms after R1's wg0 was configured;"
+  [ -z "$BASE_BIN" ] || echo "BASE_BIN: $BASE_BIN ($(sha256sum <"$BASE_BIN" | cut -c1-12));"
+  echo "agent built from $(git -C "$root" describe --always --dirty); build epoch $BUILD_EPOCH ($(date -u -d "@$BUILD_EPOCH" '+%F %T') UTC);"
   echo "bench ${elapsed} s; machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
   echo "kernel $(uname -r), load average at end $(cut -d' ' -f1-3 /proc/loadavg); agent $("$WGROAM_BIN" --version 2>/dev/null)"
 } | tee "$root/target/bench/reboot-clock-latest.md"

@@ -6,6 +6,7 @@
 #   wgrb.mode=agent|ka25|kaoff   roam agent (keepalive off), or no agent with
 #                                persistent keepalive 25 s, or none at all
 #   wgrb.key=R1_PRIVATE  wgrb.hub=HUB_PUBLIC
+#   wgrb.bin=NAME                the agent binary (default wgroam)
 # It configures the uplink (eth0 100.65.0.2/24 via 100.65.0.1) and kernel
 # WireGuard wg0 (2001:db8:200::2/64, hub 203.0.113.1:51820, random listen
 # port as OpenWrt without listen_port), says "wgrb: wg-configured", and then
@@ -74,7 +75,8 @@ config interface 'wg0'
 	option hub_tunnel_addr '2001:db8:200::1'
 	option delegate 'off'
 EOF
-  wgroam run --config /etc/wgroam.conf --stderr &
+  bin=$(arg bin)
+  "${bin:-wgroam}" run --config /etc/wgroam.conf --stderr &
   agent=$!
   say "agent started, pid $agent"
 fi
@@ -93,7 +95,7 @@ while read -r cmd val </dev/ttyS1; do
     ;;
   dump)
     wg show wg0
-    [ -n "$agent" ] && wgroam status --state-dir /run/wgroam
+    [ -n "$agent" ] && "${bin:-wgroam}" status --state-dir /run/wgroam
     say "dump end"
     ;;
   esac
