@@ -255,7 +255,7 @@ boot() {
 }
 log_has() { [ -f "$LOG" ] && grep -aq "$1" "$LOG"; }
 qemu_alive() { kill -0 "$QEMU_PID" 2>/dev/null; }
-halt() { # halt: the guest's state into the log, then QEMU is stopped
+r1_stop() { # r1_stop: the guest's state into the log, then QEMU is stopped
   if qemu_alive; then
     echo dump >"$OUT/ctl.in"
     wait_for 20 log_has 'wgrb: dump end' || note "no dump from the guest"
@@ -292,7 +292,7 @@ boot before ka25 utc
 wait_for "$BOOT_WAIT_S" log_has 'wgrb: wg-configured' || die "first boot: no wg-configured; see $LOG"
 first_reply "$CAP"
 [ -n "$REPLY_MS" ] || die "first boot: no tunnel within ${CAP}s; see $LOG and $OUT/hub-agent.log"
-halt
+r1_stop
 
 # run_one VARIANT SETUP N: sets R_SYNC and R_BOOT, ms from the sync and from
 # QEMU's start to recovery (-1: never; -2: the guest did not come up).
@@ -302,7 +302,7 @@ run_one() {
   boot "$1-$2-$3" "$2" "$base"
   if ! wait_for "$BOOT_WAIT_S" log_has 'wgrb: wg-configured'; then
     note "$1/$2/$3: no wg-configured within ${BOOT_WAIT_S}s; see $LOG"
-    halt
+    r1_stop
     R_SYNC=-2
     R_BOOT=-2
     return
@@ -314,7 +314,7 @@ run_one() {
   echo "sync $((t_sync / 1000))" >"$OUT/ctl.in"
   first_reply "$CAP"
   t_rep=$REPLY_MS
-  halt
+  r1_stop
   R_SYNC=-1
   R_BOOT=-1
   if [ -n "$t_rep" ]; then
