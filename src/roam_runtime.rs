@@ -455,6 +455,11 @@ impl<W: WireGuard> RoamRuntime<W> {
     }
 
     fn observe(&mut self, now: Now) {
+        // Before the snapshot: a sync already there at the first look is no
+        // news (the tunnel is not known to be present yet).
+        if !self.roam.ntp_synced() && crate::clock::synced(&self.cfg.state_dir) {
+            self.feed(now, RoamEvent::ClockSynced);
+        }
         let key = self.roam.config().hub_key;
         let snap = match self.wg.read(&self.iface.ifname, self.iface.backend) {
             Ok(Some(v)) => v.peers.iter().find(|p| p.key == key).and_then(|p| {
@@ -476,9 +481,6 @@ impl<W: WireGuard> RoamRuntime<W> {
             }
         };
         self.feed(now, RoamEvent::Observed(snap));
-        if crate::clock::synced(&self.cfg.state_dir) && !self.roam.status().clock_ok {
-            self.feed(now, RoamEvent::ClockSynced);
-        }
     }
 
     fn refresh_routes(&mut self, now: Now) {

@@ -52,6 +52,8 @@
 //!   and whenever rtnetlink reports a change; the dump must include the main
 //!   table (gateways are read from it) and the configured table.
 //! - Send every rtnetlink message as [`RoamEvent::Uplink`].
+//! - Send [`RoamEvent::ClockSynced`] when NTP is first seen to have set the
+//!   clock, before the [`RoamEvent::Observed`] of the same look.
 //! - Call `handle(now, RoamEvent::Tick)` no later than [`Roam::poll_at`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -501,7 +503,8 @@ pub enum RoamEvent {
         host: String,
         error: String,
     },
-    /// The wall clock is known to be right (NTP synced).
+    /// The wall clock is known to be right (NTP synced). Initiations made
+    /// before carried the old clock; a dead tunnel is re-handshaken at once.
     ClockSynced,
     HealthResult {
         ok: bool,
@@ -729,6 +732,11 @@ impl Roam {
         &self.status
     }
 
+    /// NTP has been seen to set the clock ([`RoamEvent::ClockSynced`]).
+    pub fn ntp_synced(&self) -> bool {
+        self.synced
+    }
+
     /// The configuration in force (the last good one).
     pub fn config(&self) -> &RoamConfig {
         &self.cfg
@@ -832,8 +840,12 @@ impl Roam {
                 );
             }
             RoamEvent::ClockSynced => {
+                let news = !self.synced;
                 self.synced = true;
                 self.update_clock(now, &mut out);
+                if news {
+                    self.clock_synced(now, &mut out);
+                }
             }
             RoamEvent::HealthResult { ok, detail } => self.health_result(now, ok, detail, &mut out),
             RoamEvent::Tick => {}
@@ -1064,6 +1076,31 @@ impl Roam {
                 format!("{}: hub endpoint now {ep}; {how}", self.cfg.iface),
             );
         }
+    }
+
+    /// NTP just set the clock. A router without RTC boots with its clock
+    /// behind: the hub drops its initiations (TAI64N not newer than the last
+    /// it accepted) until now, and WireGuard retries only every 5 s. A dead
+    /// tunnel gets a fresh initiation at once, even right after a forced one
+    /// (that one carried the old clock).
+    fn clock_synced(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        if !self.present || self.down_since_ms(now.mono_ms).is_none() {
+            return;
+        }
+        let Some(ep) = self.chosen() else {
+            return;
+        };
+        self.last_forced_ms = None;
+        self.set_endpoint(ep, out);
+        let how = self.force_handshake(now, out);
+        log(
+            out,
+            Level::Notice,
+            format!(
+                "{}: clock set by NTP while the tunnel is down; endpoint {ep}; {how}",
+                self.cfg.iface
+            ),
+        );
     }
 
     fn health_result(&mut self, now: Now, ok: bool, detail: String, out: &mut Vec<RoamAction>) {

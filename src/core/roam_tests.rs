@@ -791,6 +791,61 @@ fn untrusted_clock_never_forces_a_handshake() {
     assert!(count(&log, is_hs) >= 1);
 }
 
+/// R1 rebooted without RTC: its clock is behind but after the build time
+/// (trusted), so the hub dropped every initiation until NTP set the clock.
+fn rebooted_behind() -> World {
+    let mut w = World::new(cfg());
+    w.answering = false;
+    w.handshake = None;
+    w.rx = 0;
+    w.tx = 0;
+    w.observe();
+    w.dump();
+    w
+}
+
+#[test]
+fn ntp_sync_re_handshakes_a_dead_tunnel_at_once() {
+    let mut w = rebooted_behind();
+    // Stalls force handshakes at ~0.2 s and ~10.2 s; the sync comes <5 s
+    // after the last one, which carried the old clock.
+    w.run(11_000, 100);
+    assert!(w.roam.status().clock_ok, "trusted by the build time");
+    let forced = times(&w.log, is_hs);
+    assert_eq!(forced.len(), 2, "{forced:?}");
+    w.answering = true;
+    let a = w.ev(RoamEvent::ClockSynced);
+    assert_eq!(a.iter().filter(|x| is_hs(x)).count(), 1, "{a:?}");
+    assert!(
+        logs(&a, Level::Notice)[0].contains("clock set by NTP while the tunnel is down"),
+        "{a:?}"
+    );
+    // Once: a second signal is no news.
+    w.advance(100);
+    let a = w.ev(RoamEvent::ClockSynced);
+    assert!(!a.iter().any(is_hs), "{a:?}");
+    assert!(w.roam.ntp_synced());
+}
+
+#[test]
+fn ntp_sync_leaves_a_live_tunnel_alone() {
+    let mut w = World::steady(cfg());
+    w.traffic = true;
+    w.run(3_000, 100);
+    assert!(w.roam.status().tunnel_up);
+    let a = w.ev(RoamEvent::ClockSynced);
+    assert!(!a.iter().any(is_hs), "{a:?}");
+}
+
+#[test]
+fn ntp_sync_before_the_first_look_is_no_news() {
+    let mut w = World::new(cfg());
+    w.answering = false;
+    let a = w.ev(RoamEvent::ClockSynced);
+    assert!(!a.iter().any(is_hs), "{a:?}");
+    assert!(w.roam.ntp_synced());
+}
+
 #[test]
 fn bad_reload_is_logged_once_and_keeps_the_last_good_state() {
     let mut w = World::steady(cfg());

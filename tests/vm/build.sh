@@ -58,6 +58,10 @@ if [ -n "$SCENARIO" ]; then
     MODULES+=(nf_tables nft_chain_nat nft_masq nft_ct)
     TOOLS+=(nft)
   fi
+  # A virtio NIC (QEMU -device virtio-net-pci) for "# vm-needs: net".
+  if grep -qx '# vm-needs: net' "$SCENARIO_SRC"; then
+    MODULES+=(virtio_pci virtio_net)
+  fi
 fi
 
 NEED=(busybox cpio gzip xz readelf dpkg-deb apt-get apt-cache)
