@@ -410,6 +410,20 @@ fn never_commit_policy_never_commits() {
     assert!(!all.contains(&Action::CommitUci));
 }
 
+/// Three fresh initiations from peer 1, `spacing_ms` apart, none answered.
+fn three_unanswered(h: &mut Hub, spacing_ms: u64) {
+    for i in 0..3 {
+        init(
+            h,
+            T0.after_ms(i * spacing_ms),
+            "203.0.113.5:30001",
+            1,
+            (200 + i, 0),
+            1,
+        );
+    }
+}
+
 #[test]
 fn repeated_initiations_without_handshake_name_a_cause() {
     let mut h = hub();
@@ -418,31 +432,13 @@ fn repeated_initiations_without_handshake_name_a_cause() {
         T0,
         vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall - 500), 100)],
     );
-    for i in 0..3 {
-        init(
-            &mut h,
-            T0.after_ms(i * 5000),
-            "203.0.113.5:30001",
-            1,
-            (200 + i, 0),
-            1,
-        );
-    }
+    three_unanswered(&mut h, 5000);
     let cause = h.ifaces[WG].peers[&key(1)].diag.cause.unwrap();
     assert!(cause.contains("no handshake completes"), "{cause}");
     // Three within a second (a peer restarting, or answered before the next
     // poll saw the handshake) are no diagnosis.
     let mut h = hub();
-    for i in 0..3 {
-        init(
-            &mut h,
-            T0.after_ms(i * 300),
-            "203.0.113.5:30001",
-            1,
-            (200 + i, 0),
-            1,
-        );
-    }
+    three_unanswered(&mut h, 300);
     assert_eq!(h.ifaces[WG].peers[&key(1)].diag.cause, None);
     observe(
         &mut h,

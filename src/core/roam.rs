@@ -1091,15 +1091,18 @@ impl Roam {
             return;
         };
         self.last_forced_ms = None;
+        self.rehandshake(now, ep, "clock set by NTP while the tunnel is down", out);
+    }
+
+    /// Sets the endpoint again (WireGuard forgets its cached source address)
+    /// and forces a handshake; logs why and what was done.
+    fn rehandshake(&mut self, now: Now, ep: SocketAddr, why: &str, out: &mut Vec<RoamAction>) {
         self.set_endpoint(ep, out);
         let how = self.force_handshake(now, out);
         log(
             out,
             Level::Notice,
-            format!(
-                "{}: clock set by NTP while the tunnel is down; endpoint {ep}; {how}",
-                self.cfg.iface
-            ),
+            format!("{}: {why}; endpoint {ep}; {how}", self.cfg.iface),
         );
     }
 
@@ -1250,16 +1253,8 @@ impl Roam {
             let Some(ep) = self.chosen() else {
                 return;
             };
-            self.set_endpoint(ep, out);
-            let how = self.force_handshake(now, out);
-            log(
-                out,
-                Level::Notice,
-                format!(
-                    "{}: no answer from the hub for {silent}s; endpoint {ep}; {how}",
-                    self.cfg.iface
-                ),
-            );
+            let why = format!("no answer from the hub for {silent}s");
+            self.rehandshake(now, ep, &why, out);
         }
     }
 
