@@ -404,7 +404,8 @@ report() {
   echo "Wakeups come from strace's count of poll(2) in the syscall window; the other"
   echo "columns from /proc in a window without strace. Every poll reads wg0 (here over"
   echo "wireguard-go's UAPI socket, whose replies the agent waits for: the extra sleeps)"
-  echo "and the status file is rewritten once a second (write, fsync, rename, fsync dir)."
+  echo "and the status file (RAM state dir: no fsync) is rewritten only on a change, counters"
+  echo "at most every 5 s."
   echo
   echo "### Capture cost: ${FLOOD_S} s floods from the internet host to r2's WAN, target $PPS pps"
   echo
@@ -427,8 +428,8 @@ report() {
   read -r mr mf ml mv ms mp mm <<<"$MASS"
   echo "| $mm | $mr | $mf | $ml | $mv | $ms | $mp | one peer, path (a) in this run: median $(awk '{ print $2 }' <<<"${LAT[kernel]}") ms to visible |"
   echo
-  echo "Each move is staged on its own (\`uci show\` + \`uci batch\`, two processes per peer);"
-  echo "the status file, and the next capture read or poll, wait until all are staged."
+  echo "All moves one loop turn sees go into one \`uci batch\` (one \`uci export\` to plan it);"
+  echo "the status file, and the next capture read or poll, wait until they are staged."
   echo
   echo "### Memory of the hub agent (peers in wg0 and in uci \`network\`)"
   echo
