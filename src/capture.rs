@@ -52,12 +52,54 @@ pub struct PacketCapture {
     transport: bool,
 }
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+/// A libc return value as a Result (negative: errno).
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
     }
+}
+
+/// `setsockopt(fd, level, name, value)` for a plain-data `value`.
+pub(crate) fn set_option<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: value is valid for size_of::<T>() bytes during the call; the
+    // kernel copies it.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// Binds an AF_PACKET socket to `protocol` (an ETH_P_* value) on interface
+/// `ifindex` (0: all).
+pub(crate) fn bind_packet(fd: RawFd, protocol: u16, ifindex: u32) -> io::Result<()> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex =
+        i32::try_from(ifindex).map_err(|_| io::Error::other("interface index too large"))?;
+    // SAFETY: sll is a valid sockaddr_ll of the given size.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 /// Installs (or atomically replaces) a classic BPF socket filter.
@@ -67,17 +109,8 @@ pub(crate) fn attach_filter(fd: RawFd, prog: &[libc::sock_filter]) -> io::Result
         len,
         filter: prog.as_ptr().cast_mut(),
     };
-    // SAFETY: fprog points to `prog`, alive for the call; the kernel copies it.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&raw const fprog).cast(),
-            size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    // fprog points to `prog`, alive for the call.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
 }
 
 /// Interface index by name (for `PacketCapture::open`).
@@ -108,31 +141,8 @@ impl PacketCapture {
         // Room for a burst of handshakes (the default ~200 KB holds ~270
         // frames); memory is only used while frames actually wait.
         let rcvbuf: libc::c_int = 512 * 1024;
-        // SAFETY: rcvbuf is a valid c_int for the call.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const rcvbuf).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex =
-            i32::try_from(ifindex).map_err(|_| io::Error::other("interface index too large"))?;
-        // SAFETY: sll is a valid sockaddr_ll of the given size.
-        cvt(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const sll).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        set_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &rcvbuf)?;
+        bind_packet(fd.as_raw_fd(), libc::ETH_P_ALL as u16, ifindex)?;
         Ok(PacketCapture {
             fd,
             listen_port,

@@ -30,7 +30,7 @@ use pnet_packet::icmpv6::{self, Icmpv6Packet, Icmpv6Types};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv6::{Ipv6Packet, MutableIpv6Packet};
 
-use crate::capture::{attach_filter, ifindex};
+use crate::capture::{attach_filter, bind_packet, cvt, ifindex, set_option};
 use crate::capture_hub::Budget;
 use crate::core::Level;
 use crate::core::relay::is_target;
@@ -208,14 +208,6 @@ pub fn answer(
     Some(Advert { packet, dst_mac })
 }
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
 /// The MAC address of `name` (SIOCGIFHWADDR), in the caller's namespace.
 fn hw_addr(fd: RawFd, name: &str) -> io::Result<[u8; 6]> {
     // SAFETY: ifreq is plain data; all-zero is a valid value.
@@ -249,50 +241,25 @@ fn open_socket(index: u32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; on success we own the new descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(cvt(libc::socket(libc::AF_PACKET, ty, 0))?) };
     attach_filter(fd.as_raw_fd(), &ns_filter())?;
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IPV6.to_be();
-    sll.sll_ifindex = i32::try_from(index).map_err(|_| io::Error::other("bad ifindex"))?;
-    // SAFETY: sll is a valid sockaddr_ll of the given size.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&raw const sll).cast(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    })?;
+    bind_packet(fd.as_raw_fd(), ETH_P_IPV6, index)?;
     // Solicited-node groups of the targets were never joined: receive all
     // multicast while this socket lives (the kernel drops it on close).
     // SAFETY: packet_mreq is plain data; all-zero is a valid value.
     let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
-    mreq.mr_ifindex = sll.sll_ifindex;
+    mreq.mr_ifindex = i32::try_from(index).map_err(|_| io::Error::other("bad ifindex"))?;
     mreq.mr_type = libc::PACKET_MR_ALLMULTI as u16;
-    // SAFETY: mreq is valid for the given size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            (&raw const mreq).cast(),
-            size_of::<libc::packet_mreq>() as libc::socklen_t,
-        )
-    })?;
+    set_option(
+        fd.as_raw_fd(),
+        libc::SOL_PACKET,
+        libc::PACKET_ADD_MEMBERSHIP,
+        &mreq,
+    )?;
     let tv = libc::timeval {
         tv_sec: 0,
         // suseconds_t is 32 bits on some targets.
         tv_usec: (STOP_POLL_MS * 1000) as _,
     };
-    // SAFETY: tv is valid for the given size.
-    cvt(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const tv).cast(),
-            size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    })?;
+    set_option(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
     Ok(fd)
 }
 

@@ -6,20 +6,14 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use crate::capture::cvt;
+
 fn sockaddr(ip: Ipv6Addr) -> libc::sockaddr_in6 {
     // SAFETY: sockaddr_in6 is plain data; all-zero is valid.
     let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
     sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
     sa.sin6_addr.s6_addr = ip.octets();
     sa
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
 }
 
 /// Sends an echo request to `to`, from `from` when given (a source-specific
