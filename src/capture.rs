@@ -266,6 +266,7 @@ impl PacketSource for QueueSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testns::{Netns, ip, is_root};
     use crate::wire::{self, Message};
     use std::net::{SocketAddr, UdpSocket};
     use std::process::Command;
@@ -300,49 +301,6 @@ mod tests {
         assert_eq!(q.recv(&mut buf).unwrap(), None);
     }
 
-    /// A network namespace deleted (with its veth end) on drop.
-    struct Netns(String);
-
-    impl Netns {
-        fn new(name: String) -> Netns {
-            ip(&["netns", "add", &name]);
-            let ns = Netns(name);
-            ns.ip(&["link", "set", "lo", "up"]);
-            ns
-        }
-        fn ip(&self, args: &[&str]) {
-            let mut all = vec!["-n", &self.0];
-            all.extend_from_slice(args);
-            ip(&all);
-        }
-        /// Runs `f` on a thread that has entered this namespace.
-        fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-            let path = format!("/run/netns/{}", self.0);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let ns = std::fs::File::open(&path).unwrap();
-                    // SAFETY: valid namespace fd; affects only this thread.
-                    let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(r, 0, "setns: {}", io::Error::last_os_error());
-                    f()
-                })
-                .join()
-                .unwrap()
-            })
-        }
-    }
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-
-    fn ip(args: &[&str]) {
-        let st = Command::new("ip").args(args).status().unwrap();
-        assert!(st.success(), "ip {args:?} failed");
-    }
-
     /// Two namespaces joined by a veth pair: hub 192.0.2.1, 2001:db8:c::1;
     /// peer 192.0.2.2, 2001:db8:c::2. Returns (hub, peer, hub's interface).
     fn veth_lab(tag: char) -> (Netns, Netns, String) {
@@ -363,11 +321,6 @@ mod tests {
             ns.ip(&["link", "set", dev, "up"]);
         }
         (hub, peer, hub_if)
-    }
-
-    fn is_root() -> bool {
-        // SAFETY: plain syscall.
-        unsafe { libc::geteuid() == 0 }
     }
 
     /// A WireGuard-shaped payload carrying `marker` in its index field.

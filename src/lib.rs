@@ -29,6 +29,8 @@ pub mod rtnl;
 pub mod signals;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+pub mod testns;
 pub mod ubus;
 pub mod uci;
 pub mod wg;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::bpf::tests::run;
+use crate::testns::{Netns, is_root};
 use pnet_packet::icmpv6::ndp::NeighborAdvertPacket;
 
 /// A Neighbor Solicitation sent by `ndisc6 2001:db8:100:1::100 vb` from
@@ -267,11 +268,6 @@ fn duplicate_address_detection_gets_an_unsolicited_answer_to_all_nodes() {
 // ---------------------------------------------------------------------------
 // Root: a real solicitation from another namespace gets our answer.
 
-fn is_root() -> bool {
-    // SAFETY: plain syscall.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn sh(args: &[&str]) -> std::process::Output {
     std::process::Command::new(args[0])
         .args(&args[1..])
@@ -279,49 +275,27 @@ fn sh(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn ok(args: &[&str]) {
-    let o = sh(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// Two namespaces joined by a veth pair, deleted on drop.
 struct Pair {
-    hub: String,
-    peer: String,
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for n in [&self.hub, &self.peer] {
-            let _ = sh(&["ip", "netns", "del", n]);
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns`.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).unwrap();
-            // SAFETY: valid namespace fd; affects only this thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    })
+    hub: Netns,
+    peer: Netns,
 }
 
 /// `ndisc6` from the peer: the MAC it learned for `target`, if answered.
 fn ndisc6(pair: &Pair, target: &str) -> Option<String> {
     let o = sh(&[
-        "ip", "netns", "exec", &pair.peer, "ndisc6", "-1", "-n", "-r", "2", "-w", "400", target,
+        "ip",
+        "netns",
+        "exec",
+        &pair.peer.0,
+        "ndisc6",
+        "-1",
+        "-n",
+        "-r",
+        "2",
+        "-w",
+        "400",
+        target,
         "ndp1",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -342,15 +316,10 @@ fn root_a_solicitation_from_a_neighbour_gets_the_wan_mac() {
     }
     let pid = std::process::id();
     let pair = Pair {
-        hub: format!("wgr-ndptest-{pid}-h"),
-        peer: format!("wgr-ndptest-{pid}-p"),
+        hub: Netns::new(format!("wgr-ndptest-{pid}-h")),
+        peer: Netns::new(format!("wgr-ndptest-{pid}-p")),
     };
-    ok(&["ip", "netns", "add", &pair.hub]);
-    ok(&["ip", "netns", "add", &pair.peer]);
-    ok(&[
-        "ip",
-        "-n",
-        &pair.hub,
+    pair.hub.ip(&[
         "link",
         "add",
         "ndp0",
@@ -362,28 +331,19 @@ fn root_a_solicitation_from_a_neighbour_gets_the_wan_mac() {
         "name",
         "ndp1",
         "netns",
-        &pair.peer,
+        &pair.peer.0,
     ]);
-    ok(&["ip", "-n", &pair.hub, "link", "set", "ndp0", "up"]);
-    ok(&["ip", "-n", &pair.peer, "link", "set", "ndp1", "up"]);
-    ok(&[
-        "ip",
-        "-n",
-        &pair.peer,
-        "addr",
-        "add",
-        "2001:db8:ffff::1/64",
-        "dev",
-        "ndp1",
-        "nodad",
-    ]);
+    pair.hub.ip(&["link", "set", "ndp0", "up"]);
+    pair.peer.ip(&["link", "set", "ndp1", "up"]);
+    pair.peer
+        .ip(&["addr", "add", "2001:db8:ffff::1/64", "dev", "ndp1", "nodad"]);
 
     // Without a responder nobody answers.
     assert_eq!(ndisc6(&pair, TARGET), None);
 
-    let r = in_netns(&pair.hub, || {
-        Responder::start("ndp0", vec![net("2001:db8:100:1::/64")]).unwrap()
-    });
+    let r = pair
+        .hub
+        .run(|| Responder::start("ndp0", vec![net("2001:db8:100:1::/64")]).unwrap());
     assert_eq!(ndisc6(&pair, TARGET).as_deref(), Some("02:00:00:00:00:0a"));
     assert_eq!(
         ndisc6(&pair, "2001:db8:100:2::1"),
@@ -407,6 +367,8 @@ fn root_a_solicitation_from_a_neighbour_gets_the_wan_mac() {
     assert_eq!(ndisc6(&pair, "2001:db8:100:2::1"), None, "stopped");
 
     // A device without Ethernet addresses is refused with a clear error.
-    let e = in_netns(&pair.hub, || Responder::start("lo", vec![]).err().unwrap());
+    let e = pair
+        .hub
+        .run(|| Responder::start("lo", vec![]).err().unwrap());
     assert!(e.to_string().contains("not an Ethernet device"), "{e}");
 }

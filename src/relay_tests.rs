@@ -6,9 +6,9 @@ use crate::core::relay::{RETRY_MS, ROUTE_GRACE_MS, ROUTE_METRIC, nft_ruleset, nf
 use crate::core::roam::Gateway;
 use crate::core::roam::{ROUTE_PROTO, Route};
 use crate::rtnl::Family;
+use crate::testns::{Netns, is_root};
 use std::cell::RefCell;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 fn net(s: &str) -> IpNet {
@@ -298,34 +298,6 @@ fn a_dead_responder_is_restarted_after_the_retry_time() {
 // ---------------------------------------------------------------------------
 // Root: the real nft and sysctls inside a throw-away network namespace.
 
-fn is_root() -> bool {
-    // SAFETY: plain syscall.
-    unsafe { libc::geteuid() == 0 }
-}
-
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(&path).unwrap();
-            // SAFETY: valid namespace fd; affects only this thread.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", io::Error::last_os_error());
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 fn nft_list(ns: &str) -> String {
     let o = Command::new("ip")
         .args(["netns", "exec", ns, "nft", "list", "ruleset"])
@@ -344,14 +316,7 @@ fn root_nft_table_is_replaced_wholesale_and_deleted() {
         eprintln!("skip root_nft_table_is_replaced_wholesale_and_deleted: needs root");
         return;
     }
-    let ns = Netns(format!("wgr-nfttest-{}", std::process::id()));
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &ns.0])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ns = Netns::new(format!("wgr-nfttest-{}", std::process::id()));
     let mut host = SystemHost::default();
     let c = cfg("\toption wan 'wan'\n\toption relay 'nft'\n");
     let mut facts = vec![IfaceFacts {
@@ -363,10 +328,10 @@ fn root_nft_table_is_replaced_wholesale_and_deleted() {
     }];
     // Somebody else's table is never touched.
     let other = "table inet other {\n\tchain other_forward {\n\t\ttype filter hook forward priority 0; policy accept;\n\t}\n}\n";
-    in_netns(&ns.0, || host.nft(other)).unwrap();
+    ns.run(|| host.nft(other)).unwrap();
     let first = nft_script(nft_ruleset(&facts).as_deref());
     for _ in 0..2 {
-        in_netns(&ns.0, || host.nft(&first)).unwrap();
+        ns.run(|| host.nft(&first)).unwrap();
     }
     let listed = nft_list(&ns.0);
     assert!(listed.contains("table inet wgroam"), "{listed}");
@@ -379,22 +344,22 @@ fn root_nft_table_is_replaced_wholesale_and_deleted() {
     // A new prefix replaces the sets.
     facts[0].allowed_ips.push(net("2001:db8:100:2::/64"));
     facts[0].allowed_ips.push(net("100.64.5.0/24"));
-    in_netns(&ns.0, || {
-        host.nft(&nft_script(nft_ruleset(&facts).as_deref()))
-    })
-    .unwrap();
+    ns.run(|| host.nft(&nft_script(nft_ruleset(&facts).as_deref())))
+        .unwrap();
     let listed = nft_list(&ns.0);
     assert!(listed.contains("2001:db8:100:2::/64"), "{listed}");
     assert!(listed.contains("100.64.5.0/24"), "{listed}");
     // Deleted, twice without error; the other table stays.
     for _ in 0..2 {
-        in_netns(&ns.0, || host.nft(&nft_script(None))).unwrap();
+        ns.run(|| host.nft(&nft_script(None))).unwrap();
     }
     let listed = nft_list(&ns.0);
     assert!(!listed.contains("wgroam"), "{listed}");
     assert!(listed.contains("table inet other"));
     // A broken script is an error naming nft's complaint.
-    let e = in_netns(&ns.0, || host.nft("table inet wgroam { nonsense }")).unwrap_err();
+    let e = ns
+        .run(|| host.nft("table inet wgroam { nonsense }"))
+        .unwrap_err();
     assert!(e.to_string().starts_with("nft failed"), "{e}");
 }
 
@@ -404,18 +369,11 @@ fn root_sysctls_are_per_namespace() {
         eprintln!("skip root_sysctls_are_per_namespace: needs root");
         return;
     }
-    let ns = Netns(format!("wgr-sysctltest-{}", std::process::id()));
-    assert!(
-        Command::new("ip")
-            .args(["netns", "add", &ns.0])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let ns = Netns::new(format!("wgr-sysctltest-{}", std::process::id()));
     let mut host = SystemHost::default();
     let key = "net/ipv6/conf/all/forwarding";
     let outside = host.read_sysctl(key).unwrap();
-    in_netns(&ns.0, || {
+    ns.run(|| {
         assert_eq!(host.read_sysctl(key).unwrap(), "0");
         host.write_sysctl(key, "1").unwrap();
         assert_eq!(host.read_sysctl(key).unwrap(), "1");

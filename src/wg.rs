@@ -1137,8 +1137,7 @@ errno=0";
 
     #[test]
     fn root_only_live_wireguard_go_read_set_endpoint_and_rearm() {
-        // SAFETY: plain syscall.
-        if unsafe { libc::geteuid() } != 0
+        if !crate::testns::is_root()
             || Command::new("wireguard-go")
                 .arg("--version")
                 .output()
