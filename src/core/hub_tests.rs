@@ -238,8 +238,9 @@ fn kernel_roam_to_a_suspect_source_is_reverted() {
     assert_eq!(moves(&a), vec![ep("203.0.113.5:30001")]);
 }
 
-#[test]
-fn index_of_a_lost_session_recovers_the_peer_after_link_recreation() {
+/// Peer 1 at 203.0.113.5:30001 with a live session whose index the hub
+/// handed out (0xbbbb, answering the peer's 0xaaaa) was captured.
+fn hub_with_session() -> Hub {
     let mut h = hub();
     observe(
         &mut h,
@@ -255,16 +256,24 @@ fn index_of_a_lost_session_recovers_the_peer_after_link_recreation() {
             receiver_index: 0xaaaa,
         },
     );
-    let transport = |h: &mut Hub, now, from: &str, idx| {
-        h.handle(
-            now,
-            Event::Transport {
-                iface: WG.into(),
-                from: ep(from),
-                receiver_index: idx,
-            },
-        )
-    };
+    h
+}
+
+/// A transport packet for index `idx` from `from`.
+fn transport(h: &mut Hub, now: Now, from: &str, idx: u32) -> Vec<Action> {
+    h.handle(
+        now,
+        Event::Transport {
+            iface: WG.into(),
+            from: ep(from),
+            receiver_index: idx,
+        },
+    )
+}
+
+#[test]
+fn index_of_a_lost_session_recovers_the_peer_after_link_recreation() {
+    let mut h = hub_with_session();
     // Session live: the kernel roams by itself; the agent stays out.
     let a = transport(&mut h, T0.after_ms(100), "203.0.113.5:30999", 0xbbbb);
     assert!(moves(&a).is_empty());
@@ -603,21 +612,7 @@ fn a_replay_flood_from_spoofed_sources_keeps_memory_bounded() {
 
 #[test]
 fn a_packet_during_the_restart_gap_is_applied_when_the_link_is_back() {
-    let mut h = hub();
-    observe(
-        &mut h,
-        T0,
-        vec![snap(1, Some("203.0.113.5:30001"), Some(T0.wall), 100)],
-    );
-    init(&mut h, T0, "203.0.113.5:30001", 1, (100, 1), 0xaaaa);
-    h.handle(
-        T0,
-        Event::Response {
-            iface: WG.into(),
-            sender_index: 0xbbbb,
-            receiver_index: 0xaaaa,
-        },
-    );
+    let mut h = hub_with_session();
     // wg0 is gone; the capture keeps listening on the WAN.
     let t1 = T0.after_ms(1000);
     let a = h.handle(
@@ -631,14 +626,7 @@ fn a_packet_during_the_restart_gap_is_applied_when_the_link_is_back() {
         iface: WG.into(),
         on: true
     }));
-    let a = h.handle(
-        t1.after_ms(100),
-        Event::Transport {
-            iface: WG.into(),
-            from: ep("203.0.113.5:30777"),
-            receiver_index: 0xbbbb,
-        },
-    );
+    let a = transport(&mut h, t1.after_ms(100), "203.0.113.5:30777", 0xbbbb);
     assert!(moves(&a).is_empty(), "no link to apply it to yet");
     assert_eq!(stages(&a), vec![ep("203.0.113.5:30777")]);
     // Back with the stale endpoint from config: the learned one goes in at once.
