@@ -10,32 +10,16 @@
 #                    peer's endpoint at the new port after another change.
 # Prints PASS:/FAILED: lines; exits 0 only if every check passed.
 set -u
+# shellcheck source=tests/vm/lib.sh
+. /etc/vm-lib.sh
 
 R2_IP=198.51.100.2
 R1_IP=198.51.100.9
 R2_TUN=2001:db8:100::1
 R1_TUN=2001:db8:100::2
-WAIT_S=5 # bound for every poll
-
-failed=0
-pass() { echo "PASS: $*"; }
-fail() {
-  echo "FAILED: $*"
-  failed=1
-}
-must() {
-  "$@" || {
-    echo "FAILED: setup step failed: $*"
-    exit 1
-  }
-}
 r1() { ip netns exec r1 "$@"; }
 r2() { ip netns exec r2 "$@"; }
 ticks() { echo $((WAIT_S * 5)); } # polls of 0.2 s
-uptime_s() {
-  read -r u _ </proc/uptime
-  echo "$u"
-}
 
 # r2's view of r1's endpoint, from the kernel.
 kernel_endpoint() { r2 wg show wg0 endpoints | awk -v k="$R1_PUB" '$1 == k { print $2 }'; }
@@ -104,20 +88,15 @@ if [ "$ep" = "$R1_IP:40002" ]; then pass "wg show on r2: r1 now at $ep"; else fa
 echo "--- part 2: wgroam (hub) reports the new endpoint ($(uptime_s)s uptime)"
 
 STATE=/run/wgroam
-# The status on one line, whitespace between JSON tokens removed.
-status_json() {
-  r2 wgroam status --json --state-dir "$STATE" 2>/dev/null | tr -d '\t\n' |
-    sed -e 's/^ *//' -e 's/" *: */":/g' -e 's/ *, *\([{"]\)/,\1/g' -e 's/\([{[]\) */\1/g' -e 's/ *\([]}]\)/\1/g'
-}
 # The endpoint `wgroam status --json` shows for r1 ("" if none): the peer
 # object holding r1's public key, read without jq.
 agent_endpoint() {
-  status_json | sed 's/},{/}\n{/g' | grep -F "\"public_key\":\"$R1_PUB\"" |
+  status_json "$STATE" r2 | sed 's/},{/}\n{/g' | grep -F "\"public_key\":\"$R1_PUB\"" |
     sed -n 's/.*"endpoint":"\([^"]*\)".*/\1/p' | head -n 1
 }
 # A string field of wg0 in the status ("null" or "" if not a string).
 agent_iface_field() {
-  status_json | sed -n "s/.*\"$1\":\\(\"[^\"]*\"\\|null\\).*/\\1/p" | tr -d '"'
+  status_json "$STATE" r2 | sed -n "s/.*\"$1\":\\(\"[^\"]*\"\\|null\\).*/\\1/p" | tr -d '"'
 }
 # Polls agent_endpoint until it is $1 (bounded); prints the last value seen.
 wait_agent_endpoint() {
@@ -129,10 +108,6 @@ wait_agent_endpoint() {
     i=$((i + 1))
   done
   echo "$seen"
-}
-now_ms() {
-  read -r u _ </proc/uptime
-  echo $((${u%.*} * 1000 + 1${u#*.}0 - 1000))
 }
 
 agent_part() {
@@ -149,11 +124,7 @@ config agent 'agent'
 
 config interface 'wg0'
 EOF
-  # Not through the r2/ip shell functions: a backgrounded function is a
-  # subshell, and $! would be that shell instead of the agent.
-  /usr/bin/ip netns exec r2 wgroam run --config /tmp/wgroam.conf --stderr --state-dir "$STATE" \
-    >/tmp/wgroam.log 2>&1 &
-  agent_pid=$!
+  agent_start r2 /tmp/wgroam.conf "$STATE" agent || failed=1
 
   seen=$(wait_agent_endpoint "$R1_IP:40002")
   if [ "$seen" = "$R1_IP:40002" ]; then
@@ -186,27 +157,9 @@ EOF
   fi
   r2 wgroam status --state-dir "$STATE" | sed 's/^/  /'
 
-  if kill -0 "$agent_pid" 2>/dev/null; then
-    kill -TERM "$agent_pid"
-    i=0
-    while kill -0 "$agent_pid" 2>/dev/null && [ "$i" -lt "$(ticks)" ]; do
-      usleep 200000
-      i=$((i + 1))
-    done
-    if kill -0 "$agent_pid" 2>/dev/null; then
-      fail "agent: still running ${WAIT_S}s after SIGTERM"
-      kill -KILL "$agent_pid"
-    else
-      wait "$agent_pid"
-      rc=$?
-      if [ "$rc" -eq 0 ]; then pass "agent: ran throughout, exited 0 on SIGTERM"; else fail "agent: exited $rc on SIGTERM"; fi
-    fi
-  else
-    wait "$agent_pid"
-    fail "agent: exited early (status $?)"
-  fi
+  agent_stop agent
   echo "agent: log (last 30 lines):"
-  tail -n 30 /tmp/wgroam.log | sed 's/^/  /'
+  tail -n 30 /tmp/agent.log | sed 's/^/  /'
 }
 agent_part
 echo "--- done ($(uptime_s)s uptime)"
