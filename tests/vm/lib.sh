@@ -230,6 +230,19 @@ status_json() {
 # document on stdin, quotes removed.
 json_value() { sed -n "s/.*\"$1\":\\(\"[^\"]*\"\\|[^,}]*\\).*/\\1/p" | tr -d '"'; }
 
+# hub_conf FILE: the hub agent's config for r2 (no uci in the VM; capture on wan).
+hub_conf() {
+  cat >"$1" <<EOF
+config agent 'agent'
+	option role 'hub'
+	option uci '0'
+	option state_file '/tmp/wgroam-r2-state.json'
+
+config interface 'wg0'
+	option capture_device 'wan'
+EOF
+}
+
 # agent_start NS CONFIG STATE_DIR NAME: starts `wgroam run` in NS (log in
 # /tmp/NAME.log, PID in /tmp/NAME.pid) and waits for its status file.
 agent_start() {

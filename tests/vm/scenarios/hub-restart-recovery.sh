@@ -56,15 +56,7 @@ step "setup"
 must topo_up 40001
 # The tunnel default route as netifd sets it (source-specific).
 must ns r1 ip -6 route add ::/0 from 2001:db8:100::/48 dev wg1
-cat >/tmp/wgroam-r2.conf <<EOF
-config agent 'agent'
-	option role 'hub'
-	option uci '0'
-	option state_file '/tmp/wgroam-r2-state.json'
-
-config interface 'wg0'
-	option capture_device 'wan'
-EOF
+must hub_conf /tmp/wgroam-r2.conf
 must agent_start r2 /tmp/wgroam-r2.conf "$STATE" "$AGENT"
 echo "agent: $(wgroam --version)"
 

@@ -42,15 +42,7 @@ last_reaction() {
 
 step "setup"
 must topo_up 40001
-cat >/tmp/wgroam-r2.conf <<EOF
-config agent 'agent'
-	option role 'hub'
-	option uci '0'
-	option state_file '/tmp/wgroam-r2-state.json'
-
-config interface 'wg0'
-	option capture_device 'wan'
-EOF
+must hub_conf /tmp/wgroam-r2.conf
 cat >/tmp/wgroam-r1.conf <<EOF
 config agent 'agent'
 	option role 'roam'
