@@ -185,7 +185,10 @@ pub fn check(url: &str, source: Option<IpAddr>, timeout: Duration) -> (bool, Str
     // Our connector is the whole chain: without TLS in it, an https URL
     // would get plain HTTP on port 443. Say so instead.
     if url.starts_with("https://") {
-        return (false, format!("{url}: https is not built in (http:// only)"));
+        return (
+            false,
+            format!("{url}: https is not built in (http:// only)"),
+        );
     }
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -480,7 +483,10 @@ mod tests {
         for url in ["http://h:99999/", "http://[2001:db8::1/", "ftp://h/"] {
             let (ok, detail) = check(url, None, Duration::from_secs(1));
             assert!(!ok, "{url}");
-            assert!(detail.starts_with(url) && !detail.contains('\n'), "{detail}");
+            assert!(
+                detail.starts_with(url) && !detail.contains('\n'),
+                "{detail}"
+            );
         }
     }
 }

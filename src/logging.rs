@@ -1,18 +1,18 @@
 //! Logs go to syslog (what `logread` shows on OpenWrt) and, on request, to
 //! stderr. Messages are short and stable so users can grep for them.
 
-use std::io::{self, Write};
-use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::io::Write;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 use crate::core::Level;
 
 /// Where the local syslog daemon listens (OpenWrt's logd: `/dev/log`), in
-/// the order the C library tries them.
+/// the order the C library (and `syslog::unix`) tries them.
 const SYSLOG_PATHS: &[&str] = &["/dev/log", "/var/run/syslog", "/var/run/log"];
-/// LOG_DAEMON, shifted into place.
-const FACILITY_DAEMON: u8 = 3 << 3;
+
+type Syslog = Logger<LoggerBackend, Formatter3164>;
 
 struct Sink {
     syslog: Option<Syslog>,
@@ -30,13 +30,39 @@ pub fn init(max: Level, stderr: bool) {
 
 fn init_with(paths: &'static [&'static str], max: Level, stderr: bool) {
     *SINK.lock().unwrap_or_else(|e| e.into_inner()) = Some(Sink {
-        syslog: Syslog::open(paths),
+        syslog: open(paths),
         paths,
         stderr,
         max,
     });
     log::set_max_level(to_filter(max));
     let _ = log::set_logger(&BRIDGE);
+}
+
+/// `openlog("wgroam", LOG_PID, LOG_DAEMON)`: the syslog crate's RFC 3164
+/// formatter writes `<PRI>Mmm dd hh:mm:ss wgroam[PID]: MSG`, the lines
+/// `logread` shows; the first socket of `paths` that accepts a connection
+/// (datagram, or stream with NUL terminators, as the crate decides).
+fn open(paths: &[&str]) -> Option<Syslog> {
+    paths.iter().find_map(|p| {
+        let formatter = Formatter3164 {
+            facility: Facility::LOG_DAEMON,
+            hostname: None,
+            process: "wgroam".into(),
+            pid: std::process::id(),
+        };
+        syslog::unix_custom(formatter, p).ok()
+    })
+}
+
+fn send(s: &mut Syslog, level: Level, msg: &str) -> syslog::Result<()> {
+    match level {
+        Level::Error => s.err(msg),
+        Level::Warn => s.warning(msg),
+        Level::Notice => s.notice(msg),
+        Level::Info => s.info(msg),
+        Level::Debug => s.debug(msg),
+    }
 }
 
 /// Writes one message at `level`.
@@ -51,92 +77,15 @@ pub fn emit(level: Level, msg: &str) {
     if sink.stderr {
         let _ = writeln!(std::io::stderr(), "wgroam[{}]: {msg}", level_name(level));
     }
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let line = rfc3164(level, secs, std::process::id(), msg);
-    let sent = sink.syslog.as_mut().map(|s| s.send(line.as_bytes()));
+    let sent = sink.syslog.as_mut().map(|s| send(s, level, msg));
     if let Some(Err(_)) = sent {
         // logd restarted (a connected datagram socket then fails for good)
         // or went away: reconnect once, resend once, else drop the line.
-        sink.syslog = Syslog::open(sink.paths);
+        sink.syslog = open(sink.paths);
         if let Some(s) = sink.syslog.as_mut() {
-            let _ = s.send(line.as_bytes());
+            let _ = send(s, level, msg);
         }
     }
-}
-
-/// A connection to the local syslog daemon.
-enum Syslog {
-    Datagram(UnixDatagram),
-    /// For daemons that listen on a stream socket: NUL ends a message.
-    Stream(UnixStream),
-}
-
-impl Syslog {
-    /// The first socket of `paths` that accepts a connection.
-    fn open(paths: &[&str]) -> Option<Self> {
-        paths.iter().find_map(|p| Self::connect(p).ok())
-    }
-
-    fn connect(path: &str) -> io::Result<Self> {
-        let sock = UnixDatagram::unbound()?;
-        match sock.connect(path) {
-            Ok(()) => Ok(Self::Datagram(sock)),
-            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
-                UnixStream::connect(path).map(Self::Stream)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn send(&mut self, line: &[u8]) -> io::Result<()> {
-        match self {
-            Self::Datagram(s) => s.send(line).map(drop),
-            Self::Stream(s) => {
-                s.write_all(line)?;
-                s.write_all(&[0])
-            }
-        }
-    }
-}
-
-/// One RFC 3164 message as `openlog("wgroam", LOG_PID, LOG_DAEMON)` would
-/// send it: `<PRI>Mmm dd hh:mm:ss wgroam[PID]: MSG`, the time in UTC.
-fn rfc3164(level: Level, unix_secs: u64, pid: u32, msg: &str) -> String {
-    let severity = match level {
-        Level::Error => 3,
-        Level::Warn => 4,
-        Level::Notice => 5,
-        Level::Info => 6,
-        Level::Debug => 7,
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (month, day) = month_day(unix_secs / 86_400);
-    let t = unix_secs % 86_400;
-    format!(
-        "<{}>{} {day:02} {:02}:{:02}:{:02} wgroam[{pid}]: {msg}",
-        FACILITY_DAEMON | severity,
-        MONTHS[month as usize - 1],
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
-}
-
-/// Month (1-12) and day of the month of a day count since 1970-01-01, in
-/// the proleptic Gregorian calendar (Howard Hinnant's civil_from_days).
-fn month_day(days: u64) -> (u64, u64) {
-    let z = days + 719_468;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (month, day)
 }
 
 fn level_name(l: Level) -> &'static str {
@@ -195,6 +144,53 @@ impl log::Log for Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    /// The line wgroam wrote itself before it used the syslog crate (what
+    /// `logread` showed): the reference the crate's output must match byte
+    /// for byte. `<PRI>Mmm dd hh:mm:ss wgroam[PID]: MSG`, the time in UTC.
+    fn rfc3164(level: Level, unix_secs: u64, pid: u32, msg: &str) -> String {
+        let severity = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Notice => 5,
+            Level::Info => 6,
+            Level::Debug => 7,
+        };
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let (month, day) = month_day(unix_secs / 86_400);
+        let t = unix_secs % 86_400;
+        format!(
+            "<{}>{} {day:02} {:02}:{:02}:{:02} wgroam[{pid}]: {msg}",
+            (3 << 3) | severity,
+            MONTHS[month as usize - 1],
+            t / 3600,
+            t / 60 % 60,
+            t % 60
+        )
+    }
+
+    /// Month (1-12) and day of a day count since 1970-01-01 (Howard
+    /// Hinnant's civil_from_days).
+    fn month_day(days: u64) -> (u64, u64) {
+        let z = days + 719_468;
+        let doe = z % 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        (month, day)
+    }
+
+    fn unix_now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
 
     #[test]
     fn dependency_records_are_named_by_crate_and_own_records_are_not() {
@@ -300,26 +296,45 @@ mod tests {
                 return line;
             }
         };
+        // The exact line logd gets, as wgroam wrote it before the crate
+        // (any second between `before` and after the send).
+        let pid = std::process::id();
+        let assert_line = |got: &str, before: u64, level: Level, msg: &str| {
+            let wants: Vec<String> = (before..=unix_now())
+                .map(|t| rfc3164(level, t, pid, msg))
+                .collect();
+            assert!(wants.iter().any(|w| w == got), "{got:?} not in {wants:?}");
+        };
         let server = bind();
+        init_with(paths, Level::Debug, false);
+        for (level, msg) in [
+            (Level::Error, "error line of the syslog test"),
+            (Level::Warn, "warn line of the syslog test"),
+            (
+                Level::Notice,
+                "hub: peer abc= at 192.0.2.1:51820 of the syslog test",
+            ),
+            (Level::Info, "info line of the syslog test"),
+            (Level::Debug, "debug line of the syslog test"),
+        ] {
+            let before = unix_now();
+            emit(level, msg);
+            assert_line(&recv(&server, "syslog test"), before, level, msg);
+        }
         init_with(paths, Level::Info, false);
         emit(Level::Debug, "dropped: below the level of the syslog test");
+        let before = unix_now();
         emit(Level::Warn, "first line of the syslog test");
         let got = recv(&server, "syslog test");
-        let want = format!(
-            "wgroam[{}]: first line of the syslog test",
-            std::process::id()
-        );
-        assert!(got.starts_with("<28>") && got.ends_with(&want), "{got}");
+        assert_line(&got, before, Level::Warn, "first line of the syslog test");
         // The daemon restarts: new socket at the same path.
         drop(server);
         std::fs::remove_file(path).unwrap();
         let server = bind();
+        let before = unix_now();
         emit(Level::Error, "second line of the syslog test");
         let got = recv(&server, "syslog test");
-        assert!(
-            got.starts_with("<27>") && got.ends_with("]: second line of the syslog test"),
-            "{got}"
-        );
+        assert_line(&got, before, Level::Error, "second line of the syslog test");
         *SINK.lock().unwrap() = None;
         std::fs::remove_dir_all(&dir).unwrap();
     }
