@@ -1,10 +1,12 @@
 //! Logs go to syslog (what `logread` shows on OpenWrt) and, on request, to
 //! stderr. Messages are short and stable so users can grep for them.
 
+use std::fmt::Display;
 use std::io::Write;
 use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+use syslog::{LogFormat, Logger, LoggerBackend, Severity};
 
 use crate::core::Level;
 
@@ -12,7 +14,60 @@ use crate::core::Level;
 /// the order the C library (and `syslog::unix`) tries them.
 const SYSLOG_PATHS: &[&str] = &["/dev/log", "/var/run/syslog", "/var/run/log"];
 
-type Syslog = Logger<LoggerBackend, Formatter3164>;
+type Syslog = Logger<LoggerBackend, Daemon3164>;
+
+/// LOG_DAEMON, shifted into place.
+const FACILITY_DAEMON: u8 = 3 << 3;
+
+/// `openlog("wgroam", LOG_PID, LOG_DAEMON)` in RFC 3164:
+/// `<PRI>Mmm dd hh:mm:ss wgroam[PID]: MSG`, the time in UTC: byte for byte
+/// the line of the crate's `Formatter3164` (the tests compare them), with
+/// the timestamp written here. `Formatter3164` parses a `time` format
+/// description at every line and links the `time` crate's parser and
+/// formatter for it: 60 KB of a MIPS binary for one timestamp.
+#[derive(Clone, Copy)]
+struct Daemon3164 {
+    pid: u32,
+}
+
+impl<T: Display> LogFormat<T> for Daemon3164 {
+    fn format<W: Write>(&self, w: &mut W, severity: Severity, message: T) -> syslog::Result<()> {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        write!(w, "{}{message}", head(severity, secs, self.pid)).map_err(syslog::Error::Write)
+    }
+}
+
+/// Everything of the line before the message.
+fn head(severity: Severity, unix_secs: u64, pid: u32) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (month, day) = month_day(unix_secs / 86_400);
+    let t = unix_secs % 86_400;
+    format!(
+        "<{}>{} {day:02} {:02}:{:02}:{:02} wgroam[{pid}]: ",
+        FACILITY_DAEMON | severity as u8,
+        MONTHS[month as usize - 1],
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+/// Month (1-12) and day of the month of a day count since 1970-01-01, in
+/// the proleptic Gregorian calendar (Howard Hinnant's civil_from_days).
+fn month_day(days: u64) -> (u64, u64) {
+    let z = days + 719_468;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (month, day)
+}
 
 struct Sink {
     syslog: Option<Syslog>,
@@ -39,20 +94,16 @@ fn init_with(paths: &'static [&'static str], max: Level, stderr: bool) {
     let _ = log::set_logger(&BRIDGE);
 }
 
-/// `openlog("wgroam", LOG_PID, LOG_DAEMON)`: the syslog crate's RFC 3164
-/// formatter writes `<PRI>Mmm dd hh:mm:ss wgroam[PID]: MSG`, the lines
-/// `logread` shows; the first socket of `paths` that accepts a connection
-/// (datagram, or stream with NUL terminators, as the crate decides).
+/// The syslog crate's connection to the first socket of `paths` that
+/// accepts one (datagram, or stream with NUL terminators, as the crate
+/// decides), writing the lines `logread` shows.
 fn open(paths: &[&str]) -> Option<Syslog> {
-    paths.iter().find_map(|p| {
-        let formatter = Formatter3164 {
-            facility: Facility::LOG_DAEMON,
-            hostname: None,
-            process: "wgroam".into(),
-            pid: std::process::id(),
-        };
-        syslog::unix_custom(formatter, p).ok()
-    })
+    let formatter = Daemon3164 {
+        pid: std::process::id(),
+    };
+    paths
+        .iter()
+        .find_map(|p| syslog::unix_custom(formatter, p).ok())
 }
 
 fn send(s: &mut Syslog, level: Level, msg: &str) -> syslog::Result<()> {
@@ -172,19 +223,6 @@ mod tests {
         )
     }
 
-    /// Month (1-12) and day of a day count since 1970-01-01 (Howard
-    /// Hinnant's civil_from_days).
-    fn month_day(days: u64) -> (u64, u64) {
-        let z = days + 719_468;
-        let doe = z % 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        (month, day)
-    }
-
     fn unix_now() -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -222,6 +260,37 @@ mod tests {
         assert!(rfc3164(Level::Warn, 0, 1, "").starts_with("<28>"));
         assert!(rfc3164(Level::Info, 0, 1, "").starts_with("<30>"));
         assert!(rfc3164(Level::Debug, 0, 1, "").starts_with("<31>"));
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_the_crates_formatter3164() {
+        use syslog::Formatter3164;
+        let theirs = Formatter3164 {
+            facility: syslog::Facility::LOG_DAEMON,
+            hostname: None,
+            process: "wgroam".into(),
+            pid: 4242,
+        };
+        let ours = Daemon3164 { pid: 4242 };
+        for severity in [
+            Severity::LOG_ERR,
+            Severity::LOG_WARNING,
+            Severity::LOG_NOTICE,
+            Severity::LOG_INFO,
+            Severity::LOG_DEBUG,
+        ] {
+            let msg = "hub: peer abc= at 192.0.2.1:51820";
+            // The two clocks may straddle a second: retry once.
+            let same = (0..2).any(|_| {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                ours.format(&mut a, severity, msg).unwrap();
+                theirs.format(&mut b, severity, msg).unwrap();
+                a == b
+            });
+            assert!(same, "severity {}", severity as u8);
+        }
+        // Days of the month below 10 pad with 0, as time's [day] does.
+        assert!(head(Severity::LOG_ERR, 0, 1).starts_with("<27>Jan 01 00:00:00 "));
     }
 
     #[test]
