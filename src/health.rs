@@ -194,6 +194,9 @@ pub fn check(url: &str, source: Option<IpAddr>, timeout: Duration) -> (bool, Str
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(MAX_REDIRECTS)
+        // Straight from the source address, never via an HTTP_PROXY or
+        // ALL_PROXY of the environment (ureq's default reads them).
+        .proxy(None)
         .user_agent(concat!("wgroam/", env!("CARGO_PKG_VERSION")))
         .build();
     let agent = ureq::Agent::with_parts(
