@@ -6,16 +6,32 @@
 //! creates the interface when it is missing (kernel) or starts wireguard-go
 //! (userspace), and a peer update for an unknown key adds that peer. So every
 //! write first reads the device and checks that the interface, its socket and
-//! the peer exist. What the crate lacks is in [`DeviceExt`], on its own
-//! types: a kernel dump that continues a peer with many allowed IPs in the
-//! next message reads as that peer twice, and is merged here.
+//! the peer exist. What the crate lacks is in two small extension traits on
+//! its own types, not a fork:
+//! - [`DeviceExt`]: a kernel dump that continues a peer with many allowed IPs
+//!   in the next message reads as that peer twice; merged here.
+//! - [`PeerNla`]: kernel writes send the SET_DEVICE request alone, built from
+//!   the crate's own netlink-packet-wireguard types and sent through its
+//!   netlink-request, because `DeviceUpdate::apply` first sends an
+//!   RTM_NEWLINK to create the interface, at every write: that would recreate
+//!   an interface deleted since the read, and it links all of
+//!   netlink-packet-route's message codec (about 390 KB of a MIPS binary).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::UNIX_EPOCH;
 
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+use netlink_packet_generic::GenlMessage;
+use netlink_packet_wireguard::constants::{
+    AF_INET, AF_INET6, WGPEER_F_REMOVE_ME, WGPEER_F_REPLACE_ALLOWEDIPS,
+};
+use netlink_packet_wireguard::nlas::{
+    WgAllowedIp, WgAllowedIpAttrs, WgDeviceAttrs, WgPeer, WgPeerAttrs,
+};
+use netlink_packet_wireguard::{Wireguard, WireguardCmd};
 use wireguard_control::{
-    Backend, Device, DeviceUpdate, InterfaceName, Key, PeerConfigBuilder, PeerInfo,
+    Backend, Device, DeviceUpdate, InterfaceName, Key, PeerConfig, PeerConfigBuilder, PeerInfo,
 };
 use zeroize::Zeroizing;
 
@@ -110,6 +126,88 @@ fn merge_peers(parts: &[PeerInfo]) -> Vec<PeerInfo> {
     out
 }
 
+/// A peer's part of a kernel SET_DEVICE request, from wireguard-control's
+/// own [`PeerConfig`] (what its `PeerConfigBuilder` would send, which it
+/// keeps private).
+pub trait PeerNla {
+    /// The peer with its configuration and `flags` (`WGPEER_F_*`).
+    fn to_nla(&self, flags: u32) -> WgPeer;
+}
+
+impl PeerNla for PeerConfig {
+    fn to_nla(&self, flags: u32) -> WgPeer {
+        let mut attrs = vec![WgPeerAttrs::PublicKey(self.public_key.0)];
+        if let Some(e) = self.endpoint {
+            attrs.push(WgPeerAttrs::Endpoint(e));
+        }
+        if let Some(k) = &self.preshared_key {
+            attrs.push(WgPeerAttrs::PresharedKey(k.0));
+        }
+        if let Some(i) = self.persistent_keepalive_interval {
+            attrs.push(WgPeerAttrs::PersistentKeepalive(i));
+        }
+        if !self.allowed_ips.is_empty() {
+            let ips = self.allowed_ips.iter().map(|a| {
+                WgAllowedIp(vec![
+                    WgAllowedIpAttrs::Family(if a.address.is_ipv4() {
+                        AF_INET
+                    } else {
+                        AF_INET6
+                    }),
+                    WgAllowedIpAttrs::IpAddr(a.address),
+                    WgAllowedIpAttrs::Cidr(a.cidr),
+                ])
+            });
+            attrs.push(WgPeerAttrs::AllowedIps(ips.collect()));
+        }
+        if flags != 0 {
+            attrs.push(WgPeerAttrs::Flags(flags));
+        }
+        WgPeer(attrs)
+    }
+}
+
+/// The kernel SET_DEVICE request for `peers` of `ifname`, nothing else.
+fn kernel_set_request(ifname: &str, peers: Vec<WgPeer>) -> GenlMessage<Wireguard> {
+    GenlMessage::from_payload(Wireguard {
+        cmd: WireguardCmd::SetDevice,
+        nlas: vec![
+            WgDeviceAttrs::IfName(ifname.to_string()),
+            WgDeviceAttrs::Peers(peers),
+        ],
+    })
+}
+
+/// The update for one peer: only its key and new endpoint.
+fn endpoint_update(key: &PublicKey, endpoint: SocketAddr) -> PeerConfig {
+    let mut p = PeerInfo::from_public_key(Key(key.0)).config;
+    p.endpoint = Some(endpoint);
+    p
+}
+
+/// Remove the peer, then add it again with its own configuration (and the
+/// new endpoint, if given), in one request.
+fn rearm_request(
+    ifname: &str,
+    peer: &PeerConfig,
+    endpoint: Option<SocketAddr>,
+) -> GenlMessage<Wireguard> {
+    let mut again = peer.clone();
+    again.endpoint = endpoint.or(peer.endpoint);
+    let gone = PeerInfo::from_public_key(peer.public_key.clone()).config;
+    kernel_set_request(
+        ifname,
+        vec![
+            gone.to_nla(WGPEER_F_REMOVE_ME),
+            again.to_nla(WGPEER_F_REPLACE_ALLOWEDIPS),
+        ],
+    )
+}
+
+fn kernel_send(request: GenlMessage<Wireguard>) -> io::Result<()> {
+    netlink_request::netlink_request_genl(request, Some(NLM_F_REQUEST | NLM_F_ACK)).map(drop)
+}
+
 fn iface_name(ifname: &str) -> io::Result<InterfaceName> {
     ifname.parse().map_err(|_| {
         io::Error::new(
@@ -160,16 +258,17 @@ fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<Device>> {
     }
 }
 
-/// Applies `update` to an interface that was just read on `backend`;
-/// never starts wireguard-go (or creates an interface) to do it.
-fn apply(ifname: &str, backend: Backend, update: DeviceUpdate) -> io::Result<()> {
-    if backend == Backend::Userspace && userspace_socket(ifname).is_none() {
+/// Applies `update` to a wireguard-go interface that was just read; never
+/// starts wireguard-go to do it. (Kernel writes: [`PeerNla`].)
+fn apply_userspace(ifname: &str, update: DeviceUpdate) -> io::Result<()> {
+    if userspace_socket(ifname).is_none() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("{ifname}: wireguard-go socket is gone"),
         ));
     }
-    update.apply(&iface_name(ifname)?, backend)
+    // A constant backend: the kernel arm of `apply` is never linked.
+    update.apply(&iface_name(ifname)?, Backend::Userspace)
 }
 
 fn not_configured(ifname: &str, key: &PublicKey) -> io::Error {
@@ -234,9 +333,13 @@ impl WireGuard for System {
         if !d.peers.iter().any(|p| p.config.public_key.0 == key.0) {
             return Err(not_configured(ifname, key));
         }
+        if d.backend == Backend::Kernel {
+            let peer = endpoint_update(key, endpoint).to_nla(0);
+            return kernel_send(kernel_set_request(ifname, vec![peer]));
+        }
         let update = DeviceUpdate::new()
             .add_peer(PeerConfigBuilder::new(&Key(key.0)).set_endpoint(endpoint));
-        apply(ifname, d.backend, update)
+        apply_userspace(ifname, update)
     }
 
     fn rearm(
@@ -251,6 +354,9 @@ impl WireGuard for System {
         let Some(peer) = peers.iter().find(|p| p.config.public_key.0 == key.0) else {
             return Err(not_configured(ifname, key));
         };
+        if d.backend == Backend::Kernel {
+            return kernel_send(rearm_request(ifname, &peer.config, endpoint));
+        }
         // Remove, then add again with its own configuration (and the new
         // endpoint, if given), in one request.
         let mut again =
@@ -261,7 +367,7 @@ impl WireGuard for System {
         let update = DeviceUpdate::new()
             .add_peer(PeerConfigBuilder::new(&Key(key.0)).remove())
             .add_peer(again);
-        apply(ifname, d.backend, update)
+        apply_userspace(ifname, update)
     }
 }
 
@@ -273,6 +379,121 @@ mod tests {
 
     fn v4(a: &str) -> SocketAddr {
         a.parse().unwrap()
+    }
+
+    fn ne16(v: u16) -> [u8; 2] {
+        v.to_ne_bytes()
+    }
+
+    /// An nlattr by hand: length and type in host order, value, padding.
+    fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut b = ne16((4 + value.len()) as u16).to_vec();
+        b.extend_from_slice(&ne16(kind));
+        b.extend_from_slice(value);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        b
+    }
+
+    fn nested(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
+        let inner = parts.concat();
+        let mut b = ne16((4 + inner.len()) as u16).to_vec();
+        b.extend_from_slice(&ne16(kind | 0x8000));
+        b.extend(inner);
+        b
+    }
+
+    /// The genl payload (genlmsghdr + attributes) a request puts on the wire.
+    fn body(request: GenlMessage<Wireguard>) -> Vec<u8> {
+        use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+        let mut msg = NetlinkMessage::from(request);
+        msg.payload = match msg.payload {
+            NetlinkPayload::InnerMessage(mut g) => {
+                g.set_resolved_family_id(0x1234);
+                NetlinkPayload::InnerMessage(g)
+            }
+            p => p,
+        };
+        msg.finalize();
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.serialize(&mut buf);
+        assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), 0x1234, "family id");
+        buf[16..].to_vec()
+    }
+
+    #[test]
+    fn set_endpoint_request_is_laid_out_as_the_kernel_reads_it() {
+        // <linux/wireguard.h>, written out independently of the encoder:
+        // genlmsghdr {cmd SET_DEVICE, version 1}, WGDEVICE_A_IFNAME "wg0\0",
+        // WGDEVICE_A_PEERS { { PUBLIC_KEY, ENDPOINT sockaddr_in } }.
+        let peer = endpoint_update(&PublicKey([7; 32]), v4("198.51.100.2:51820")).to_nla(0);
+        let mut sin = ne16(libc::AF_INET as u16).to_vec();
+        sin.extend_from_slice(&51820u16.to_be_bytes());
+        sin.extend_from_slice(&[198, 51, 100, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut want = vec![1, 1, 0, 0];
+        want.extend(nla(2, b"wg0\0"));
+        want.extend(nested(8, &[nested(0, &[nla(1, &[7; 32]), nla(4, &sin)])]));
+        assert_eq!(body(kernel_set_request("wg0", vec![peer])), want);
+    }
+
+    #[test]
+    fn rearm_removes_and_re_adds_the_peer_with_its_configuration() {
+        let mut peer = PeerInfo::from_public_key(Key([9; 32])).config;
+        peer.preshared_key = Some(Key([5; 32]));
+        peer.endpoint = Some("[2001:db8::2]:51820".parse().unwrap());
+        peer.persistent_keepalive_interval = Some(25);
+        peer.allowed_ips = vec![
+            "2001:db8:100::2/128".parse().unwrap(),
+            "100.64.9.0/24".parse().unwrap(),
+        ];
+        let new = v4("203.0.113.7:4000");
+        let mut sin = ne16(libc::AF_INET as u16).to_vec();
+        sin.extend_from_slice(&4000u16.to_be_bytes());
+        sin.extend_from_slice(&[203, 0, 113, 7, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let ip = |fam: i32, a: &[u8], cidr: u8| {
+            nested(0, &[nla(1, &ne16(fam as u16)), nla(2, a), nla(3, &[cidr])])
+        };
+        let six: std::net::Ipv6Addr = "2001:db8:100::2".parse().unwrap();
+        let mut want = vec![1, 1, 0, 0];
+        want.extend(nla(2, b"wg1\0"));
+        want.extend(nested(
+            8,
+            &[
+                nested(0, &[nla(1, &[9; 32]), nla(3, &1u32.to_ne_bytes())]),
+                nested(
+                    0,
+                    &[
+                        nla(1, &[9; 32]),
+                        nla(4, &sin),
+                        nla(2, &[5; 32]),
+                        nla(5, &25u16.to_ne_bytes()),
+                        nested(
+                            9,
+                            &[
+                                ip(libc::AF_INET6, &six.octets(), 128),
+                                ip(libc::AF_INET, &[100, 64, 9, 0], 24),
+                            ],
+                        ),
+                        nla(3, &2u32.to_ne_bytes()),
+                    ],
+                ),
+            ],
+        ));
+        assert_eq!(body(rearm_request("wg1", &peer, Some(new))), want);
+        // Without a new endpoint the old one is kept.
+        let keep = body(rearm_request("wg1", &peer, None));
+        let mut sin6 = ne16(libc::AF_INET6 as u16).to_vec();
+        sin6.extend_from_slice(&51820u16.to_be_bytes());
+        sin6.extend_from_slice(&[0; 4]);
+        sin6.extend_from_slice(
+            &"2001:db8::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        sin6.extend_from_slice(&[0; 4]);
+        assert!(keep.windows(sin6.len()).any(|w| w == sin6), "{keep:?}");
     }
 
     #[test]
