@@ -8,7 +8,8 @@
 #   ARCH     OpenWrt package architecture: mips_24kc, mipsel_24kc,
 #            arm_cortex-a7_neon-vfpv4, arm_cortex-a9, aarch64_cortex-a53,
 #            aarch64_generic, x86_64 (checked against the binary's ELF header)
-#   VERSION  package version valid for both opkg and apk, e.g. 0.1.0-r1
+#   VERSION  package version valid for both opkg and apk, e.g. 0.1.0-r1;
+#            'auto': scripts/version.sh (Cargo.toml), what --version prints
 #   OUTDIR   receives wgroam_VERSION_ARCH.ipk and wgroam-VERSION.ARCH.apk
 #
 # The .ipk is what OpenWrt <= 24.10 installs with opkg: a gzip'd tar (not ar)
@@ -31,6 +32,9 @@ die() {
 binary=$1 arch=$2 version=$3 outdir=$4
 
 [ -f "$binary" ] || die "$binary: no such file"
+if [ "$version" = auto ]; then
+  version=$("$root/scripts/version.sh")
+fi
 
 # apk's version grammar (a subset opkg orders the same way).
 re='^[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(-r[0-9]+)?$'

@@ -28,7 +28,7 @@ step() { printf '\n=== 60-packages: %s (%ss)\n' "$*" "$SECONDS"; }
 
 dist=$root/target/dist
 out=$root/target/pkg
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)-r1"
+version=$(scripts/version.sh --check)
 
 x86=$dist/wgroam-x86_64-unknown-linux-musl
 mipsel=$dist/wgroam-mipsel-unknown-linux-musl
@@ -52,7 +52,7 @@ trap 'rm -f "$conf"' EXIT
 for run in "$x86" "qemu-mipsel-static $mipsel"; do
   # shellcheck disable=SC2086 # "$run" is a command with its runner
   got=$($run --version)
-  [ "$got" = "wgroam ${version%-r*}" ] || {
+  [ "$got" = "wgroam $version" ] || {
     echo "60-packages: '$run --version' said '$got'"
     exit 1
   }

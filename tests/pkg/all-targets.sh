@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 out=${1:-$root/target/pkg-all}
 dist=$out/dist
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)-r1"
+version=$(scripts/version.sh --check)
 
 scripts/build-targets.sh --dist "$dist"
 

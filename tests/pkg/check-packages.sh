@@ -122,6 +122,20 @@ done
 if [ -n "$binary" ]; then
   check "ipk /usr/sbin/wgroam is the built binary" cmp -s "$binary" "$data/usr/sbin/wgroam"
 fi
+# The packaged binary says the package's version (natively, or under qemu-user).
+case "$arch" in
+mips_*) runner=qemu-mips-static ;;
+mipsel_*) runner=qemu-mipsel-static ;;
+arm_*) runner=qemu-arm-static ;;
+aarch64_*) runner=qemu-aarch64-static ;;
+*) runner= ;;
+esac
+if [ -n "$runner" ] && ! command -v "$runner" >/dev/null; then
+  fail "$runner missing (scripts/install-deps.sh): cannot run the packaged binary"
+else
+  said=$($runner "$data/usr/sbin/wgroam" --version 2>&1 || true)
+  check "wgroam --version says the package version ('$said')" test "$said" = "wgroam $version"
+fi
 
 # ---------------------------------------------------------------- .apk layout
 if python3 "$here/apk-inspect.py" "$apk" --extract "$tmp/apkdata" >"$tmp/apk.json" 2>"$tmp/apk.err"; then
