@@ -83,6 +83,7 @@ declare -A want_mode=(
   [etc/uci-defaults/50-wgroam]=755
   [etc/hotplug.d/iface/95-wgroam]=644
   [etc/hotplug.d/ntp/95-wgroam]=644
+  [usr/libexec/rpcd/wgroam]=755
 )
 files=$(cd "$data" && find . -type f | sed 's#^\./##' | sort | tr '\n' ' ')
 want=$(printf '%s\n' "${!want_mode[@]}" | sort | tr '\n' ' ')
@@ -180,7 +181,7 @@ if [ -s "$tmp/apk.json" ]; then
 fi
 
 # ----------------------------------------------------------- script syntax
-for f in etc/init.d/wgroam etc/uci-defaults/50-wgroam etc/hotplug.d/iface/95-wgroam etc/hotplug.d/ntp/95-wgroam; do
+for f in etc/init.d/wgroam etc/uci-defaults/50-wgroam etc/hotplug.d/iface/95-wgroam etc/hotplug.d/ntp/95-wgroam usr/libexec/rpcd/wgroam; do
   check "sh -n /$f" "${SH[@]}" -n "$data/$f"
 done
 for f in postinst prerm; do
@@ -282,6 +283,35 @@ check "reload of a stopped agent starts it" test "$(grep -c '^procd_open_instanc
 init status_service --json >"$tmp/out"
 check "status runs wgroam status (args passed on)" has "wgroam status --json"
 check "status prints the agent's answer" grep -qx "status: fine" "$tmp/out"
+
+# ------------------------------------------------------- rpcd plugin (ubus)
+# rpcd's exec plugin protocol: `list` prints the signatures (one JSON object),
+# `call METHOD` gets the arguments on stdin and prints one JSON object. The
+# equality with a real agent's `wgroam status --json` is checked in the lab
+# (tests/e2e/68-luci-status.sh); here: the protocol and the error path.
+plugin=$data/usr/libexec/rpcd/wgroam
+check "rpcd plugin: list is one JSON object naming exactly the method status" \
+  test "$("${SH[@]}" "$plugin" list | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))')" = '{"status": {}}'
+cat >"$tmp/wgroam-status" <<'EOF'
+#!/bin/sh
+printf 'wgroam %s\n' "$*" >>"$CALLS"
+case "$STUB_STATUS" in
+running) echo '{"version":1,"role":"hub","pid":1,"interfaces":[]}' ;;
+stopped) printf '%s\n' "status: the agent (pid 77) is not running; last status at /var/run/wgroam/status.json \"x\"" >&2; exit 3 ;;
+esac
+EOF
+chmod +x "$tmp/wgroam-status"
+rpc() { echo '{}' | CALLS=$tmp/calls WGROAM_BIN=$tmp/wgroam-status WGROAM_CONFIG=$tmp/uci/wgroam STUB_STATUS=$1 "${SH[@]}" "$plugin" call status; }
+: >"$tmp/calls"
+check "rpcd plugin: call status passes wgroam status --json through" \
+  test "$(rpc running)" = '{"version":1,"role":"hub","pid":1,"interfaces":[]}'
+check "rpcd plugin: ... asking the agent named by the config" \
+  has "wgroam status --json --config $tmp/uci/wgroam"
+check "rpcd plugin: agent not running: one JSON object with its message and exit status" \
+  test "$(rpc stopped | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["exit"], m["error"])')" = \
+  '3 status: the agent (pid 77) is not running; last status at /var/run/wgroam/status.json "x"'
+check "rpcd plugin: an unknown method is refused" \
+  sh -c '! echo "{}" | "$@" call invite >/dev/null 2>&1' sh "${SH[@]}" "$plugin"
 
 # ------------------------------------------------------------ hotplug: iface
 # A live fake agent whose process name is "wgroam", logging the signals it gets.
