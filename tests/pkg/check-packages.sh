@@ -149,7 +149,7 @@ if [ -s "$tmp/apk.json" ]; then
   check "apk name wgroam" test "$(jq_ 'm["name"]')" = wgroam
   check "apk version $version (as the ipk)" test "$(jq_ 'm["version"]')" = "$version"
   check "apk arch $arch (as the ipk)" test "$(jq_ 'm["arch"]')" = "$arch"
-  check "apk file name" test "$(basename "$apk")" = "wgroam-$version.$arch.apk"
+  check "apk file name as the 25.12 SDK names it (no arch)" test "$(basename "$apk")" = "wgroam-$version.apk"
   check "apk depends kmod-wireguard wireguard-tools" \
     test "$(jq_ '" ".join(d["name"] for d in m["depends"])')" = "kmod-wireguard wireguard-tools"
   check "apk license" test "$(jq_ 'm["license"]')" = GPL-2.0-or-later
@@ -459,32 +459,103 @@ check "prerm in an image build disables it there" \
   test "$(maint prerm IPKG_INSTROOT="$tmp/root")" = "rc.common $tmp/root/etc/init.d/wgroam disable "
 check "IPKG_NO_SCRIPT=1 skips postinst" test "$(maint postinst IPKG_NO_SCRIPT=1 IPKG_INSTROOT="$tmp/root")" = ""
 
-# On a live system the scripts use /etc itself: run them in a private mount
-# namespace with a scratch /etc holding recording stand-ins.
-live() { # live SCRIPT VAR=VALUE...: prints the init script calls
-  local s=$1
-  shift
-  rm -rf "${tmp:?}/etc"
-  mkdir -p "$tmp/etc/init.d" "$tmp/etc/uci-defaults"
-  printf '#!/bin/sh\necho "init $*" >>/etc/calls\n' >"$tmp/etc/init.d/wgroam"
+# On a live system the scripts use /etc (and /tmp) themselves: run them in a
+# private mount namespace with a scratch /etc and /tmp holding stand-ins. The
+# init script stand-in keeps procd's view: which binary runs (`start` of a
+# running service changes nothing: procd sees the same command line) and
+# whether the service is enabled.
+cat >"$tmp/init-standin" <<'EOF'
+#!/bin/sh
+echo "init $*" >>/etc/calls
+st=/etc/state
+case "$1" in
+start) [ -s $st/running ] || cat $st/installed >$st/running ;;
+stop) rm -f $st/running ;;
+restart) rm -f $st/running; cat $st/installed >$st/running ;;
+running) [ -s $st/running ] ;;
+enable) : >$st/enabled ;;
+disable) rm -f $st/enabled ;;
+enabled) [ -e $st/enabled ] ;;
+esac
+EOF
+live_reset() { # live_reset INSTALLED RUNNING(0/1) ENABLED(0/1)
+  rm -rf "${tmp:?}/etc" "$tmp/tmpfs"
+  mkdir -p "$tmp/etc/init.d" "$tmp/etc/uci-defaults" "$tmp/etc/state" "$tmp/tmpfs"
+  cp "$tmp/init-standin" "$tmp/etc/init.d/wgroam"
+  printf '#!/bin/sh\necho "rpcd $*" >>/etc/calls\n' >"$tmp/etc/init.d/rpcd"
   printf 'echo uci-defaults >>/etc/calls\nexit 0\n' >"$tmp/etc/uci-defaults/50-wgroam"
-  chmod +x "$tmp/etc/init.d/wgroam"
+  chmod +x "$tmp/etc/init.d/wgroam" "$tmp/etc/init.d/rpcd"
+  echo "$1" >"$tmp/etc/state/installed"
+  if [ "$2" = 1 ]; then echo "$1" >"$tmp/etc/state/running"; fi
+  if [ "$3" = 1 ]; then : >"$tmp/etc/state/enabled"; fi
   : >"$tmp/etc/calls"
+}
+live_run() { # live_run SCRIPTFILE VAR=VALUE...
+  # The script is run from the scratch /etc: the scratch /tmp hides $tmp.
+  cp "$1" "$tmp/etc/.script"
+  shift
   env "$@" unshare --mount --propagation private "${SH[@]}" -c \
-    'mount --bind "$1" /etc && shift && exec "$@"' live "$tmp/etc" "${SH[@]}" "$ctl/$s" \
-    >/dev/null 2>&1 || echo "exit $?"
+    'mount --bind "$1" /etc && mount --bind "$2" /tmp && shift 2 && exec "$@"' live "$tmp/etc" "$tmp/tmpfs" \
+    "${SH[@]}" /etc/.script >/dev/null 2>&1 || echo "exit $?"
+  rm -f "$tmp/etc/.script"
+}
+live_calls() {
   tr '\n' ' ' <"$tmp/etc/calls"
   if [ -e "$tmp/etc/uci-defaults/50-wgroam" ]; then echo "(uci-defaults kept)"; fi
 }
+live_state() {
+  local r=none e=0
+  [ -s "$tmp/etc/state/running" ] && r=$(cat "$tmp/etc/state/running")
+  [ -e "$tmp/etc/state/enabled" ] && e=1
+  echo "running=$r enabled=$e"
+}
+live() { # live SCRIPT VAR=VALUE...: a fresh router, prints the calls
+  local s=$1
+  shift
+  live_reset new 0 0
+  live_run "$ctl/$s" "$@"
+  live_calls
+}
+# upgrade MANAGER RUNNING ENABLED: old -> new with opkg (old prerm, new
+# postinst, both PKG_UPGRADE=1) or apk (only the new post-upgrade script,
+# taken from the .apk); prints what runs and whether it is enabled.
+upgrade() {
+  live_reset old "$2" "$3"
+  case "$1" in
+  opkg)
+    live_run "$ctl/prerm" PKG_UPGRADE=1
+    echo new >"$tmp/etc/state/installed"
+    live_run "$ctl/postinst" PKG_UPGRADE=1
+    ;;
+  apk)
+    echo new >"$tmp/etc/state/installed"
+    live_run "$tmp/apk-post-upgrade"
+    ;;
+  esac
+  live_state
+}
 if [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
-  check "postinst on a router: uci-defaults run and removed, enable, start" \
-    test "$(live postinst)" = "uci-defaults init enable init start "
-  check "postinst on upgrade (PKG_UPGRADE=1) keeps the user's enable/disable" \
-    test "$(live postinst PKG_UPGRADE=1)" = "uci-defaults init start "
-  check "prerm on a router: disable, stop" \
-    test "$(live prerm)" = "init disable init stop (uci-defaults kept)"
-  check "prerm on upgrade: only stop" \
-    test "$(live prerm PKG_UPGRADE=1)" = "init stop (uci-defaults kept)"
+  got=$(live postinst)
+  check "postinst on a router: uci-defaults run and removed, rpcd reloaded (ubus plugin), enable, start ($got)" \
+    test "$got" = "uci-defaults rpcd reload init enable init start "
+  got=$(live prerm)
+  check "prerm on a router: disable, stop ($got)" \
+    test "$got" = "init disable init stop (uci-defaults kept)"
+  for pm in opkg apk; do
+    got=$(upgrade $pm 1 1)
+    check "$pm upgrade of a running, enabled agent: the NEW binary runs, still enabled ($got)" \
+      test "$got" = "running=new enabled=1"
+    got=$(upgrade $pm 1 0)
+    check "$pm upgrade of a running agent the user disabled: the new binary runs, disable sticks ($got)" \
+      test "$got" = "running=new enabled=0"
+    got=$(upgrade $pm 0 0)
+    check "$pm upgrade of a stopped, disabled agent: stays stopped and disabled ($got)" \
+      test "$got" = "running=none enabled=0"
+    got=$(upgrade $pm 0 1)
+    check "$pm upgrade of an enabled agent that was not running: started, as at boot ($got)" \
+      test "$got" = "running=new enabled=1"
+  done
+  check "opkg upgrade leaves no marker in /tmp" test -z "$(ls -A "$tmp/tmpfs")"
 else
   fail "live postinst/prerm need root and unshare --mount (mount namespace)"
 fi
