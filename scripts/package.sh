@@ -88,7 +88,7 @@ trap 'rm -rf "$work"' EXIT
 data=$work/data
 install -d -m 0755 "$data/usr/sbin" "$data/etc/init.d" "$data/etc/config" \
   "$data/etc/uci-defaults" "$data/etc/hotplug.d/iface" "$data/etc/hotplug.d/ntp" \
-  "$data/usr/libexec/rpcd"
+  "$data/usr/libexec/rpcd" "$data/etc/capabilities"
 install -m 0755 "$binary" "$data/usr/sbin/wgroam"
 install -m 0755 "$files/wgroam.init" "$data/etc/init.d/wgroam"
 install -m 0600 "$files/wgroam.config" "$data/etc/config/wgroam"
@@ -96,6 +96,7 @@ install -m 0755 "$files/wgroam.uci-defaults" "$data/etc/uci-defaults/50-wgroam"
 install -m 0644 "$files/wgroam.hotplug-iface" "$data/etc/hotplug.d/iface/95-wgroam"
 install -m 0644 "$files/wgroam.hotplug-ntp" "$data/etc/hotplug.d/ntp/95-wgroam"
 install -m 0755 "$files/wgroam.rpcd" "$data/usr/libexec/rpcd/wgroam"
+install -m 0644 "$files/wgroam.capabilities" "$data/etc/capabilities/wgroam.json"
 installed_size=$(find "$data" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 
 depends="kmod-wireguard, wireguard-tools"

@@ -84,6 +84,7 @@ declare -A want_mode=(
   [etc/hotplug.d/iface/95-wgroam]=644
   [etc/hotplug.d/ntp/95-wgroam]=644
   [usr/libexec/rpcd/wgroam]=755
+  [etc/capabilities/wgroam.json]=644
 )
 files=$(cd "$data" && find . -type f | sed 's#^\./##' | sort | tr '\n' ' ')
 want=$(printf '%s\n' "${!want_mode[@]}" | sort | tr '\n' ' ')
@@ -215,6 +216,7 @@ init() {
   CALLS=$tmp/calls UCI_CONFIG_DIR=$tmp/uci "${SH[@]}" -c '
 		. "$1"; . "$2"
 		PROG=$3 CONF=$UCI_CONFIG_DIR/wgroam PIDFILE=$4/wgroam.pid RUNDIR=$4/run MANAGED=$4/run/managed
+		UJAIL=${STUB_UJAIL:-$4/no-ujail} CAPS=$4/caps.json UCI_SAVE=$4/uci-save
 		fn=$5; shift 5
 		"$fn" "$@"
 	' init "$here/stubs.sh" "$init" "$tmp/wgroam-stub" "$tmp" "$@"
@@ -249,6 +251,37 @@ check "a config problem (check exit 2) does not start: exit $rc, no instance" \
   test "$rc" != 0 -a "$(grep -c '^procd_open_instance' "$tmp/calls")" = 0
 check "the problem goes to syslog" grep -q '^logger -t wgroam -p daemon.err' "$tmp/calls"
 check "the problem is shown to the user" grep -q "role: missing" "$tmp/out"
+
+init start_service >"$tmp/out" 2>&1
+check "no ujail (/sbin/ujail missing): the agent starts without capabilities or jail" \
+  sh -c 'grep -q "^procd_open_instance" "$1" && ! grep -q "capabilities\|no_new_privs\|procd_add_jail" "$1"' sh "$tmp/calls"
+
+# Least privilege where /sbin/ujail exists.
+caps=$data/etc/capabilities/wgroam.json
+check "capabilities file is valid JSON with exactly CAP_NET_ADMIN and CAP_NET_RAW in all five sets" \
+  python3 -c 'import json,sys
+m = json.load(open(sys.argv[1]))
+want = ["CAP_NET_ADMIN", "CAP_NET_RAW"]
+sys.exit(0 if sorted(m) == ["ambient", "bounding", "effective", "inheritable", "permitted"] and all(sorted(v) == want for v in m.values()) else 1)' "$caps"
+cp "$caps" "$tmp/caps.json"
+printf '#!/bin/sh\n' >"$tmp/ujail"
+chmod +x "$tmp/ujail"
+cp "$tmp/uci/wgroam" "$tmp/uci/wgroam.orig"
+printf "config agent 'agent'\n\toption role 'hub'\n\toption state_dir '%s'\n\toption state_file '%s'\nconfig interface 'wg0'\n" \
+  "$tmp/jail/run" "$tmp/jail/lib/state.json" >"$tmp/uci/wgroam"
+STUB_UJAIL=$tmp/ujail init start_service >"$tmp/out" 2>&1
+check "ujail: procd capabilities file" has "procd_set_param capabilities $tmp/caps.json"
+check "ujail: no_new_privs" has "procd_set_param no_new_privs 1"
+check "ujail: jail with syslog, ubus and procfs (sysctls), nothing more" has "procd_add_jail wgroam log ubus procfs"
+check "ujail: writable: /etc/config (uci commit), uci's save dir, the state dir and the state file's dir" \
+  has "procd_add_jail_mount_rw /etc/config $tmp/uci-save $tmp/jail/run $tmp/jail/lib"
+check "ujail: the writable directories exist before the jail starts" \
+  test -d "$tmp/uci-save" -a -d "$tmp/jail/run" -a -d "$tmp/jail/lib"
+check "ujail: read-only mounts only of what exists, from the known list" \
+  sh -c '! grep "^procd_add_jail_mount " "$1" | grep -vE "^procd_add_jail_mount (/etc/hosts|/etc/resolv.conf|/tmp/resolv.conf.d|/tmp/resolv.conf.auto|/sbin/uci|/bin/ubus|/usr/sbin/nft|/var/run/wireguard)$"' sh "$tmp/calls"
+check "ujail: the jail is set inside the instance (before procd_close_instance)" \
+  test "$(grep -n 'procd_add_jail wgroam' "$tmp/calls" | cut -d: -f1)" -lt "$(grep -n '^procd_close_instance' "$tmp/calls" | cut -d: -f1)"
+mv "$tmp/uci/wgroam.orig" "$tmp/uci/wgroam"
 
 init service_triggers
 check "reload trigger on config wgroam and network" has "procd_add_reload_trigger wgroam network"
@@ -371,6 +404,20 @@ if command -v strace >/dev/null; then
 else
   fail "strace missing (scripts/install-deps.sh installs it): cannot count forks"
 fi
+# procd runs a jailed agent through ujail, which forwards signals: the pid
+# file then names a process called "ujail".
+cp "$tmp/agent/wgroam" "$tmp/agent/ujail"
+"$tmp/agent/ujail" &
+jail_pid=$!
+for _ in $(seq 50); do
+  [ "$(cat "/proc/$jail_pid/comm" 2>/dev/null)" = ujail ] && break
+  sleep 0.1
+done
+echo "$jail_pid" >"$tmp/agent.pid"
+check "a jailed agent (pid file names ujail) gets USR1 on an uplink ifup" \
+  test "$(hotplug "$iface" ACTION=ifup INTERFACE=wan DEVICE=eth1)" = "USR1 "
+kill "$jail_pid" 2>/dev/null || true
+echo "$agent_pid" >"$tmp/agent.pid"
 sleep 30 &
 sleep_pid=$!
 echo "$sleep_pid" >"$tmp/other.pid"
