@@ -47,7 +47,7 @@ const cases = [
 	['interface', 'backend', 'bsd', 'hub'], ['interface', 'backend', 'kernel', 'roam'],
 	['interface', 'capture_device', 'eth1', 'hub'], ['interface', 'capture_device', 'e th1', 'hub'],
 	['interface', 'wan', 'eth"1', 'hub'], ['interface', 'wan', 'eth1', 'hub'],
-	['interface', 'relay', 'iptables', 'hub'], ['interface', 'relay', 'off', 'hub'],
+	['interface', 'relay', 'iptables', 'hub'], ['interface', 'relay', 'off', 'hub'], ['interface', 'relay', 'fw4', 'hub'],
 	['interface', 'hub_peer', 'hub-1', 'roam'], ['interface', 'hub_peer', '@wireguard_wg0[0]', 'roam'], ['interface', 'hub_peer', 'hub_1', 'roam'],
 	['interface', 'hub_key', 'notakey', 'roam'], ['interface', 'hub_key', KEY, 'roam'], ['interface', 'hub_key', KEY.slice(0, 43), 'roam'], ['interface', 'hub_key', KEY.slice(0, 42) + 'h=', 'roam'], ['interface', 'hub_key', ' ' + KEY, 'roam'],
 	['interface', 'endpoint', 'hub.example.org', 'roam'], ['interface', 'endpoint', 'hub.example.org:0', 'roam'],

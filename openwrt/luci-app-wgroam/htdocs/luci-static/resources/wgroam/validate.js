@@ -164,7 +164,7 @@ var rules = {
 			return (validIfname(v) && !/["\\]/.test(v)) || bad(label, opt, v, "the WAN device, e.g. 'eth1' or 'wan'");
 		},
 		relay: function(label, opt, v) {
-			return ['off', '0', 'nft'].indexOf(v) >= 0 || bad(label, opt, v, 'off or nft');
+			return ['off', '0', 'nft', 'fw4'].indexOf(v) >= 0 || bad(label, opt, v, 'off, nft or fw4');
 		},
 		hub_peer: function(label, opt, v) {
 			return validUciName(v) || v.indexOf('@wireguard_') === 0 ||

@@ -117,14 +117,16 @@ return view.extend({
 					return true;
 				};
 			});
-			o = checked(s.option(form.ListValue, 'relay', _('Relay policy')), 'interface');
+			o = checked(s.option(form.ListValue, 'relay', _('Relay policy'),
+				_('fw4: a firewall zone "wgroam" with forwardings to and from wan (Network → Firewall). nft: a table of its own (needs the WAN device).')), 'interface');
 			o.value('off');
+			o.value('fw4');
 			o.value('nft');
 			o.default = 'off';
 			var relayCheck = o.validate;
 			o.validate = function(sid, value) {
 				var r = relayCheck.call(this, sid, value);
-				if (r === true && value && value !== 'off' && value !== '0' && !this.section.formvalue(sid, 'wan'))
+				if (r === true && value === 'nft' && !this.section.formvalue(sid, 'wan'))
 					return wv.needsWan(label(sid), 'relay', value);
 				return r;
 			};
