@@ -86,6 +86,22 @@ node "$root/tests/luci/status-page.js" --config "$roam_conf" --wgroam "$bin" --w
   --expect-attr '.wgroam-delegation|data-state|delegated' \
   --expect-attr '[data-key=endpoint] .wgroam-endpoint|text|'"$roam_ep" ||
   fail "roam status page"
+
+# The roam status is getting delegation.{problem,interface,downstream,mtu}
+# and the state "pending" (issue 13's branch): the page renders them when
+# present. The real roam status with those fields added, served for the
+# still-running (frozen) roam agent by the real plugin and `wgroam status`.
+step "roam page with the delegation fields of the next status version"
+mkdir -p "$LAB_DIR/r1-next/run"
+jq '.interfaces[0].delegation += {state: "pending", problem: "netifd has not announced the prefix yet (odhcpd)", interface: "wg1_6", downstream: ["lan", "guest"], mtu: 1280}' \
+  <<<"$roam_json" >"$LAB_DIR/r1-next/run/status.json"
+sed "s#option state_dir .*#option state_dir '$LAB_DIR/r1-next/run'#" "$roam_conf" >"$LAB_DIR/r1-next/wgroam.conf"
+node "$root/tests/luci/status-page.js" --config "$LAB_DIR/r1-next/wgroam.conf" --wgroam "$bin" \
+  --expect "netifd has not announced the prefix yet (odhcpd)" --expect "interface wg1_6" \
+  --expect "to lan, guest" --expect "MTU 1280" \
+  --expect-attr '.wgroam-delegation|data-state|pending' >"$LAB_DIR/next.log" ||
+  { cat "$LAB_DIR/next.log"; fail "roam page with the next delegation fields"; }
+grep -E '^(ok|FAIL)' "$LAB_DIR/next.log"
 thaw agent-r1
 thaw agent-r2
 
