@@ -273,8 +273,8 @@ STUB_UJAIL=$tmp/ujail init start_service >"$tmp/out" 2>&1
 check "ujail: procd capabilities file" has "procd_set_param capabilities $tmp/caps.json"
 check "ujail: no_new_privs" has "procd_set_param no_new_privs 1"
 check "ujail: jail with syslog, ubus and procfs (sysctls), nothing more" has "procd_add_jail wgroam log ubus procfs"
-check "ujail: writable: /etc/config (uci commit), uci's save dir, the state dir and the state file's dir" \
-  has "procd_add_jail_mount_rw /etc/config $tmp/uci-save $tmp/jail/run $tmp/jail/lib"
+check "ujail: writable: /etc/config (uci commit), uci's save dir, the state dir, the state file's dir, the hotplug flags' dir" \
+  has "procd_add_jail_mount_rw /etc/config $tmp/uci-save $tmp/jail/run $tmp/jail/lib $tmp/run"
 check "ujail: the writable directories exist before the jail starts" \
   test -d "$tmp/uci-save" -a -d "$tmp/jail/run" -a -d "$tmp/jail/lib"
 check "ujail: read-only mounts only of what exists, from the known list" \
@@ -353,13 +353,14 @@ cat >"$tmp/agent/wgroam" <<EOF
 #!/bin/bash
 trap 'echo USR1 >>"$tmp/signals"' USR1
 trap 'echo USR2 >>"$tmp/signals"' USR2
+: >"\$0.ready"
 for _ in \$(seq 1200); do sleep 0.05; done
 EOF
 chmod +x "$tmp/agent/wgroam"
 "$tmp/agent/wgroam" &
 agent_pid=$!
 for _ in $(seq 50); do
-  [ "$(cat "/proc/$agent_pid/comm" 2>/dev/null)" = wgroam ] && break
+  [ "$(cat "/proc/$agent_pid/comm" 2>/dev/null)" = wgroam ] && [ -e "$tmp/agent/wgroam.ready" ] && break
   sleep 0.1
 done
 echo "$agent_pid" >"$tmp/agent.pid"
@@ -410,12 +411,14 @@ cp "$tmp/agent/wgroam" "$tmp/agent/ujail"
 "$tmp/agent/ujail" &
 jail_pid=$!
 for _ in $(seq 50); do
-  [ "$(cat "/proc/$jail_pid/comm" 2>/dev/null)" = ujail ] && break
+  [ "$(cat "/proc/$jail_pid/comm" 2>/dev/null)" = ujail ] && [ -e "$tmp/agent/ujail.ready" ] && break
   sleep 0.1
 done
 echo "$jail_pid" >"$tmp/agent.pid"
-check "a jailed agent (pid file names ujail) gets USR1 on an uplink ifup" \
-  test "$(hotplug "$iface" ACTION=ifup INTERFACE=wan DEVICE=eth1)" = "USR1 "
+sleep 0.2 # the USR1 of the strace run above reaches the other fake first
+got=$(hotplug "$iface" ACTION=ifup INTERFACE=wan DEVICE=eth1)
+check "a jailed agent (pid file names $(cat "/proc/$jail_pid/comm" 2>/dev/null)) gets USR1 on an uplink ifup ($got)" \
+  test "$got" = "USR1 "
 kill "$jail_pid" 2>/dev/null || true
 echo "$agent_pid" >"$tmp/agent.pid"
 sleep 30 &
