@@ -130,6 +130,8 @@ hub_ep=$(jq -r '.interfaces[0].peers[0].endpoint' <<<"$hub_json")
 hub_problem_text=$(jq -r '.interfaces[0].peers[0].problem' <<<"$hub_json")
 hub_ignored_text=$(jq -r '.interfaces[0].ignored | to_entries | sort_by(.key) | map("\(.key) \(.value)") | join(", ")' <<<"$hub_json")
 jq -c '.interfaces[0] | {ignored, peer: .peers[0] | {endpoint, initiations, handshakes, problem}}' <<<"$hub_json"
+case "$hub_ep" in 198.51.100.3:*) ;; *) fail "hub endpoint '$hub_ep' is not r1's NAT address" ;; esac
+[ -n "$hub_ignored_text" ] || fail "no ignored counts to look for"
 thaw agent-r2
 node "$root/tests/luci/status-page.js" --config "$hub_conf" --wgroam "$bin" --width 1024 --poll \
   --shot "$shots/hub.png" \
