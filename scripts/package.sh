@@ -13,7 +13,9 @@
 #   OUTDIR   receives wgroam_VERSION_ARCH.ipk and wgroam-VERSION.apk, and
 #            luci-app-wgroam_VERSION_all.ipk and luci-app-wgroam-VERSION.apk
 #            (apk files carry no architecture in their name, as the 25.12
-#            SDK names them: use one OUTDIR per architecture)
+#            SDK names them: use one OUTDIR per architecture), and the
+#            feed index Packages, Packages.gz (+ Packages.sig when
+#            WGROAM_FEED_KEY names a signify secret key; see the end)
 #
 # The .ipk is what OpenWrt <= 24.10 installs with opkg: a gzip'd tar (not ar)
 # of ./debian-binary, ./data.tar.gz and ./control.tar.gz. The .apk is the
