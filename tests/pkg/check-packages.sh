@@ -321,7 +321,7 @@ check "status prints the agent's answer" grep -qx "status: fine" "$tmp/out"
 # rpcd's exec plugin protocol: `list` prints the signatures (one JSON object),
 # `call METHOD` gets the arguments on stdin and prints one JSON object. The
 # equality with a real agent's `wgroam status --json` is checked in the lab
-# (tests/e2e/68-luci-status.sh); here: the protocol and the error path.
+# (tests/e2e/80-luci-status.sh); here: the protocol and the error path.
 plugin=$data/usr/libexec/rpcd/wgroam
 check "rpcd plugin: list is one JSON object naming exactly the method status" \
   test "$("${SH[@]}" "$plugin" list | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))')" = '{"status": {}}'

@@ -32,18 +32,18 @@ root=$(cd "$here/../.." && pwd)
 trap lab_down EXIT
 
 for tool in node busybox jq; do
-  command -v "$tool" >/dev/null || { echo "68-luci-status: $tool missing; run scripts/install-deps.sh"; exit 1; }
+  command -v "$tool" >/dev/null || { echo "80-luci-status: $tool missing; run scripts/install-deps.sh"; exit 1; }
 done
-[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || { echo "68-luci-status: chromium missing; run scripts/install-deps.sh"; exit 1; }
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || { echo "80-luci-status: chromium missing; run scripts/install-deps.sh"; exit 1; }
 [ -d "$root/tests/luci/node_modules/playwright-core" ] ||
-  { echo "68-luci-status: tests/luci/node_modules missing; run scripts/install-deps.sh (npm ci)"; exit 1; }
+  { echo "80-luci-status: tests/luci/node_modules missing; run scripts/install-deps.sh (npm ci)"; exit 1; }
 
 shots=$root/target/screenshots
 mkdir -p "$shots"
 plugin=$root/openwrt/files/wgroam.rpcd
 bin=$(agent_bin)
 
-step() { printf '\n=== 68-luci-status: %s (%ss)\n' "$*" "$SECONDS"; }
+step() { printf '\n=== 80-luci-status: %s (%ss)\n' "$*" "$SECONDS"; }
 
 step "static checks of luci-app-wgroam"
 node "$root/tests/luci/check-app.js" || fail "luci-app-wgroam static checks"
