@@ -33,7 +33,7 @@ use netlink_packet_wireguard::{Wireguard, WireguardCmd};
 use wireguard_control::{
     Backend, Device, DeviceUpdate, InterfaceName, Key, PeerConfig, PeerConfigBuilder, PeerInfo,
 };
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::core::PublicKey;
 use crate::core::hub::PeerSnapshot;
@@ -287,10 +287,17 @@ fn no_interface(ifname: &str) -> io::Error {
 
 impl WireGuard for System {
     fn read(&self, ifname: &str, choice: BackendChoice) -> io::Result<Option<DeviceView>> {
-        let Some(d) = get(ifname, choice)? else {
+        let Some(mut d) = get(ifname, choice)? else {
             return Ok(None);
         };
         let peers = d.merged_peers();
+        // wireguard-control's `Key` is plain bytes: keep the private key in
+        // a `Zeroizing` and wipe the crate's copy (its netlink and UAPI
+        // buffers are dropped unwiped).
+        let private_key = d.private_key.as_ref().map(|k| Zeroizing::new(k.0));
+        if let Some(k) = d.private_key.as_mut() {
+            k.0.zeroize();
+        }
         Ok(Some(DeviceView {
             backend: match d.backend {
                 Backend::Kernel => "kernel",
@@ -298,7 +305,7 @@ impl WireGuard for System {
             },
             listen_port: d.listen_port,
             public_key: d.public_key.as_ref().map(|k| PublicKey(k.0)),
-            private_key: d.private_key.as_ref().map(|k| Zeroizing::new(k.0)),
+            private_key,
             peers: peers
                 .iter()
                 .map(|p| PeerSnapshot {
