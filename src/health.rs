@@ -18,15 +18,15 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::FromRawFd;
 use std::time::Duration;
 
-/// Body bytes read for the status detail.
-const BODY_LIMIT: u64 = 256;
-/// What ureq follows by default, written out.
-const MAX_REDIRECTS: u32 = 10;
-
 use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
 };
+
+/// Body bytes read for the status detail.
+const BODY_LIMIT: u64 = 256;
+/// What ureq follows by default, written out.
+const MAX_REDIRECTS: u32 = 10;
 
 /// Opens TCP connections from one fixed source address.
 #[derive(Debug)]
