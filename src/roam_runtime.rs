@@ -15,7 +15,7 @@ use crate::core::roam::{
     RoamStatus, TunnelSnapshot,
 };
 use crate::core::{Level, Now, PublicKey};
-use crate::delegation::{Delegator, RadvdDelegator, UciDelegator};
+use crate::delegation::{Delegator, Look, NetifdDelegator, RadvdDelegator, SysLinks};
 use crate::logging::emit;
 use crate::rtnl::{Monitor, Routing, Rtnl};
 use crate::signals::{self, Signal, Signals};
@@ -159,6 +159,7 @@ pub fn roam_config(
     }
     cfg.grace_s = o.grace;
     cfg.health_interval_s = o.health_url.as_ref().map(|_| o.health_interval);
+    cfg.announce_mtu = o.announce_mtu;
     cfg.validate()
         .map_err(|e| format!("wgroam.{}: {e}", iface.name))?;
     Ok(cfg)
@@ -235,6 +236,11 @@ pub struct RoamRuntime<W: WireGuard> {
     monitor: Monitor,
     delegator: Box<dyn Delegator>,
     delegate_via: &'static str,
+    /// A delegation look is running on a helper thread; the next one waits.
+    look_running: bool,
+    look_queued: Option<(IpNet, u64, bool)>,
+    /// Events the adapters produced while carrying out actions.
+    queued: Vec<RoamEvent>,
     uci: UciCli,
     inbox: Inbox,
     started: u64,
@@ -253,18 +259,22 @@ fn delegator(cfg: &Config, iface: &Interface, uci: &UciCli) -> (Box<dyn Delegato
     });
     match via {
         DelegateVia::Uci => (
-            Box::new(UciDelegator {
-                store: uci.clone(),
+            Box::new(NetifdDelegator {
                 ubus: UbusCli::from_env(),
+                uci: uci.clone(),
+                links: SysLinks,
                 iface: iface.name.clone(),
+                device: iface.ifname.clone(),
                 downstream: iface.roam.downstream.clone(),
             }),
-            "uci",
+            "netifd",
         ),
         DelegateVia::Radvd => (
             Box::new(RadvdDelegator::new(
                 &iface.roam.downstream[0],
                 &cfg.state_dir,
+                &iface.ifname,
+                iface.roam.announce_mtu,
             )),
             "radvd",
         ),
@@ -279,6 +289,12 @@ impl Delegator for NoDelegation {
     }
     fn withdraw(&mut self, _: IpNet) -> Result<(), String> {
         Ok(())
+    }
+    fn observer(&self, prefix: IpNet, held: bool) -> Look {
+        Box::new(move || crate::core::roam::DelegationReport {
+            carried: held.then_some(prefix),
+            ..Default::default()
+        })
     }
 }
 
@@ -308,7 +324,12 @@ impl<W: WireGuard> RoamRuntime<W> {
             .unwrap_or_default();
         let rc = roam_config(&iface, &network, &kernel)?;
         let roam = Roam::new(rc, env!("WGROAM_BUILD_EPOCH").parse().unwrap_or(0))?;
-        let (delegator, delegate_via) = delegator(&cfg, &iface, &uci);
+        let (mut delegator, delegate_via) = delegator(&cfg, &iface, &uci);
+        match delegator.start() {
+            Ok(Some(what)) => emit(Level::Notice, &format!("delegation: {what}")),
+            Ok(None) => {}
+            Err(e) => emit(Level::Warn, &format!("delegation: {e}")),
+        }
         Ok(Self {
             rtnl: Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?,
             monitor: Monitor::open().map_err(|e| format!("rtnetlink monitor: {e}"))?,
@@ -319,6 +340,9 @@ impl<W: WireGuard> RoamRuntime<W> {
             roam,
             delegator,
             delegate_via,
+            look_running: false,
+            look_queued: None,
+            queued: Vec::new(),
             uci,
             started: now.wall,
             next_observe_ms: 0,
@@ -350,11 +374,37 @@ impl<W: WireGuard> RoamRuntime<W> {
     }
 
     fn feed(&mut self, now: Now, event: RoamEvent) {
-        let actions = self.roam.handle(now, event);
-        for a in actions {
-            self.status_dirty = true;
-            self.act(a);
+        if matches!(event, RoamEvent::DelegationObserved { .. }) {
+            self.look_running = false;
         }
+        let mut events = vec![event];
+        while !events.is_empty() {
+            for e in std::mem::take(&mut events) {
+                for a in self.roam.handle(now, e) {
+                    self.status_dirty = true;
+                    self.act(a);
+                }
+            }
+            events = std::mem::take(&mut self.queued);
+        }
+        if !self.look_running
+            && let Some((prefix, seq, held)) = self.look_queued.take()
+        {
+            self.start_look(prefix, seq, held);
+        }
+    }
+
+    fn start_look(&mut self, prefix: IpNet, seq: u64, held: bool) {
+        if self.look_running {
+            self.look_queued = Some((prefix, seq, held));
+            return;
+        }
+        self.look_running = true;
+        let look = self.delegator.observer(prefix, held);
+        self.inbox.spawn(move || RoamEvent::DelegationObserved {
+            seq,
+            report: look(),
+        });
     }
 
     fn act(&mut self, a: RoamAction) {
@@ -411,14 +461,39 @@ impl<W: WireGuard> RoamRuntime<W> {
                 }
                 self.routes_dirty = true;
             }
-            RoamAction::Delegate { prefix } => {
-                if let Err(e) = self.delegator.delegate(prefix) {
-                    emit(Level::Error, &format!("delegation: {e}"));
+            RoamAction::Delegate { prefix, seq } => {
+                if let Err(error) = self.delegator.delegate(prefix) {
+                    emit(Level::Error, &format!("delegation: {error}"));
+                    self.queued.push(RoamEvent::DelegationFailed { seq, error });
                 }
             }
-            RoamAction::Withdraw { prefix } => {
-                if let Err(e) = self.delegator.withdraw(prefix) {
-                    emit(Level::Error, &format!("delegation: {e}"));
+            RoamAction::Withdraw { prefix, seq } => {
+                if let Err(error) = self.delegator.withdraw(prefix) {
+                    emit(Level::Error, &format!("delegation: {error}"));
+                    self.queued.push(RoamEvent::DelegationFailed { seq, error });
+                }
+            }
+            RoamAction::ObserveDelegation { prefix, seq, held } => {
+                self.start_look(prefix, seq, held);
+            }
+            RoamAction::RemoveAddress { device, addr, len } => {
+                let r = crate::capture::ifindex(&device)
+                    .map_err(|e| e.to_string())
+                    .and_then(|i| {
+                        self.rtnl
+                            .del_address(i, IpAddr::V6(addr), len)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = r {
+                    emit(
+                        Level::Warn,
+                        &format!("delegation: cannot remove {addr}/{len} from {device}: {e}"),
+                    );
+                }
+            }
+            RoamAction::SetIpv6Mtu { device, mtu } => {
+                if let Err(e) = crate::delegation::set_ipv6_mtu(&device, mtu) {
+                    emit(Level::Warn, &format!("delegation: {device}: {e}"));
                 }
             }
             RoamAction::HealthCheck => {
@@ -506,10 +581,12 @@ impl<W: WireGuard> RoamRuntime<W> {
         if force || self.status_dirty || now.since_ms(self.last_status_ms) >= OBSERVE_MS {
             self.status_dirty = false;
             self.last_status_ms = now.mono_ms;
+            let carrier = self.delegator.carrier();
             let v = roam_json(
                 self.roam.status(),
                 &self.iface,
                 self.delegate_via,
+                carrier.as_deref(),
                 now,
                 self.started,
             );
@@ -528,12 +605,26 @@ fn opt<T: ToString>(v: Option<T>) -> Value {
 }
 
 /// The roam's `status --json` document.
-pub fn roam_json(s: &RoamStatus, iface: &Interface, via: &str, now: Now, started: u64) -> Value {
+pub fn roam_json(
+    s: &RoamStatus,
+    iface: &Interface,
+    via: &str,
+    carrier: Option<&str>,
+    now: Now,
+    started: u64,
+) -> Value {
     let (state, prefix) = match s.delegation {
-        Delegation::Unknown => ("unknown", None),
+        _ if via == "off" => ("off", None),
+        Delegation::Unknown => ("off", None),
+        Delegation::Pending(p) => ("pending", Some(p)),
         Delegation::Delegated(p) => ("delegated", Some(p)),
         Delegation::Withdrawn(p) => ("withdrawn", Some(p)),
     };
+    let downstream: serde_json::Map<String, Value> = s
+        .downstream
+        .iter()
+        .map(|(n, a)| (n.clone(), opt(a.as_ref())))
+        .collect();
     json!({
         "version": 1,
         "role": "roam",
@@ -559,6 +650,10 @@ pub fn roam_json(s: &RoamStatus, iface: &Interface, via: &str, now: Now, started
                 "prefix": opt(prefix),
                 "via": via,
                 "changed": s.delegation_changed.as_ref().map(|c| json!({"at": c.at_wall, "what": c.what})),
+                "problem": s.delegation_problem,
+                "interface": carrier,
+                "downstream": downstream,
+                "mtu": s.lan_mtu,
             },
             "last_reaction": s.last_reaction.as_ref().map(|c| json!({"at": c.at_wall, "what": c.what})),
             "reactions": s.reactions,

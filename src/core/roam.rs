@@ -78,6 +78,20 @@ const SESSION_LIFETIME_S: u64 = 180;
 const DEBOUNCE_CAP_FACTOR: u64 = 10;
 /// Forced handshakes after a stall back off up to this spacing.
 const MAX_STALL_BACKOFF_MS: u64 = 60_000;
+/// The first look at the delegation after a command (netifd needs a moment).
+const DELEG_FIRST_LOOK_MS: u64 = 300;
+/// Looks while netifd has not confirmed yet.
+const DELEG_PENDING_LOOK_MS: u64 = 500;
+/// Looks while delegated: notices netifd dropping the dynamic interface.
+const DELEG_HELD_LOOK_MS: u64 = 5_000;
+/// Looks after a withdrawal (deprecated addresses to clean up), for a while.
+const DELEG_WITHDRAWN_LOOK_MS: u64 = 1_000;
+const DELEG_WITHDRAWN_BUSY_MS: u64 = 10_000;
+const DELEG_WITHDRAWN_IDLE_LOOK_MS: u64 = 30_000;
+/// Unconfirmed this long: `status` names the problem, one log line says so.
+pub const DELEG_PROBLEM_AFTER_MS: u64 = 3_000;
+/// Asking netifd again while it does not hold the prefix backs off up to this.
+const DELEG_MAX_RETRY_MS: u64 = 30_000;
 
 // ---------------------------------------------------------------------------
 // Plain values
@@ -360,6 +374,10 @@ pub struct RoamConfig {
     pub grace_s: u64,
     /// Run the health check this often; `None` never.
     pub health_interval_s: Option<u64>,
+    /// Tell the LAN the tunnel's MTU (netifd copies it to the downstream's
+    /// IPv6 MTU; radvd announces it). Off: a downstream IPv6 MTU netifd
+    /// lowered to the tunnel's is put back to the link MTU.
+    pub announce_mtu: bool,
 }
 
 impl RoamConfig {
@@ -379,6 +397,7 @@ impl RoamConfig {
             heartbeat_interval_s: 5,
             grace_s: 30,
             health_interval_s: None,
+            announce_mtu: true,
         }
     }
 
@@ -510,7 +529,49 @@ pub enum RoamEvent {
         ok: bool,
         detail: String,
     },
+    /// The answer to [`RoamAction::ObserveDelegation`] with the same `seq`.
+    DelegationObserved {
+        seq: u64,
+        report: DelegationReport,
+    },
+    /// Carrying out [`RoamAction::Delegate`] / [`RoamAction::Withdraw`] of
+    /// generation `seq` failed (one line, cause and fix).
+    DelegationFailed {
+        seq: u64,
+        error: String,
+    },
     Tick,
+}
+
+/// What the system holds of the delegation (netifd's dynamic interface and
+/// the downstream interfaces' assignments, or radvd), looked at by the adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DelegationReport {
+    /// The prefix the carrier holds and is up with; `None`: absent (netifd
+    /// deleted the dynamic interface, or it was never added).
+    pub carried: Option<IpNet>,
+    pub downstream: Vec<DownstreamReport>,
+    /// Something that blocks delegation, as one line naming cause and fix.
+    pub problem: Option<String>,
+    /// The WireGuard device's MTU.
+    pub tunnel_mtu: Option<u32>,
+}
+
+/// One downstream interface as the adapter saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DownstreamReport {
+    /// The netifd interface (`lan`), or the device on plain Linux.
+    pub name: String,
+    /// Its device (`br-lan`), when known.
+    pub device: Option<String>,
+    /// Its assignment inside the prefix that was asked about.
+    pub assigned: Option<IpNet>,
+    /// The device's IPv6 MTU (what the RA announces) and its link MTU.
+    pub mtu6: Option<u32>,
+    pub link_mtu: Option<u32>,
+    /// Addresses on the device inside the prefix asked about with preferred
+    /// lifetime 0 (netifd's leftovers after a withdrawal): address, length.
+    pub deprecated: Vec<(Ipv6Addr, u8)>,
 }
 
 /// What the roam core asks the adapters to do.
@@ -543,14 +604,38 @@ pub enum RoamAction {
     AddRoute(Route),
     /// Delete a route (matching its protocol); ESRCH counts as done.
     DelRoute(Route),
-    /// Hand the prefix to the LAN (uci `network.<wg>.ip6prefix` + `ubus call
-    /// network reload`, or an address on the LAN and radvd on plain Linux).
+    /// Hand the prefix to the LAN (a netifd dynamic interface on the tunnel
+    /// device carrying it, or an address on the LAN and radvd on plain
+    /// Linux). Failure: [`RoamEvent::DelegationFailed`] with `seq`.
     Delegate {
         prefix: IpNet,
+        seq: u64,
     },
-    /// Take the prefix back: clients deprecate it.
+    /// Take the prefix back: clients deprecate it. The routes into the
+    /// tunnel are deleted by actions before this one.
     Withdraw {
         prefix: IpNet,
+        seq: u64,
+    },
+    /// Look at what the system holds of `prefix`; answer with
+    /// [`RoamEvent::DelegationObserved`] carrying `seq`.
+    ObserveDelegation {
+        prefix: IpNet,
+        seq: u64,
+        /// The prefix should be held (not withdrawn): look for blockers too.
+        held: bool,
+    },
+    /// Delete a deprecated address netifd left inside a withdrawn prefix.
+    RemoveAddress {
+        device: String,
+        addr: Ipv6Addr,
+        len: u8,
+    },
+    /// Set `device`'s IPv6 MTU (`announce_mtu` off: undo netifd's copy of
+    /// the tunnel MTU).
+    SetIpv6Mtu {
+        device: String,
+        mtu: u32,
     },
     /// Run the health check; answer with `HealthResult`.
     HealthCheck,
@@ -560,13 +645,26 @@ pub enum RoamAction {
     },
 }
 
-/// The prefix delegation as last commanded.
+/// The prefix delegation: what was commanded, and (for `Delegated`) whether
+/// the system confirmed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delegation {
-    /// Nothing commanded yet since start.
+    /// Nothing commanded yet since start (or no prefix).
     Unknown,
+    /// Asked for, not confirmed yet.
+    Pending(IpNet),
+    /// Confirmed: the carrier holds it, every downstream has an assignment.
     Delegated(IpNet),
     Withdrawn(IpNet),
+}
+
+impl Delegation {
+    pub fn prefix(&self) -> Option<IpNet> {
+        match self {
+            Self::Unknown => None,
+            Self::Pending(p) | Self::Delegated(p) | Self::Withdrawn(p) => Some(*p),
+        }
+    }
 }
 
 /// A moment labelled for `status`.
@@ -606,6 +704,12 @@ pub struct RoamStatus {
     pub gateway_v6: Option<Gateway>,
     pub delegation: Delegation,
     pub delegation_changed: Option<Stamped>,
+    /// What blocks the delegation (cause and fix), once it blocked a while.
+    pub delegation_problem: Option<String>,
+    /// Each downstream interface and its assignment from the prefix.
+    pub downstream: Vec<(String, Option<IpNet>)>,
+    /// The first downstream's IPv6 MTU (what its RAs announce).
+    pub lan_mtu: Option<u32>,
     pub last_reaction: Option<Stamped>,
     pub reactions: u64,
     pub handshakes_forced: u64,
@@ -666,6 +770,21 @@ pub struct Roam {
     inflight: BTreeMap<(bool, Route), u64>,
     next_health_ms: Option<u64>,
 
+    // Delegation.
+    /// What was commanded (`Unknown`, `Delegated` or `Withdrawn`).
+    want: Delegation,
+    /// Bumped with every command; older reports are stale.
+    deleg_gen: u64,
+    /// When the current command was issued.
+    deleg_since_ms: u64,
+    next_deleg_look_ms: Option<u64>,
+    /// Re-asking netifd while it does not hold the prefix: not before this.
+    deleg_retry_ms: u64,
+    deleg_retry_gap_ms: u64,
+    /// The latest report of the current generation, and a failed command.
+    deleg_report: Option<DelegationReport>,
+    deleg_error: Option<String>,
+
     /// Last message per topic: conditions are logged once, not per event.
     logged: BTreeMap<&'static str, String>,
 }
@@ -695,6 +814,9 @@ impl Roam {
                 gateway_v6: None,
                 delegation: Delegation::Unknown,
                 delegation_changed: None,
+                delegation_problem: None,
+                downstream: Vec::new(),
+                lan_mtu: None,
                 last_reaction: None,
                 reactions: 0,
                 handshakes_forced: 0,
@@ -723,6 +845,14 @@ impl Roam {
             routes: None,
             inflight: BTreeMap::new(),
             next_health_ms: None,
+            want: Delegation::Unknown,
+            deleg_gen: 0,
+            deleg_since_ms: 0,
+            next_deleg_look_ms: None,
+            deleg_retry_ms: 0,
+            deleg_retry_gap_ms: 0,
+            deleg_report: None,
+            deleg_error: None,
             logged: BTreeMap::new(),
         })
     }
@@ -758,13 +888,30 @@ impl Roam {
             metric: c.metric,
             proto: ROUTE_PROTO,
         };
-        if let Some(p) = c.prefix {
-            v.push(into_tunnel(p));
-        }
-        if let Some(t) = c.tunnel_addr {
-            let t = IpNet::host(IpAddr::V6(t));
-            if !c.prefix.is_some_and(|p| p.contains_net(&t)) {
-                v.push(into_tunnel(t));
+        if matches!(self.want, Delegation::Withdrawn(_)) {
+            // Withdrawn: no ::/0 into the tunnel at all, or odhcpd keeps
+            // announcing this router as a default router. Heartbeats to the
+            // hub still need a way into the tunnel.
+            if let (Some(IpAddr::V6(h)), Some(_)) = (c.hub_tunnel_addr, c.tunnel_addr) {
+                v.push(Route {
+                    table: c.table,
+                    dst: IpNet::host(IpAddr::V6(h)),
+                    src: None,
+                    gateway: None,
+                    oif: Some(oif),
+                    metric: c.metric,
+                    proto: ROUTE_PROTO,
+                });
+            }
+        } else {
+            if let Some(p) = c.prefix {
+                v.push(into_tunnel(p));
+            }
+            if let Some(t) = c.tunnel_addr {
+                let t = IpNet::host(IpAddr::V6(t));
+                if !c.prefix.is_some_and(|p| p.contains_net(&t)) {
+                    v.push(into_tunnel(t));
+                }
             }
         }
         if let Some(pin) = self.pin_route() {
@@ -793,9 +940,17 @@ impl Roam {
             at.push(t + 2 * iv);
         }
         if let (Some(d), Some(_)) = (self.down_since_ms(u64::MAX), c.prefix)
-            && !matches!(self.status.delegation, Delegation::Withdrawn(_))
+            && !matches!(self.want, Delegation::Withdrawn(_))
         {
             at.push(d + c.grace_s * 1000);
+        }
+        if self.want != Delegation::Unknown {
+            at.extend(self.next_deleg_look_ms);
+            if matches!(self.status.delegation, Delegation::Pending(_))
+                && self.status.delegation_problem.is_none()
+            {
+                at.push(self.deleg_since_ms + DELEG_PROBLEM_AFTER_MS);
+            }
         }
         at.extend(self.next_health_ms);
         at.extend(self.inflight.values().map(|t| t + ROUTE_RETRY_MS));
@@ -848,6 +1003,19 @@ impl Roam {
                 }
             }
             RoamEvent::HealthResult { ok, detail } => self.health_result(now, ok, detail, &mut out),
+            RoamEvent::DelegationObserved { seq, report } => {
+                if seq == self.deleg_gen {
+                    self.delegation_observed(now, report, &mut out);
+                }
+            }
+            RoamEvent::DelegationFailed { seq, error } => {
+                if seq == self.deleg_gen {
+                    self.deleg_error = Some(error);
+                    if matches!(self.want, Delegation::Withdrawn(_)) {
+                        self.show_problem(&mut out);
+                    }
+                }
+            }
             RoamEvent::Tick => {}
         }
         self.step(now, &mut out);
@@ -915,6 +1083,10 @@ impl Roam {
                 format!("{name}: interface re-created (index {})", s.ifindex),
             );
             self.inflight.clear();
+            if self.want != Delegation::Unknown {
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+            }
         }
         if !self.present {
             // A baseline, not growth: the counters predate us. A live
@@ -997,6 +1169,18 @@ impl Roam {
 
     fn uplink(&mut self, now: Now, ev: UplinkEvent) {
         if self.ifindex == Some(ev.ifindex) && ev.ifindex != 0 {
+            // The tunnel device went down or up: netifd deletes the dynamic
+            // interface on the way down; look now instead of at the next
+            // periodic look, and ask again at once when it is gone.
+            if matches!(
+                ev.change,
+                UplinkChange::LinkUp | UplinkChange::LinkDown | UplinkChange::LinkGone
+            ) && self.want != Delegation::Unknown
+            {
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+                self.deleg_retry_gap_ms = 1_000;
+            }
             return;
         }
         let i = ev.ifindex;
@@ -1138,7 +1322,12 @@ impl Roam {
             }
         }
         self.liveness(now, out);
-        self.delegation(now, out);
+        // Routes go before the delegation command of the same step: on a
+        // withdrawal the ::/0 routes must be gone before netifd/odhcpd send
+        // the goodbye RA (its router lifetime counts them), on a restore
+        // they must be there when clients get the prefix.
+        let mut deleg = Vec::new();
+        self.delegation(now, &mut deleg);
         if let Some(t) = self.next_health_ms
             && now.mono_ms >= t
         {
@@ -1146,6 +1335,7 @@ impl Roam {
             self.next_health_ms = self.cfg.health_interval_s.map(|s| now.mono_ms + s * 1000);
         }
         self.reconcile_routes(now, out);
+        out.extend(deleg);
         self.status.endpoint = self.chosen();
         self.status.tunnel_present = self.present;
         let down = self.down_since_ms(now.mono_ms);
@@ -1260,24 +1450,25 @@ impl Roam {
 
     fn delegation(&mut self, now: Now, out: &mut Vec<RoamAction>) {
         let name = self.cfg.iface.clone();
-        let applied = self.status.delegation;
+        let applied = self.want;
         let Some(prefix) = self.cfg.prefix else {
             if let Delegation::Delegated(old) = applied {
-                self.set_delegation(now, Delegation::Withdrawn(old), "no prefix configured", out);
+                self.command(now, Delegation::Withdrawn(old), "no prefix configured", out);
             }
+            self.deleg_looks(now, out);
             return;
         };
         if let Delegation::Delegated(old) = applied
             && old != prefix
         {
-            self.set_delegation(now, Delegation::Withdrawn(old), "prefix changed", out);
+            self.command(now, Delegation::Withdrawn(old), "prefix changed", out);
         }
-        let applied = self.status.delegation;
+        let applied = self.want;
         match self.down_since_ms(now.mono_ms) {
             None => {
                 if applied != Delegation::Delegated(prefix) {
                     let why = format!("{name}: tunnel up");
-                    self.set_delegation(now, Delegation::Delegated(prefix), &why, out);
+                    self.command(now, Delegation::Delegated(prefix), &why, out);
                 }
             }
             Some(since) => {
@@ -1286,30 +1477,275 @@ impl Roam {
                     && !matches!(applied, Delegation::Withdrawn(_))
                 {
                     let why = format!("{name}: tunnel down for {}s", down_ms / 1000);
-                    self.set_delegation(now, Delegation::Withdrawn(prefix), &why, out);
+                    self.command(now, Delegation::Withdrawn(prefix), &why, out);
                 }
             }
         }
+        self.deleg_looks(now, out);
     }
 
-    fn set_delegation(&mut self, now: Now, to: Delegation, why: &str, out: &mut Vec<RoamAction>) {
+    /// Looks at the delegation when due; a `problem` once it stayed
+    /// unconfirmed for [`DELEG_PROBLEM_AFTER_MS`].
+    fn deleg_looks(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(prefix) = self.want.prefix() else {
+            return;
+        };
+        if matches!(self.status.delegation, Delegation::Pending(_))
+            && now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS
+        {
+            self.show_problem(out);
+        }
+        if self.next_deleg_look_ms.is_some_and(|t| now.mono_ms >= t) {
+            out.push(RoamAction::ObserveDelegation {
+                prefix,
+                seq: self.deleg_gen,
+                held: matches!(self.want, Delegation::Delegated(_)),
+            });
+            let gap = match self.status.delegation {
+                Delegation::Pending(_) => DELEG_PENDING_LOOK_MS,
+                Delegation::Delegated(_) => DELEG_HELD_LOOK_MS,
+                Delegation::Withdrawn(_)
+                    if now.since_ms(self.deleg_since_ms) < DELEG_WITHDRAWN_BUSY_MS =>
+                {
+                    DELEG_WITHDRAWN_LOOK_MS
+                }
+                _ => DELEG_WITHDRAWN_IDLE_LOOK_MS,
+            };
+            self.next_deleg_look_ms = Some(now.mono_ms + gap);
+        }
+    }
+
+    /// Sets the `problem` shown in `status` (logged once when it appears).
+    fn show_problem(&mut self, out: &mut Vec<RoamAction>) {
+        let Some(prefix) = self.want.prefix() else {
+            return;
+        };
+        let report = self.deleg_report.as_ref();
+        let problem = report
+            .and_then(|r| r.problem.clone())
+            .or_else(|| self.deleg_error.clone())
+            .or_else(|| {
+                let r = report?;
+                if r.carried != Some(prefix) {
+                    return Some(format!(
+                        "the tunnel interface does not hold {prefix} (is {} up?)",
+                        self.cfg.iface
+                    ));
+                }
+                let missing: Vec<&str> = r
+                    .downstream
+                    .iter()
+                    .filter(|d| !d.assigned.is_some_and(|a| prefix.contains_net(&a)))
+                    .map(|d| d.name.as_str())
+                    .collect();
+                (!missing.is_empty()).then(|| {
+                    format!(
+                        "{} got no assignment from {prefix}; check ip6assign and ip6class there",
+                        missing.join(", ")
+                    )
+                })
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "{prefix} not confirmed after {}s (no answer yet)",
+                    DELEG_PROBLEM_AFTER_MS / 1000
+                )
+            });
+        if self.status.delegation_problem.as_ref() != Some(&problem) {
+            log(
+                out,
+                Level::Warn,
+                format!("{}: delegation problem: {problem}", self.cfg.iface),
+            );
+            self.status.delegation_problem = Some(problem);
+        }
+    }
+
+    fn clear_problem(&mut self, out: &mut Vec<RoamAction>) {
+        if self.status.delegation_problem.take().is_some() {
+            log(
+                out,
+                Level::Notice,
+                format!("{}: delegation problem resolved", self.cfg.iface),
+            );
+        }
+    }
+
+    /// Issues a delegate/withdraw command (a new generation).
+    fn command(&mut self, now: Now, to: Delegation, why: &str, out: &mut Vec<RoamAction>) {
         let what = match to {
-            Delegation::Delegated(p) => {
-                out.push(RoamAction::Delegate { prefix: p });
-                format!("{why}; delegating {p} to the LAN")
-            }
-            Delegation::Withdrawn(p) => {
-                out.push(RoamAction::Withdraw { prefix: p });
-                format!("{why}; withdrawing {p} from the LAN")
-            }
-            Delegation::Unknown => return,
+            Delegation::Delegated(p) => format!("{why}; delegating {p} to the LAN"),
+            Delegation::Withdrawn(p) => format!("{why}; withdrawing {p} from the LAN"),
+            Delegation::Unknown | Delegation::Pending(_) => return,
         };
         log(out, Level::Notice, what.clone());
-        self.status.delegation = to;
+        self.want = to;
         self.status.delegation_changed = Some(Stamped {
             at_wall: now.wall,
             what,
         });
+        self.deleg_retry_gap_ms = 1_000;
+        self.issue(now, out, false);
+    }
+
+    /// Sends the current command (a new generation). A `retry` of the same
+    /// attempt keeps its problem and the problem's clock.
+    fn issue(&mut self, now: Now, out: &mut Vec<RoamAction>, retry: bool) {
+        self.deleg_gen += 1;
+        let seq = self.deleg_gen;
+        if !retry {
+            self.deleg_since_ms = now.mono_ms;
+            self.deleg_report = None;
+            self.deleg_error = None;
+            self.clear_problem(out);
+        }
+        self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+        self.deleg_retry_ms = now.mono_ms + self.deleg_retry_gap_ms;
+        self.deleg_retry_gap_ms = (self.deleg_retry_gap_ms * 2).min(DELEG_MAX_RETRY_MS);
+        match self.want {
+            Delegation::Delegated(prefix) => {
+                self.status.delegation = Delegation::Pending(prefix);
+                out.push(RoamAction::Delegate { prefix, seq });
+            }
+            Delegation::Withdrawn(prefix) => {
+                self.status.delegation = Delegation::Withdrawn(prefix);
+                out.push(RoamAction::Withdraw { prefix, seq });
+            }
+            _ => {}
+        }
+    }
+
+    fn delegation_observed(&mut self, now: Now, r: DelegationReport, out: &mut Vec<RoamAction>) {
+        let name = self.cfg.iface.clone();
+        self.status.downstream = r
+            .downstream
+            .iter()
+            .map(|d| (d.name.clone(), d.assigned))
+            .collect();
+        self.status.lan_mtu = r.downstream.first().and_then(|d| d.mtu6);
+        match self.want {
+            Delegation::Delegated(p) => {
+                let confirmed = r.carried == Some(p)
+                    && r.problem.is_none()
+                    && r.downstream
+                        .iter()
+                        .all(|d| d.assigned.is_some_and(|a| p.contains_net(&a)));
+                if !self.cfg.announce_mtu {
+                    for d in &r.downstream {
+                        if let (Some(dev), Some(m6), Some(link)) = (&d.device, d.mtu6, d.link_mtu)
+                            && Some(m6) == r.tunnel_mtu
+                            && m6 < link
+                        {
+                            log(
+                                out,
+                                Level::Info,
+                                format!(
+                                    "{name}: {dev}: IPv6 MTU {m6} (the tunnel's) back to {link}; announce_mtu is off"
+                                ),
+                            );
+                            out.push(RoamAction::SetIpv6Mtu {
+                                device: dev.clone(),
+                                mtu: link,
+                            });
+                        }
+                    }
+                }
+                let was = self.status.delegation;
+                self.deleg_report = Some(r.clone());
+                if confirmed {
+                    self.clear_problem(out);
+                    self.deleg_retry_gap_ms = 1_000;
+                    if was != Delegation::Delegated(p) {
+                        let lans: Vec<String> = r
+                            .downstream
+                            .iter()
+                            .map(|d| {
+                                format!(
+                                    "{} {}",
+                                    d.name,
+                                    d.assigned.map_or("-".into(), |a| a.to_string())
+                                )
+                            })
+                            .collect();
+                        log(
+                            out,
+                            Level::Notice,
+                            format!("{name}: {p} delegated (confirmed: {})", lans.join(", ")),
+                        );
+                        self.status.delegation = Delegation::Delegated(p);
+                        self.next_deleg_look_ms = Some(now.mono_ms + DELEG_HELD_LOOK_MS);
+                    }
+                    return;
+                }
+                if r.carried != Some(p) {
+                    if was == Delegation::Delegated(p) {
+                        log(
+                            out,
+                            Level::Notice,
+                            format!(
+                                "{name}: {p} no longer held (netifd dropped it); delegating again"
+                            ),
+                        );
+                        self.deleg_retry_gap_ms = 1_000;
+                        self.issue(now, out, false);
+                        return;
+                    }
+                    if now.mono_ms >= self.deleg_retry_ms {
+                        log(
+                            out,
+                            Level::Info,
+                            format!("{name}: {p} still not held; asking again"),
+                        );
+                        self.deleg_report = Some(r);
+                        self.issue(now, out, true);
+                        return;
+                    }
+                }
+                if was == Delegation::Delegated(p) {
+                    // Held, but a downstream lost its assignment (or odhcpd
+                    // went away): pending again, the problem follows.
+                    self.status.delegation = Delegation::Pending(p);
+                    self.deleg_since_ms = now.mono_ms;
+                    self.next_deleg_look_ms = Some(now.mono_ms + DELEG_PENDING_LOOK_MS);
+                }
+                if now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS {
+                    self.show_problem(out);
+                }
+            }
+            Delegation::Withdrawn(p) => {
+                for d in &r.downstream {
+                    let Some(dev) = &d.device else { continue };
+                    for (a, len) in &d.deprecated {
+                        if p.contains(IpAddr::V6(*a)) {
+                            log(
+                                out,
+                                Level::Info,
+                                format!(
+                                    "{name}: removing deprecated {a}/{len} from {dev} (inside withdrawn {p})"
+                                ),
+                            );
+                            out.push(RoamAction::RemoveAddress {
+                                device: dev.clone(),
+                                addr: *a,
+                                len: *len,
+                            });
+                        }
+                    }
+                }
+                if r.carried == Some(p) && now.mono_ms >= self.deleg_retry_ms {
+                    log(
+                        out,
+                        Level::Info,
+                        format!("{name}: {p} still held after the withdrawal; asking again"),
+                    );
+                    self.deleg_report = Some(r);
+                    self.issue(now, out, true);
+                    return;
+                }
+                self.deleg_report = Some(r);
+            }
+            _ => {}
+        }
     }
 
     fn reconcile_routes(&mut self, now: Now, out: &mut Vec<RoamAction>) {

@@ -79,8 +79,26 @@ fn split(src: &str) -> Route {
     route("::/0", Some(src), None, TUN, 1024, ROUTE_PROTO)
 }
 
+/// netifd and odhcpd as the core's adapter reports them (the adapter's own
+/// tests check the report against the observed daemons).
+#[derive(Debug, Clone)]
+struct Netifd {
+    /// netifd takes a delegation (false: e.g. no downstream with ip6assign).
+    accepts: bool,
+    /// What the look reports as the blocker while it does not accept.
+    problem: Option<String>,
+    held: Option<IpNet>,
+    /// lan's addresses left deprecated by a withdrawal.
+    deprecated: Vec<(Ipv6Addr, u8)>,
+    lan_mtu6: u32,
+    /// Answer looks at all (false: they are lost, e.g. a hung ubus).
+    answering: bool,
+    adds: usize,
+}
+
 /// The core plus a simulated kernel and hub.
 struct World {
+    netifd: Netifd,
     roam: Roam,
     now: Now,
     kernel: Vec<Route>,
@@ -103,6 +121,15 @@ impl World {
 
     fn with_clock(c: RoamConfig, not_before: u64) -> Self {
         Self {
+            netifd: Netifd {
+                accepts: true,
+                problem: None,
+                held: None,
+                deprecated: Vec::new(),
+                lan_mtu6: 1500,
+                answering: true,
+                adds: 0,
+            },
             roam: Roam::new(c, not_before).unwrap(),
             now: T0,
             kernel: vec![
@@ -129,11 +156,63 @@ impl World {
         w
     }
 
+    fn report(&self, prefix: IpNet) -> DelegationReport {
+        let n = &self.netifd;
+        let assigned = n
+            .held
+            .filter(|h| *h == prefix)
+            .and_then(|h| IpNet::truncate(h.addr(), 64));
+        DelegationReport {
+            carried: n.held,
+            downstream: vec![DownstreamReport {
+                name: "lan".into(),
+                device: Some("br-lan".into()),
+                assigned,
+                mtu6: Some(n.lan_mtu6),
+                link_mtu: Some(1500),
+                deprecated: n
+                    .deprecated
+                    .iter()
+                    .filter(|(a, _)| prefix.contains(IpAddr::V6(*a)))
+                    .copied()
+                    .collect(),
+            }],
+            problem: if n.accepts { None } else { n.problem.clone() },
+            tunnel_mtu: Some(1420),
+        }
+    }
+
     fn ev(&mut self, e: RoamEvent) -> Vec<RoamAction> {
-        let a = self.roam.handle(self.now, e);
+        let mut a = self.roam.handle(self.now, e);
+        let mut answers = Vec::new();
         for x in &a {
             self.log.push((self.now.mono_ms, x.clone()));
             match x {
+                RoamAction::Delegate { prefix, .. } => {
+                    self.netifd.adds += 1;
+                    if self.netifd.accepts {
+                        self.netifd.held = Some(*prefix);
+                        // netifd copies the tunnel's MTU to lan's IPv6 MTU.
+                        self.netifd.lan_mtu6 = 1420;
+                    }
+                }
+                RoamAction::Withdraw { prefix, .. } if self.netifd.held.take().is_some() => {
+                    let lan = IpNet::truncate(prefix.addr(), 64).unwrap();
+                    let IpAddr::V6(a) = lan.addr() else { panic!() };
+                    let mut o = a.octets();
+                    o[15] = 1;
+                    self.netifd.deprecated.push((o.into(), 64));
+                }
+                RoamAction::ObserveDelegation { prefix, seq, .. } if self.netifd.answering => {
+                    answers.push(RoamEvent::DelegationObserved {
+                        seq: *seq,
+                        report: self.report(*prefix),
+                    });
+                }
+                RoamAction::RemoveAddress { addr, len, .. } => {
+                    self.netifd.deprecated.retain(|d| *d != (*addr, *len));
+                }
+                RoamAction::SetIpv6Mtu { mtu, .. } => self.netifd.lan_mtu6 = *mtu,
                 RoamAction::AddRoute(r)
                     if self.apply_routes && !self.kernel.iter().any(|k| k.same_as(r)) =>
                 {
@@ -159,6 +238,10 @@ impl World {
                 }
                 _ => {}
             }
+        }
+        for e in answers {
+            let more = self.ev(e);
+            a.extend(more);
         }
         a
     }
@@ -308,7 +391,10 @@ fn start_with_a_live_tunnel_routes_and_delegates_without_forcing_a_handshake() {
     assert_eq!(
         a.iter().filter(|a| not_log(a)).cloned().collect::<Vec<_>>(),
         vec![
-            RoamAction::Delegate { prefix: prefix() },
+            RoamAction::Delegate {
+                prefix: prefix(),
+                seq: 1
+            },
             RoamAction::AddRoute(split("2001:db8:100:1::/64")),
             RoamAction::AddRoute(split("2001:db8:100::2/128")),
         ],
@@ -883,12 +969,16 @@ fn bad_reload_is_logged_once_and_keeps_the_last_good_state() {
     assert_eq!(
         acts,
         vec![
-            RoamAction::Withdraw { prefix: prefix() },
-            RoamAction::Delegate {
-                prefix: net("2001:db8:100:2::/64")
-            },
             RoamAction::DelRoute(split("2001:db8:100:1::/64")),
             RoamAction::AddRoute(split("2001:db8:100:2::/64")),
+            RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+            RoamAction::Delegate {
+                prefix: net("2001:db8:100:2::/64"),
+                seq: 3
+            },
         ]
     );
     assert!(
@@ -1001,8 +1091,18 @@ fn missing_interface_keeps_routes_and_its_return_reacts() {
             _ => None,
         })
         .collect();
-    assert_eq!(adds.len(), 2);
-    assert!(adds.iter().all(|r| r.oif == Some(8)));
+    // Still withdrawn: no ::/0 into the tunnel, only the way to the hub.
+    assert_eq!(
+        adds,
+        vec![route(
+            "2001:db8:100::1/128",
+            None,
+            None,
+            8,
+            1024,
+            ROUTE_PROTO
+        )]
+    );
     let log = w.run(1_000, 50);
     assert_eq!(
         count(&log, is_set),
