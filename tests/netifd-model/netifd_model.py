@@ -64,6 +64,11 @@ ND_PREFERRED_LIMIT = 2700
 ROUTER_LIFETIME = 1800
 # netifd keeps a withdrawn assignment's address deprecated for this long (s10).
 DEPRECATED_VALID = 7200
+# netifd handles `remove` ~100 ms after the call (FINDINGS Q2).
+WITHDRAW_DELAY = 0.1
+# odhcpd sends one multicast RA 1 s after the LAST address or ::/0 route change
+# (FINDINGS Q1/Q3: router.c router_netevent_cb re-arms a 1000 ms timer).
+RA_DEBOUNCE = 1.0
 
 
 class UbusError(Exception):
@@ -160,16 +165,20 @@ class System:
         with open(f"/proc/sys/net/ipv6/conf/{dev}/mtu", "w") as f:
             f.write(str(mtu))
 
-    def addr_set(self, dev, cidr, preferred, valid):
+    def addr_set(self, dev, cidr, preferred, valid, noprefixroute=False):
         def lft(v):
             return "forever" if v >= INFINITE else str(v)
 
         subprocess.run(
             ["ip", "-6", "addr", "replace", cidr, "dev", dev, "valid_lft", lft(valid),
-             "preferred_lft", lft(preferred), "nodad"],
+             "preferred_lft", lft(preferred), "nodad"]
+            + (["noprefixroute"] if noprefixroute else []),
             capture_output=True,
             timeout=10,
         )
+
+    def route(self, args):
+        subprocess.run(["ip", "-6", "route"] + args, capture_output=True, timeout=10)
 
     def addrs(self, dev):
         """[{addr, plen, scope, preferred, valid}] from the kernel."""
@@ -405,7 +414,7 @@ class Netifd:
             rec["prefixes"] = []
             rec["down_cause"] = "ubus"
             self.event("interface-down", iface=name)
-        self.reconcile()
+        self.reconcile(deferred=True)
 
     def remove(self, name):
         rec = self.get(name)
@@ -414,7 +423,7 @@ class Netifd:
         else:
             del self.ifaces[name]
             self.event("interface-removed", iface=name)
-        self.reconcile()
+        self.reconcile(deferred=True)
 
     def _delete_dynamic(self, name, why):
         self.ifaces.pop(name, None)
@@ -534,16 +543,19 @@ class Netifd:
                 return True
         return False
 
-    def reconcile(self):
+    def reconcile(self, deferred=False):
+        """Brings addresses/routes in line with the assignments. deferred: a withdrawal's
+        effect lands ~100 ms later, handled by the netifd loop (FINDINGS Q2: `remove` acts
+        ~100 ms after the call; Q4: a changed add_dynamic acts at once)."""
         want = self.desired_assignments()
         have = self.st.get("assignments", {})
         for name, lst in have.items():
             dev = self.st.get("assign_dev", {}).get(name)
             for a in lst:
                 if a not in want.get(name, []) and dev:
-                    # netifd keeps the address deprecated: preferred 0, valid 7200 (s10).
-                    plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
-                    self.sys.addr_set(dev, f"{a['local']}/{plen}", 0, DEPRECATED_VALID)
+                    eff = {"due": self.now() + (WITHDRAW_DELAY if deferred else 0),
+                           "dev": dev, "assignment": a, "iface": name}
+                    self.st.setdefault("pending", []).append(eff)
                     self.event("assignment-withdrawn", iface=name, prefix=a["assigned"])
         self.st.setdefault("assign_dev", {})
         for name, lst in want.items():
@@ -551,9 +563,11 @@ class Netifd:
             dev = rec["device"]
             self.st["assign_dev"][name] = dev
             for a in lst:
-                plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
                 if a not in have.get(name, []):
-                    self.sys.addr_set(dev, f"{a['local']}/{plen}", INFINITE, INFINITE)
+                    # A pending withdrawal of the same assignment is void now.
+                    self.st["pending"] = [e for e in self.st.get("pending", [])
+                                          if e["assignment"] != a]
+                    self._assignment_up(dev, a)
                     self.event("assignment-added", iface=name, prefix=a["assigned"])
                 # The uplink's IPv6 MTU goes to the downstream, unless mtu6 is set (s10).
                 up_dev = self.ifaces[a["from"]]["device"]
@@ -563,6 +577,39 @@ class Netifd:
                     self.sys.set_mtu6(dev, up_mtu)
                     self.event("mtu6-lowered", iface=name, mtu6=up_mtu, uplink=up_dev)
         self.st["assignments"] = want
+        self.apply_due()
+
+    def _assignment_up(self, dev, a):
+        # FINDINGS Q1: `<local>/64 noprefixroute forever`, `<assigned> dev lan proto static
+        # metric 1024`, `unreachable <prefix> dev lo proto static metric 2147483647`.
+        plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
+        self.sys.addr_set(dev, f"{a['local']}/{plen}", INFINITE, INFINITE, noprefixroute=True)
+        self.sys.route(["replace", a["assigned"], "dev", dev, "proto", "static",
+                        "metric", "1024"])
+        self.sys.route(["replace", "unreachable", a["prefix"], "dev", "lo", "proto",
+                        "static", "metric", "2147483647"])
+
+    def apply_due(self, now=None):
+        """Withdrawals whose time has come (FINDINGS Q2): the address is re-added
+        deprecated (preferred 0, valid 7200, with a kernel prefix route), the static /64
+        route and the unreachable route go. Returns True if anything was applied."""
+        now = self.now() if now is None else now
+        pending = self.st.get("pending", [])
+        due = [e for e in pending if e["due"] <= now]
+        if not due:
+            return False
+        self.st["pending"] = [e for e in pending if e["due"] > now]
+        for e in due:
+            a, dev = e["assignment"], e["dev"]
+            plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
+            self.sys.addr_set(dev, f"{a['local']}/{plen}", 0, DEPRECATED_VALID)
+            self.sys.route(["del", a["assigned"], "dev", dev, "proto", "static",
+                            "metric", "1024"])
+            if not any(x["prefix"] == a["prefix"] for lst in self.st["assignments"].values()
+                       for x in lst):
+                self.sys.route(["del", "unreachable", a["prefix"], "dev", "lo", "proto",
+                                "static", "metric", "2147483647"])
+        return True
 
     # -- status (shapes from openwrt-fixtures/ubus/*.json) --------------------
     def status(self, name):
@@ -721,7 +768,10 @@ def compute_ra(addrs, ipv6_route_text, mtu6, stale, now, delegated=()):
         else:
             # odhcpd keeps a vanished prefix as "stale" and says goodbye (0/0).
             ra_prefixes.append({"prefix": net, "valid": 0, "preferred": 0, "stale": True})
-    public = any(not is_ula(a["addr"]) and a["valid"] > 0 for a in glob)
+    # "public prefix": a non-ULA address (a deprecated one counts, s10) or a stale
+    # goodbye PIO odhcpd still remembers (FINDINGS, CAVEAT after Q3).
+    public = any(not is_ula(a["addr"]) and a["valid"] > 0 for a in glob) or any(
+        not is_ula(x["prefix"].split("/")[0]) for x in ra_prefixes)
     router = ROUTER_LIFETIME if public and has_default_route(ipv6_route_text) else 0
     live = [x for x in ra_prefixes if x["valid"] > 0]
     routes = []
@@ -815,6 +865,7 @@ def netlink_socket():
 
 
 def run_netifd(d):
+    """netifd's event side: device up/down (R6) and the delayed effect of `remove`."""
     system = System()
     cfg = config_of(d)
     uci = UciReader(cfg["uci"], cfg["confdir"], cfg["savedir"])
@@ -822,26 +873,50 @@ def run_netifd(d):
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     with open(os.path.join(d, "netifd.pid"), "w") as f:
         f.write(f"{os.getpid()}\n")
-    nl = netlink_socket()
     while not stop:
-        if nl:
-            try:
-                r, _, _ = select.select([nl], [], [], 0.5)
-                if r:
-                    while True:
-                        nl.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                pass
-        else:
-            time.sleep(0.2)
+        time.sleep(0.05)
         with Store(d) as s:
             st = s.read()
             n = Netifd(st, system, uci)
-            if n.watch_devices():
+            changed = n.apply_due()
+            changed = n.watch_devices() or changed
+            if changed:
                 s.write(st)
 
 
+def ra_trigger_signature(addrs, ipv6_route_text):
+    """What re-arms odhcpd's RA timer: the interface's addresses (and their
+    deprecated-ness), and the set of ::/0 routes (FINDINGS Q1, Q3)."""
+    a = sorted((x["addr"], x["plen"], x["preferred"] > 0) for x in addrs)
+    r = sorted(line.split()[2] + line.split()[9] for line in ipv6_route_text.splitlines()
+               if len(line.split()) >= 10 and int(line.split()[1], 16) == 0
+               and int(line.split()[0], 16) == 0 and line.split()[9] != "lo")
+    return json.dumps([a, r])
+
+
+class Debounce:
+    """odhcpd's 1000 ms RA timer: every trigger re-arms it; it fires once."""
+
+    def __init__(self, delay=RA_DEBOUNCE):
+        self.delay = delay
+        self.deadline = None
+        self.sig = None
+
+    def observe(self, sig, now):
+        if sig != self.sig:
+            self.sig = sig
+            self.deadline = now + self.delay
+
+    def due(self, now):
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            return True
+        return False
+
+
 def run_odhcpd(d, radvd_bin):
+    """odhcpd: on start and 1 s after the last trigger, the RA is computed (R8-R11) and a
+    real radvd on the LAN device sends it at once (SIGHUP: re-read, advertise)."""
     system = System()
     cfg = config_of(d)
     lans = cfg.get("ra_ifaces", ["lan"])
@@ -852,52 +927,60 @@ def run_odhcpd(d, radvd_bin):
         f.write(f"{os.getpid()}\n")
     nl = netlink_socket()
     stale = {dev: {} for dev in lans}
-    last = {}
+    timers = {dev: Debounce() for dev in lans}
     children = {}
+    first = True
     try:
         while not stop:
+            now = time.time()
+            route_text = system.ipv6_route()
             with Store(d) as s:
                 st = s.read()
             delegated = [a["prefix"] for lst in st.get("assignments", {}).values() for a in lst]
-            route_text = system.ipv6_route()
             doc = {"interfaces": {}}
             for dev in lans:
                 addrs = system.addrs(dev)
-                ra = compute_ra(addrs, route_text, system.mtu6(dev), stale[dev], time.time(),
-                                delegated)
+                timers[dev].observe(ra_trigger_signature(addrs, route_text), now)
+                ra = compute_ra(addrs, route_text, system.mtu6(dev), stale[dev], now, delegated)
                 doc["interfaces"].update(ipv6ra_json(dev, ra, addrs)["interfaces"])
-                if ra != last.get(dev):
-                    conf = os.path.join(d, f"radvd-{dev}.conf")
-                    with open(conf + ".tmp", "w") as f:
-                        f.write(radvd_conf(dev, ra))
-                    os.replace(conf + ".tmp", conf)
-                    with open(os.path.join(d, f"ra-{dev}.log"), "a") as f:
-                        f.write(json.dumps({"t": round(time.time(), 3), "ra": ra}) + "\n")
-                    c = children.get(dev)
-                    if c is not None and c.poll() is None:
-                        c.send_signal(signal.SIGHUP)  # re-read and advertise now
-                    else:
-                        children[dev] = subprocess.Popen(
-                            [radvd_bin, "--nodaemon", "-C", conf, "-p",
-                             os.path.join(d, f"radvd-{dev}.pid"), "-m", "logfile", "-l",
-                             os.path.join(d, f"radvd-{dev}.log")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-                    last[dev] = ra
+                if not (first or timers[dev].due(now)):
+                    continue
+                timers[dev].deadline = None
+                conf = os.path.join(d, f"radvd-{dev}.conf")
+                with open(conf + ".tmp", "w") as f:
+                    f.write(radvd_conf(dev, ra))
+                os.replace(conf + ".tmp", conf)
+                with open(os.path.join(d, f"ra-{dev}.log"), "a") as f:
+                    f.write(json.dumps({"t": round(now, 3), "ra": ra}) + "\n")
+                c = children.get(dev)
+                if c is not None and c.poll() is None:
+                    c.send_signal(signal.SIGHUP)  # re-read and advertise now
+                else:
+                    children[dev] = subprocess.Popen(
+                        [radvd_bin, "--nodaemon", "-C", conf, "-p",
+                         os.path.join(d, f"radvd-{dev}.pid"), "-m", "logfile", "-l",
+                         os.path.join(d, f"radvd-{dev}.log")],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+            first = False
             tmp = os.path.join(d, "ipv6ra.json.tmp")
             with open(tmp, "w") as f:
                 json.dump(doc, f, indent="\t")
             os.replace(tmp, os.path.join(d, "ipv6ra.json"))
+            wait = 0.5
+            for t in timers.values():
+                if t.deadline is not None:
+                    wait = max(0.0, min(wait, t.deadline - time.time()))
             if nl:
                 try:
-                    r, _, _ = select.select([nl], [], [], 1.0)
+                    r, _, _ = select.select([nl], [], [], wait)
                     if r:
                         while True:
                             nl.recv(65536)
                 except (BlockingIOError, InterruptedError):
                     pass
             else:
-                time.sleep(0.2)
+                time.sleep(min(wait, 0.05))
     finally:
         for c in children.values():
             if c.poll() is None:

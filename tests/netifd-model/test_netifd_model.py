@@ -52,6 +52,7 @@ class FakeSystem:
                      "wg1": {"up": True, "mtu6": 1420, "ifindex": 7}}
         self.addr = {"lan": {}}
         self.routes = ""
+        self.route_calls = []
 
     def dev_exists(self, d):
         return d in self.devs
@@ -68,8 +69,11 @@ class FakeSystem:
     def set_mtu6(self, d, v):
         self.devs[d]["mtu6"] = v
 
-    def addr_set(self, dev, cidr, preferred, valid):
+    def addr_set(self, dev, cidr, preferred, valid, noprefixroute=False):
         self.addr.setdefault(dev, {})[cidr] = (preferred, valid)
+
+    def route(self, args):
+        self.route_calls.append(" ".join(args))
 
     def addrs(self, dev):
         out = [{"addr": "fe80::1", "plen": 64, "scope": "link", "preferred": m.INFINITE,
@@ -126,6 +130,14 @@ class ModelCase(unittest.TestCase):
         except m.UbusError as e:
             return e.code
         return 0
+
+    def advance(self, secs=1.0):
+        """Lets netifd's loop run `secs` later (delayed effects of remove/down)."""
+        with m.Store(self.d) as s:
+            st = s.read()
+            m.Netifd(st, self.sys, m.UciReader(UCI, self.etc, self.save)).apply_due(
+                m.time.time() + secs)
+            s.write(st)
 
     def events(self, what):
         return [e for e in m.Store(self.d).read()["events"] if e["what"] == what]
@@ -194,16 +206,31 @@ class WireguardSh(ModelCase):
         self.add(prefix="2001:db8:100:200::/56")
         self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
         self.assertEqual(self.lan_assign(), [])
+        # FINDINGS Q4: that deletion is synchronous (+3 ms), no 100 ms delay.
+        self.assertEqual(self.sys.addr["lan"]["2001:db8:100:100::1/64"], (0, 7200))
 
     def test_r5_remove_keeps_lan_address_deprecated(self):
         # FX s3 + s10: after the withdrawal netifd keeps lan's address from the prefix
         # deprecated (preferred 0, valid 7200); `remove` and `down` both withdraw (s9).
+        # FINDINGS Q2: netifd acts ~100 ms after `remove`; Q3: an address deleted before
+        # that is ADDED BACK (deprecated), one deleted after it stays gone.
         for method in ("remove", "down"):
             self.add()
             self.assertEqual(self.sys.addr["lan"]["2001:db8:100:100::1/64"],
                              (m.INFINITE, m.INFINITE))
+            self.assertIn("replace 2001:db8:100:100::/64 dev lan proto static metric 1024",
+                          self.sys.route_calls)
             self.call("network.interface.wgroam_wg1", method)
+            self.assertEqual(self.sys.addr["lan"]["2001:db8:100:100::1/64"],
+                             (m.INFINITE, m.INFINITE), "not yet: netifd acts ~100 ms later")
+            del self.sys.addr["lan"]["2001:db8:100:100::1/64"]  # an early delete
+            self.advance()
             self.assertEqual(self.sys.addr["lan"]["2001:db8:100:100::1/64"], (0, 7200))
+            self.assertIn("del unreachable 2001:db8:100:100::/56 dev lo proto static metric "
+                          "2147483647", self.sys.route_calls)
+            del self.sys.addr["lan"]["2001:db8:100:100::1/64"]  # a late delete
+            self.advance()
+            self.assertNotIn("2001:db8:100:100::1/64", self.sys.addr["lan"])
             self.assertEqual(self.lan_assign(), [])
             self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
 
@@ -361,6 +388,34 @@ class Odhcpd(unittest.TestCase):
         self.assertEqual(m.compute_ra([], src_default, 1500, {}, 0)["router_lifetime"], 0)
         ula = [A("fd00:1::1", 100, 200)]
         self.assertEqual(m.compute_ra(ula, src_default, 1500, {}, 0)["router_lifetime"], 0)
+        # FINDINGS (CAVEAT after Q3): a stale goodbye PIO counts as a public prefix.
+        stale = {}
+        m.compute_ra(live, "", 1500, stale, 0)
+        self.assertEqual(m.compute_ra(ula, plain_default, 1500, stale, 1)["router_lifetime"],
+                         1800)
+        self.assertEqual(m.compute_ra(ula, LO_DEFAULT, 1500, stale, 1)["router_lifetime"], 0)
+
+    def test_ra_timing_one_ra_1s_after_the_last_change(self):
+        # FINDINGS Q1/Q3: any address change on lan or ::/0 route add/del re-arms a
+        # 1000 ms timer; ONE multicast RA 1 s after the LAST change.
+        t = m.Debounce()
+        live = [A("2001:db8:100:100::1", 100, 200)]
+        t.observe(m.ra_trigger_signature(live, ""), 0.0)
+        t.observe(m.ra_trigger_signature(live, LO_DEFAULT), 0.5)  # lo: not a trigger
+        self.assertFalse(t.due(0.99))
+        self.assertTrue(t.due(1.0))
+        t.observe(m.ra_trigger_signature(live, ""), 1.2)
+        self.assertFalse(t.due(1.5))
+        src_default = route_line("::", 0, "2001:db8:100:100::", 56, "wg1")
+        t.observe(m.ra_trigger_signature(live, src_default), 0.9)  # re-armed
+        self.assertFalse(t.due(1.5))
+        self.assertTrue(t.due(1.9))
+        self.assertFalse(t.due(5.0), "fires once")
+        dep = [A("2001:db8:100:100::1", 0, 7200)]
+        t.observe(m.ra_trigger_signature(dep, src_default), 6.0)  # deprecated: a change
+        self.assertTrue(t.due(7.0))
+        t.observe(m.ra_trigger_signature([A("2001:db8:100:100::1", 0, 7100)], src_default), 8)
+        self.assertFalse(t.due(10.0), "a lifetime ticking down is no change")
 
     def test_r10_rdnss_like_odhcpd_get_interface_dns_addr(self):
         # FX s3/s10: with only the deprecated address, RDNSS names it (rdisc6-withdrawn);
