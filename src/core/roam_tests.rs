@@ -1218,3 +1218,263 @@ fn an_interface_that_appears_after_start_gets_the_endpoint_and_routes() {
     assert_eq!(count(&log, is_hs), 1, "no live session: handshake at once");
     assert_eq!(count(&log, |a| matches!(a, RoamAction::AddRoute(_))), 2);
 }
+
+// ---------------------------------------------------------------------------
+// Delegation: confirmed by netifd, problems, re-adding, withdrawal order.
+
+fn is_deleg(a: &RoamAction) -> bool {
+    matches!(a, RoamAction::Delegate { .. })
+}
+
+fn is_look(a: &RoamAction) -> bool {
+    matches!(a, RoamAction::ObserveDelegation { .. })
+}
+
+fn warns_with(log: &[(u64, RoamAction)], text: &str) -> usize {
+    count(
+        log,
+        |a| matches!(a, RoamAction::Log { level: Level::Warn, msg } if msg.contains(text)),
+    )
+}
+
+#[test]
+fn delegated_only_once_netifd_confirms_it() {
+    let mut w = World::new(cfg());
+    w.observe();
+    w.dump();
+    assert_eq!(
+        w.roam.status().delegation,
+        Delegation::Pending(prefix()),
+        "asked, not confirmed"
+    );
+    let log = w.run(300, 100);
+    assert_eq!(count(&log, is_look), 1, "one look 300 ms after the command");
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Delegated(prefix()));
+    assert_eq!(
+        s.downstream,
+        vec![("lan".to_string(), Some(prefix()))],
+        "lan's assignment from the prefix"
+    );
+    assert_eq!(s.lan_mtu, Some(1420), "netifd copied the tunnel MTU");
+    assert!(s.delegation_problem.is_none());
+    assert!(log.iter().any(|(_, a)| matches!(a,
+        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: 2001:db8:100:1::/64 delegated (confirmed: lan 2001:db8:100:1::/64)")));
+}
+
+#[test]
+fn a_delegation_netifd_does_not_take_stays_pending_with_one_problem_line() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.netifd.problem = Some("network.lan: no ip6assign; the LAN gets no /64 of 2001:db8:100:1::/64 — uci set network.lan.ip6assign=64; uci commit network; /etc/init.d/network reload".into());
+    w.observe();
+    w.dump();
+    let log = w.run(2_500, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    assert!(
+        w.roam.status().delegation_problem.is_none(),
+        "not before the bound"
+    );
+    assert_eq!(warns_with(&log, "delegation problem"), 0);
+    let log = w.run(60_000, 100);
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Pending(prefix()));
+    assert_eq!(s.delegation_problem, w.netifd.problem);
+    assert_eq!(
+        warns_with(&log, "delegation problem: network.lan: no ip6assign"),
+        1,
+        "one log line when it appears, not one per look"
+    );
+    // netifd is asked again, backing off, not on every look.
+    let adds = w.netifd.adds;
+    assert!((3..=8).contains(&adds), "{adds} add_dynamic calls in 62 s");
+    assert!(count(&log, is_look) <= 62 * 2 + 1);
+    // The user fixes it: confirmed at the next look or retry, problem gone.
+    w.netifd.accepts = true;
+    let log = w.run(31_000, 100);
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Delegated(prefix()));
+    assert!(s.delegation_problem.is_none());
+    assert!(log.iter().any(|(_, a)| matches!(a,
+        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: delegation problem resolved")));
+}
+
+#[test]
+fn no_answer_or_a_failed_command_is_a_problem_too() {
+    let mut w = World::new(cfg());
+    w.netifd.answering = false;
+    w.observe();
+    w.dump();
+    w.run(3_100, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("2001:db8:100:1::/64 not confirmed after 3s (no answer yet)")
+    );
+    // The command itself failed: its error is the problem.
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.observe();
+    w.dump();
+    let seq = w
+        .log
+        .iter()
+        .find_map(|(_, a)| match a {
+            RoamAction::Delegate { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap();
+    let err = "netifd is not answering (ubus call network add_dynamic: no answer in time) — check 'logread -e netifd'; /etc/init.d/network restart";
+    w.ev(RoamEvent::DelegationFailed {
+        seq,
+        error: err.into(),
+    });
+    w.run(3_100, 100);
+    assert_eq!(w.roam.status().delegation_problem.as_deref(), Some(err));
+    // A stale report (an older generation) changes nothing.
+    let before = w.roam.status().clone();
+    w.ev(RoamEvent::DelegationObserved {
+        seq: 0,
+        report: DelegationReport::default(),
+    });
+    assert_eq!(w.roam.status().delegation, before.delegation);
+}
+
+#[test]
+fn netifd_dropping_the_dynamic_interface_is_noticed_and_repaired() {
+    let mut w = World::steady(cfg());
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    // Looks while delegated are seconds apart, not per 500 ms poll.
+    let log = w.run(60_000, 100);
+    let looks = count(&log, is_look);
+    assert!((10..=13).contains(&looks), "{looks} looks in 60 s");
+    // The tunnel device is re-created (ifdown/ifup): netifd deleted the
+    // dynamic interface. The periodic look finds it within 5 s.
+    w.netifd.held = None;
+    let log = w.run(5_500, 100);
+    assert_eq!(count(&log, is_deleg), 1, "added again");
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    // A link event of the tunnel device makes the look happen at once.
+    w.netifd.held = None;
+    w.uplink(TUN, UplinkChange::LinkDown);
+    w.uplink(TUN, UplinkChange::LinkUp);
+    let t0 = w.now.mono_ms;
+    let log = w.run(1_000, 100);
+    let t = times(&log, is_deleg);
+    assert_eq!(t.len(), 1);
+    assert!(t[0] - t0 <= 500, "re-added within 0.5 s of the link event");
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+}
+
+#[test]
+fn withdrawal_deletes_the_default_routes_first_then_removes_then_cleans_the_lan_address() {
+    let mut w = World::steady(cfg());
+    w.netifd
+        .deprecated
+        .push(("2001:db8:999::1".parse().unwrap(), 64));
+    w.answering = false;
+    let log = w.run(40_000, 100);
+    let at = times(&log, |a| matches!(a, RoamAction::Withdraw { .. }))[0];
+    let same: Vec<&RoamAction> = log
+        .iter()
+        .filter(|(t, a)| *t == at && (is_route(a) || matches!(a, RoamAction::Withdraw { .. })))
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        same,
+        vec![
+            &RoamAction::DelRoute(split("2001:db8:100:1::/64")),
+            &RoamAction::DelRoute(split("2001:db8:100::2/128")),
+            &RoamAction::AddRoute(route(
+                "2001:db8:100::1/128",
+                None,
+                None,
+                TUN,
+                1024,
+                ROUTE_PROTO
+            )),
+            &RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+        ],
+        "no ::/0 left when netifd/odhcpd send the goodbye"
+    );
+    assert!(
+        !w.kernel.iter().any(|r| r.is_ours() && r.dst.is_default()),
+        "no default route of ours left"
+    );
+    // netifd left lan's address deprecated; the next look removes it, and
+    // only it (the other address is not inside our prefix).
+    let removed: Vec<(u64, RoamAction)> = log
+        .iter()
+        .filter(|(_, a)| matches!(a, RoamAction::RemoveAddress { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        removed,
+        vec![(
+            at + 300,
+            RoamAction::RemoveAddress {
+                device: "br-lan".into(),
+                addr: "2001:db8:100:1::1".parse().unwrap(),
+                len: 64
+            }
+        )]
+    );
+    assert_eq!(
+        w.netifd.deprecated,
+        vec![("2001:db8:999::1".parse().unwrap(), 64)]
+    );
+    assert_eq!(w.roam.status().delegation, Delegation::Withdrawn(prefix()));
+    // The hub answers again: routes back first, then the delegation,
+    // confirmed well within 2 s of the first answer.
+    w.answering = true;
+    let log = w.run(10_000, 100);
+    let back = times(&log, is_deleg)[0];
+    let routes: Vec<u64> = times(
+        &log,
+        |a| matches!(a, RoamAction::AddRoute(r) if r.dst.is_default()),
+    );
+    assert_eq!(routes.len(), 2);
+    assert!(routes.iter().all(|t| *t == back));
+    let idx = |f: &dyn Fn(&RoamAction) -> bool| log.iter().position(|(_, a)| f(a)).unwrap();
+    assert!(idx(&|a| matches!(a, RoamAction::AddRoute(r) if r.dst.is_default())) < idx(&is_deleg));
+    let confirmed = log
+        .iter()
+        .find(|(_, a)| matches!(a, RoamAction::Log { msg, .. } if msg.contains("delegated (confirmed")))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(confirmed - back <= 500, "{}", confirmed - back);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert!(
+        !w.kernel.iter().any(|r| r.dst.prefix_len() == 128
+            && r.is_ours()
+            && r.dst.addr() == ip("2001:db8:100::1")),
+        "the hub route is gone again"
+    );
+}
+
+#[test]
+fn announce_mtu_off_puts_the_lan_ipv6_mtu_back() {
+    let mut w = World::steady(cfg());
+    assert_eq!(w.netifd.lan_mtu6, 1420);
+    assert_eq!(
+        count(&w.log, |a| matches!(a, RoamAction::SetIpv6Mtu { .. })),
+        0,
+        "on by default: netifd's copy of the tunnel MTU stays"
+    );
+    let mut c = cfg();
+    c.announce_mtu = false;
+    let w = World::steady(c);
+    assert_eq!(w.netifd.lan_mtu6, 1500);
+    assert_eq!(w.roam.status().lan_mtu, Some(1420), "as last seen");
+    let mut w = w;
+    w.run(6_000, 100);
+    assert_eq!(w.roam.status().lan_mtu, Some(1500));
+    assert!(
+        w.log
+            .iter()
+            .all(|(_, a)| !matches!(a, RoamAction::SetIpv6Mtu { .. })),
+        "once"
+    );
+}
