@@ -1456,7 +1456,7 @@ fn withdrawal_deletes_the_default_routes_first_then_removes_then_cleans_the_lan_
 
 #[test]
 fn announce_mtu_off_puts_the_lan_ipv6_mtu_back() {
-    let mut w = World::steady(cfg());
+    let w = World::steady(cfg());
     assert_eq!(w.netifd.lan_mtu6, 1420);
     assert_eq!(
         count(&w.log, |a| matches!(a, RoamAction::SetIpv6Mtu { .. })),
