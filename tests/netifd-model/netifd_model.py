@@ -914,6 +914,13 @@ class Debounce:
         return False
 
 
+def die_with_parent():
+    """radvd must not outlive the odhcpd model (a KILLed lab would leak it)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def run_odhcpd(d, radvd_bin):
     """odhcpd: on start and 1 s after the last trigger, the RA is computed (R8-R11) and a
     real radvd on the LAN device sends it at once (SIGHUP: re-read, advertise)."""
@@ -961,7 +968,7 @@ def run_odhcpd(d, radvd_bin):
                          os.path.join(d, f"radvd-{dev}.pid"), "-m", "logfile", "-l",
                          os.path.join(d, f"radvd-{dev}.log")],
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
             first = False
             tmp = os.path.join(d, "ipv6ra.json.tmp")
             with open(tmp, "w") as f:

@@ -476,6 +476,27 @@ class Odhcpd(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
+class RaCapture(unittest.TestCase):
+    def test_lab_parser_reads_the_real_capture(self):
+        # tests/lab/ra_capture.py is how the lab tests see RAs; it must read the real
+        # odhcpd capture of FX (delegated, withdrawn, delegated again) correctly.
+        sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+        import ra_capture
+
+        with open(os.path.join(FIXTURES, "netifd-delegation",
+                               "ra-capture-delegate-withdraw-restore.txt")) as f:
+            ras = ra_capture.parse(f)
+        self.assertEqual(len(ras), 6)
+        self.assertEqual(ras[1]["router_lifetime"], 1800)
+        self.assertEqual(ras[1]["mtu"], 1500)
+        self.assertEqual(ras[1]["prefixes"], [{"prefix": "2001:db8:100:100::/64",
+                                               "valid": 5400, "preferred": 2700}])
+        self.assertEqual(ras[1]["routes"], [{"prefix": "2001:db8:100:100::/56",
+                                             "lifetime": 5400}])
+        self.assertEqual(ras[3]["prefixes"][0]["valid"], 0)
+        self.assertEqual(ras[3]["rdnss"], [{"addr": "2001:db8:100:100::1", "lifetime": 5400}])
+
+
 class UciExport(unittest.TestCase):
     def test_parse_export_options_lists_quotes(self):
         secs = m.parse_uci_export(
