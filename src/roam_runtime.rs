@@ -852,4 +852,50 @@ mod tests {
                 .contains("hub_key")
         );
     }
+
+    #[test]
+    fn status_json_has_the_delegation_fields_and_the_human_form_shows_them() {
+        let k = PublicKey::from_base64(KEY).unwrap();
+        let rc = roam_config(
+            &iface(""),
+            &[],
+            &[(k, Some("198.51.100.2:51820".parse().unwrap()))],
+        )
+        .unwrap();
+        let mut st = Roam::new(rc, 0).unwrap().status().clone();
+        let p: IpNet = "2001:db8:100:1::/64".parse().unwrap();
+        st.delegation = Delegation::Pending(p);
+        st.delegation_problem = Some("odhcpd is not running (ubus object dhcp missing); the LAN gets no RA — /etc/init.d/odhcpd start".into());
+        st.downstream = vec![("lan".into(), None)];
+        st.lan_mtu = Some(1420);
+        let now = Now::new(5_000, 1_700_000_000);
+        let v = roam_json(&st, &iface(""), "netifd", Some("wgroam_wg0"), now, 1);
+        let d = &v["interfaces"][0]["delegation"];
+        assert_eq!(d["state"], "pending");
+        assert_eq!(d["prefix"], "2001:db8:100:1::/64");
+        assert_eq!(d["interface"], "wgroam_wg0");
+        assert_eq!(d["downstream"], json!({"lan": null}));
+        assert_eq!(d["mtu"], 1420);
+        assert!(
+            d["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("odhcpd is not running")
+        );
+        let text = crate::status::human(&v, now.wall);
+        assert!(
+            text.contains("  delegation pending 2001:db8:100:1::/64 via netifd (wgroam_wg0), lan -, LAN IPv6 MTU 1420\n    problem: odhcpd is not running"),
+            "{text}"
+        );
+        st.delegation = Delegation::Delegated(p);
+        st.delegation_problem = None;
+        st.downstream = vec![("lan".into(), Some(p))];
+        let v = roam_json(&st, &iface(""), "netifd", Some("wgroam_wg0"), now, 1);
+        let d = &v["interfaces"][0]["delegation"];
+        assert_eq!(d["state"], "delegated");
+        assert_eq!(d["problem"], Value::Null);
+        assert_eq!(d["downstream"], json!({"lan": "2001:db8:100:1::/64"}));
+        let v = roam_json(&st, &iface(""), "off", None, now, 1);
+        assert_eq!(v["interfaces"][0]["delegation"]["state"], "off");
+    }
 }
