@@ -903,9 +903,12 @@ class Debounce:
         self.sig = None
 
     def observe(self, sig, now):
+        """True if this re-armed the timer."""
         if sig != self.sig:
             self.sig = sig
             self.deadline = now + self.delay
+            return True
+        return False
 
     def due(self, now):
         if self.deadline is not None and now >= self.deadline:
@@ -921,9 +924,17 @@ def die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def stop_child(c):
+    """SIGKILL: radvd's own shutdown RA (router lifetime 0) must not go out."""
+    if c is not None:
+        if c.poll() is None:
+            c.kill()
+        c.wait()
+
+
 def run_odhcpd(d, radvd_bin):
     """odhcpd: on start and 1 s after the last trigger, the RA is computed (R8-R11) and a
-    real radvd on the LAN device sends it at once (SIGHUP: re-read, advertise)."""
+    real radvd on the LAN device sends it at once."""
     system = System()
     cfg = config_of(d)
     lans = cfg.get("ra_ifaces", ["lan"])
@@ -947,7 +958,13 @@ def run_odhcpd(d, radvd_bin):
             doc = {"interfaces": {}}
             for dev in lans:
                 addrs = system.addrs(dev)
-                timers[dev].observe(ra_trigger_signature(addrs, route_text), now)
+                if timers[dev].observe(ra_trigger_signature(addrs, route_text), now) \
+                        and not first:
+                    # radvd reacts to lan's address changes by itself, ~1 s later, with
+                    # its OLD content; the running one goes now, the new one starts when
+                    # odhcpd's timer fires. Meanwhile nothing is announced (odhcpd only
+                    # sends when the timer fires, too).
+                    stop_child(children.pop(dev, None))
                 ra = compute_ra(addrs, route_text, system.mtu6(dev), stale[dev], now, delegated)
                 doc["interfaces"].update(ipv6ra_json(dev, ra, addrs)["interfaces"])
                 if not (first or timers[dev].due(now)):
@@ -959,16 +976,18 @@ def run_odhcpd(d, radvd_bin):
                 os.replace(conf + ".tmp", conf)
                 with open(os.path.join(d, f"ra-{dev}.log"), "a") as f:
                     f.write(json.dumps({"t": round(now, 3), "ra": ra}) + "\n")
-                c = children.get(dev)
-                if c is not None and c.poll() is None:
-                    c.send_signal(signal.SIGHUP)  # re-read and advertise now
-                else:
-                    children[dev] = subprocess.Popen(
-                        [radvd_bin, "--nodaemon", "-C", conf, "-p",
-                         os.path.join(d, f"radvd-{dev}.pid"), "-m", "logfile", "-l",
-                         os.path.join(d, f"radvd-{dev}.log")],
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                # A fresh radvd per change advertises the new content at once.
+                stop_child(children.pop(dev, None))
+                pid = os.path.join(d, f"radvd-{dev}.pid")
+                try:
+                    os.unlink(pid)
+                except OSError:
+                    pass
+                children[dev] = subprocess.Popen(
+                    [radvd_bin, "--nodaemon", "-C", conf, "-p", pid, "-m", "logfile", "-l",
+                     os.path.join(d, f"radvd-{dev}.log")],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
             first = False
             tmp = os.path.join(d, "ipv6ra.json.tmp")
             with open(tmp, "w") as f:
