@@ -188,7 +188,8 @@ where
             Err(e) if e.kind == UbusErrorKind::NotFound => {}
             Err(e) => problem = Some(netifd_trouble(&e)),
         }
-        let network = self.uci.load("network").ok();
+        // Read only when an assignment is missing (names the fix).
+        let mut network = None;
         for d in &self.downstream {
             let mut ds = DownstreamReport {
                 name: d.clone(),
@@ -212,11 +213,14 @@ where
                         ds.link_mtu = self.links.link_mtu(dev);
                         ds.deprecated = self.links.deprecated_in(dev, prefix);
                     }
-                    let no_assign = network
-                        .as_ref()
-                        .and_then(|n| n.iter().find(|s| s.name.as_deref() == Some(d)))
-                        .is_some_and(|s| s.get_single("ip6assign").is_none());
-                    if held && ds.assigned.is_none() && no_assign && problem.is_none() {
+                    let mut no_assign = || {
+                        network
+                            .get_or_insert_with(|| self.uci.load("network").unwrap_or_default())
+                            .iter()
+                            .find(|s| s.name.as_deref() == Some(d))
+                            .is_some_and(|s| s.get_single("ip6assign").is_none())
+                    };
+                    if held && ds.assigned.is_none() && problem.is_none() && no_assign() {
                         problem = Some(format!(
                             "network.{d}: no ip6assign; the LAN gets no /64 of {prefix} — uci set network.{d}.ip6assign=64; uci commit network; /etc/init.d/network reload"
                         ));

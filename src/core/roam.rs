@@ -888,7 +888,7 @@ impl Roam {
             metric: c.metric,
             proto: ROUTE_PROTO,
         };
-        if matches!(self.want, Delegation::Withdrawn(_)) {
+        if matches!(self.want, Delegation::Withdrawn(_)) && c.prefix.is_some() {
             // Withdrawn: no ::/0 into the tunnel at all, or odhcpd keeps
             // announcing this router as a default router. Heartbeats to the
             // hub still need a way into the tunnel.

@@ -1478,3 +1478,27 @@ fn announce_mtu_off_puts_the_lan_ipv6_mtu_back() {
         "once"
     );
 }
+
+#[test]
+fn removing_the_prefix_withdraws_it_but_keeps_the_routers_own_route() {
+    let mut w = World::steady(cfg());
+    let mut c = cfg();
+    c.prefix = None;
+    let a: Vec<RoamAction> = w
+        .ev(RoamEvent::Configured(c))
+        .into_iter()
+        .filter(|a| is_route(a) || matches!(a, RoamAction::Withdraw { .. }))
+        .collect();
+    assert_eq!(
+        a,
+        vec![
+            RoamAction::DelRoute(split("2001:db8:100:1::/64")),
+            RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+        ]
+    );
+    w.run(5_000, 100);
+    assert!(w.kernel.contains(&split("2001:db8:100::2/128")));
+}
