@@ -6,7 +6,8 @@
 # Issue 11 (same semantics on plain Linux): the RA MTU option is wg1's MTU while
 # delegated; the goodbye RA (prefix 0/0 AND router lifetime 0, in one RA) reaches the
 # client within 2 s of the agent's withdrawal; the address is preferred again within
-# 2 s of the first handshake when the tunnel is back.
+# 2 s of the first handshake (the first WireGuard packet from the hub: after a short
+# outage the old session may still be valid) when the tunnel is back.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lab/lab.sh"
@@ -22,7 +23,7 @@ deprecated() { [ "$(preferred_lft "$1")" = 0sec ]; }
 preferred() { case "$(preferred_lft "$1")" in 0sec | '') return 1 ;; *) return 0 ;; esac; }
 ra_seen() { grep -q "$1" "$(lab_capture_file ra)"; }
 ra_mtu_seen() { ra_json ra | jq -e --argjson m "$WG_MTU" 'select(.mtu == $m)' >/dev/null; }
-ms_of() { awk -v t="$1" 'BEGIN { printf "%d", t * 1000 }'; }
+ms_of() { awk -v t="$1" 'BEGIN { printf "%.0f", t * 1000 }'; } # %d saturates at 2^31 in mawk
 
 lab_up
 T0=$(agent_ms)
@@ -61,15 +62,15 @@ t "goodbye RA ${late} ms after the agent reported withdrawn"
 [ "$late" -le 2000 ] || fail "goodbye RA ${late} ms after the withdrawal (> 2000)"
 lab_exec lan ping -4 -c1 -W2 "$LAB_INET4" >/dev/null || fail "IPv4 must keep working"
 
-lab_capture_start hs r1 wan 'udp src port 51820 and udp[8] = 2'
+lab_capture_start hs r1 wan 'udp src port 51820'
 nat_unblock_wireguard
 up=$(agent_ms)
 lab_wait_for 25 preferred "$addr" || fail "client address not preferred again"
 back=$(agent_ms)
 hs=$(lab_capture_stop hs | awk 'NR == 1 { print $1 }')
-[ -n "$hs" ] || fail "no handshake response seen on r1's uplink"
-t "client address preferred again $((back - $(ms_of "$hs"))) ms after the first handshake"
-[ $((back - $(ms_of "$hs"))) -le 2000 ] || fail "restore took more than 2 s after the first handshake"
+[ -n "$hs" ] || fail "no WireGuard packet from the hub seen on r1's uplink"
+t "client address preferred again $((back - $(ms_of "$hs"))) ms after the first WireGuard packet from the hub"
+[ $((back - $(ms_of "$hs"))) -le 2000 ] || fail "restore took more than 2 s after the first packet from the hub"
 lab_wait_for 15 roam_delegation_is delegated || fail "prefix not restored"
 t "tunnel back: prefix delegated again after $(($(agent_ms) - up)) ms"
 lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "IPv6 not back"

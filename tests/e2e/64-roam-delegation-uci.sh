@@ -11,6 +11,8 @@
 #              route via r1 is gone, IPv4 still works; no RA after the withdrawal
 #              names an RDNSS inside the withdrawn prefix
 #   unblocked: address preferred + default route back within 2 s of the first handshake
+#              (first WireGuard packet from the hub on r1's uplink: a short outage may
+#              keep the old session)
 #   always:    wg1 not re-created (ifindex, model's link events), uci save dir without
 #              any entry, /etc/config/network untouched
 # NETIFD_MODEL_HANDLER=sh (wireguard.sh, default) or ucode (68-… runs that).
@@ -39,7 +41,7 @@ client_delegated() {
 # The client dropped it: no default route via r1, the address deprecated.
 client_withdrawn() { [ -z "$(client_gw)" ] && [ "$(client_pref "$ADDR")" = 0sec ]; }
 deleg() { agent_roam_status | jq -c '.interfaces[0].delegation'; }
-ms_of() { awk -v t="$1" 'BEGIN { printf "%d", t * 1000 }'; }
+ms_of() { awk -v t="$1" 'BEGIN { printf "%.0f", t * 1000 }'; } # %d saturates at 2^31 in mawk
 
 lab_up
 T0=$(agent_ms)
@@ -97,16 +99,16 @@ jq -c --argjson tw "$TW" 'select(.t * 1000 > $tw) | {dt_ms: ((.t * 1000 - $tw) |
   while read -r l; do t "RA after withdrawal: $l"; done
 
 # --- restored --------------------------------------------------------------------
-lab_capture_start hs r1 wan 'udp src port 51820 and udp[8] = 2'
+lab_capture_start hs r1 wan 'udp src port 51820'
 nat_unblock_wireguard
 t "the NAT passes WireGuard again"
 lab_wait_for 25 client_delegated || fail "client did not get $PREFIX back (addr '$(lan_slaac_addr)', gw '$(client_gw)'): $(deleg)"
 TB=$(agent_ms)
 hs=$(lab_capture_stop hs | awk 'NR == 1 { print $1 }')
-[ -n "$hs" ] || fail "no handshake response seen on r1's uplink"
+[ -n "$hs" ] || fail "no WireGuard packet from the hub seen on r1's uplink"
 back=$((TB - $(ms_of "$hs")))
-t "client: address preferred + default via r1 again ${back} ms after the first handshake"
-[ "$back" -le 2000 ] || fail "restore took ${back} ms after the first handshake (> 2000)"
+t "client: address preferred + default via r1 again ${back} ms after the first WireGuard packet from the hub"
+[ "$back" -le 2000 ] || fail "restore took ${back} ms after the first packet from the hub (> 2000)"
 lab_wait_for 5 lab_exec lan ping -6 -c1 -W1 "$LAB_INET6" || fail "IPv6 not back"
 lab_wait_for 5 roam_delegation_is delegated || fail "agent does not report delegated: $(deleg)"
 
