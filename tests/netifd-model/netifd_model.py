@@ -786,9 +786,10 @@ def compute_ra(addrs, ipv6_route_text, mtu6, stale, now, delegated=()):
         "mtu": mtu6,
         "prefixes": ra_prefixes,
         "routes": routes,
-        # A global DNS address is announced for 5400 s, the link-local one for 1800 s
-        # (fixtures: rdisc6-withdrawn.txt, first RA of ra-capture-delegate-withdraw-restore.txt).
-        "rdnss": [{"addr": dns, "lifetime": ROUTER_LIFETIME if dns == ll else ND_VALID_LIMIT}]
+        # RDNSS lifetime 5400 s while any prefix (even a goodbye) is announced, 1800 s
+        # with none (fixtures rdisc6-withdrawn.txt, first RA of
+        # ra-capture-delegate-withdraw-restore.txt; FINDINGS Q3: link-local 5400).
+        "rdnss": [{"addr": dns, "lifetime": ND_VALID_LIMIT if ra_prefixes else ROUTER_LIFETIME}]
         if dns else [],
     }
 

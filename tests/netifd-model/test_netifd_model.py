@@ -438,6 +438,16 @@ class Odhcpd(unittest.TestCase):
                             "valid": m.INFINITE}, A("2001:db8:100:100::1", 0, 7200)],
                           "", 1500, {}, 0)
         self.assertEqual(ra["rdnss"], [{"addr": "2001:db8:100:100::1", "lifetime": 5400}])
+        # FINDINGS Q3: after the delete, link-local with the goodbye PIO: 5400; baseline
+        # without any prefix (FX first RA of the capture): 1800.
+        stale = {}
+        m.compute_ra([A("2001:db8:100:100::1", 100, 200)], "", 1500, stale, 0)
+        ra = m.compute_ra([{"addr": ll, "plen": 64, "scope": "link", "preferred": m.INFINITE,
+                            "valid": m.INFINITE}], "", 1500, stale, 1)
+        self.assertEqual(ra["rdnss"], [{"addr": ll, "lifetime": 5400}])
+        ra = m.compute_ra([{"addr": ll, "plen": 64, "scope": "link", "preferred": m.INFINITE,
+                            "valid": m.INFINITE}], "", 1500, {}, 1)
+        self.assertEqual(ra["rdnss"], [{"addr": ll, "lifetime": 1800}])
 
     def test_r11_prefix_lifetimes_goodbye_and_stale(self):
         # FX s2: 5400/2700 announced; s3: after the withdrawal valid 0 / preferred 0;
