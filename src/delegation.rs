@@ -995,4 +995,184 @@ mod tests {
         assert!(!dead.contains("AdvLinkMTU"), "{dead}");
         assert_eq!(router_address(p).unwrap().to_string(), "2001:db8:100:1::1");
     }
+
+    /// The core and this adapter together, the fake netifd behaving as
+    /// observed: delegated only once netifd holds it, a carrier netifd
+    /// deleted with the device comes back, the withdrawal cleans the LAN
+    /// address netifd left deprecated, a new prefix is remove-then-add.
+    #[test]
+    fn core_and_adapter_against_the_fake_netifd() {
+        use crate::core::roam::{
+            Delegation, HubEndpoint, Roam, RoamAction, RoamConfig, RoamEvent, TunnelSnapshot,
+            UplinkChange, UplinkEvent,
+        };
+        use crate::core::{Now, PublicKey};
+
+        struct Rig {
+            roam: Roam,
+            d: D,
+            links: FakeLinks,
+            now: Now,
+            rx: u64,
+            answering: bool,
+        }
+        impl Rig {
+            fn feed(&mut self, e: RoamEvent) {
+                let mut events = vec![e];
+                while let Some(e) = events.pop() {
+                    for a in self.roam.handle(self.now, e) {
+                        match a {
+                            RoamAction::Delegate { prefix, seq } => {
+                                if let Err(error) = self.d.delegate(prefix) {
+                                    events.push(RoamEvent::DelegationFailed { seq, error });
+                                }
+                            }
+                            RoamAction::Withdraw { prefix, seq } => {
+                                if let Err(error) = self.d.withdraw(prefix) {
+                                    events.push(RoamEvent::DelegationFailed { seq, error });
+                                }
+                                // netifd ~100 ms later: lan's address stays, deprecated.
+                                let lan = IpNet::truncate(prefix.addr(), 64).unwrap();
+                                let std::net::IpAddr::V6(a) = lan.addr() else {
+                                    panic!()
+                                };
+                                let mut o = a.octets();
+                                o[15] = 1;
+                                self.links
+                                    .0
+                                    .lock()
+                                    .unwrap()
+                                    .get_mut("br-lan")
+                                    .unwrap()
+                                    .2
+                                    .push((o.into(), 64));
+                            }
+                            RoamAction::ObserveDelegation { prefix, seq, held } => {
+                                events.push(RoamEvent::DelegationObserved {
+                                    seq,
+                                    report: (self.d.observer(prefix, held))(),
+                                });
+                            }
+                            RoamAction::RemoveAddress { device, addr, len } => {
+                                let mut l = self.links.0.lock().unwrap();
+                                l.get_mut(&device).unwrap().2.retain(|x| *x != (addr, len));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            fn run(&mut self, ms: u64) {
+                let end = self.now.mono_ms + ms;
+                while self.now.mono_ms < end {
+                    self.now = self.now.after_ms(100);
+                    if self.now.mono_ms % 500 == 0 {
+                        if self.answering {
+                            self.rx += 100;
+                        }
+                        let snap = TunnelSnapshot {
+                            ifindex: 7,
+                            endpoint: None,
+                            last_handshake: Some(self.now.wall),
+                            rx: self.rx,
+                            tx: self.rx,
+                        };
+                        let snap = TunnelSnapshot {
+                            last_handshake: if self.answering {
+                                snap.last_handshake
+                            } else {
+                                Some(1_700_000_000)
+                            },
+                            ..snap
+                        };
+                        self.feed(RoamEvent::Observed(Some(snap)));
+                    }
+                    self.feed(RoamEvent::Tick);
+                }
+            }
+            fn state(&self) -> Delegation {
+                self.roam.status().delegation
+            }
+        }
+
+        let (d, ubus, uci, links) = setup(NETWORK);
+        let mut c = RoamConfig::new(
+            "wg1",
+            PublicKey([9; 32]),
+            vec![HubEndpoint::Addr("198.51.100.2:51820".parse().unwrap())],
+        );
+        c.prefix = Some(p());
+        c.grace_s = 3;
+        c.heartbeat_interval_s = 1;
+        c.hub_tunnel_addr = Some("2001:db8:ff00::1".parse().unwrap());
+        let mut r = Rig {
+            roam: Roam::new(c.clone(), 0).unwrap(),
+            d,
+            links: links.clone(),
+            now: Now::new(1_000_000, 1_700_000_100),
+            rx: 1000,
+            answering: true,
+        };
+        r.run(1_000);
+        assert_eq!(r.state(), Delegation::Delegated(p()));
+        assert_eq!(
+            r.roam.status().downstream,
+            vec![("lan".into(), Some(lan64()))]
+        );
+        // The WireGuard device is deleted and re-created (wireguard.sh
+        // teardown): netifd deleted the carrier; the link event brings it back.
+        ubus.device_down();
+        ubus.n().device_up = true;
+        r.feed(RoamEvent::Uplink(UplinkEvent {
+            ifindex: 7,
+            change: UplinkChange::LinkUp,
+        }));
+        r.run(1_000);
+        assert_eq!(r.state(), Delegation::Delegated(p()));
+        assert_eq!(r.d.look(p(), true).carried, Some(p()));
+        // The hub goes silent past grace: withdrawn, carrier removed, lan's
+        // deprecated address deleted.
+        r.answering = false;
+        r.run(8_000);
+        assert_eq!(r.state(), Delegation::Withdrawn(p()));
+        let look = r.d.look(p(), false);
+        assert_eq!(look.carried, None);
+        assert_eq!(look.downstream[0].assigned, None);
+        assert!(look.downstream[0].deprecated.is_empty(), "{look:?}");
+        // Back: delegated again.
+        r.answering = true;
+        r.run(2_000);
+        assert_eq!(r.state(), Delegation::Delegated(p()));
+        // A new prefix: netifd ends up holding exactly the new one.
+        let q: IpNet = "2001:db8:100:200::/56".parse().unwrap();
+        let mut c2 = c.clone();
+        c2.prefix = Some(q);
+        r.feed(RoamEvent::Configured(c2));
+        r.run(1_000);
+        assert_eq!(r.state(), Delegation::Delegated(q));
+        assert_eq!(r.d.look(q, true).carried, Some(q));
+        // Nothing of this went through uci.
+        assert!(uci.pending("network").unwrap().is_empty());
+        // lan without ip6assign: pending, then the problem.
+        ubus.n().lans.insert("lan".into(), ("br-lan".into(), false));
+        uci.put_committed(
+            "network",
+            crate::uci::parse::parse_config(
+                "network",
+                "config interface 'lan'\n\toption proto 'static'\n",
+            )
+            .unwrap(),
+        );
+        // Noticed at the next periodic look (5 s), named 3 s later.
+        r.run(9_000);
+        assert_eq!(r.state(), Delegation::Pending(q));
+        assert!(
+            r.roam
+                .status()
+                .delegation_problem
+                .as_deref()
+                .unwrap()
+                .starts_with("network.lan: no ip6assign;")
+        );
+    }
 }
