@@ -52,6 +52,7 @@ pub trait LinkInfo: Clone + Send + 'static {
     /// The device's IPv6 MTU (what an RA on it announces).
     fn ipv6_mtu(&self, dev: &str) -> Option<u32>;
     fn link_mtu(&self, dev: &str) -> Option<u32>;
+    fn ifindex(&self, dev: &str) -> Option<u32>;
     /// IPv6 addresses on `dev` inside `prefix` with preferred lifetime 0.
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)>;
 }
@@ -79,6 +80,10 @@ impl LinkInfo for SysLinks {
         safe_dev(dev)
             .then(|| read_u32(&format!("/sys/class/net/{dev}/mtu")))
             .flatten()
+    }
+
+    fn ifindex(&self, dev: &str) -> Option<u32> {
+        crate::capture::ifindex(dev).ok()
     }
 
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
@@ -211,6 +216,7 @@ where
                     if let Some(dev) = &ds.device {
                         ds.mtu6 = self.links.ipv6_mtu(dev);
                         ds.link_mtu = self.links.link_mtu(dev);
+                        ds.ifindex = self.links.ifindex(dev);
                         ds.deprecated = self.links.deprecated_in(dev, prefix);
                     }
                     let mut no_assign = || {
@@ -500,6 +506,7 @@ impl Delegator for RadvdDelegator {
             downstream: vec![DownstreamReport {
                 name: lan.clone(),
                 device: Some(lan.clone()),
+                ifindex: SysLinks.ifindex(&lan),
                 assigned: live,
                 mtu6: announced.or_else(|| SysLinks.ipv6_mtu(&lan)),
                 link_mtu: SysLinks.link_mtu(&lan),
@@ -706,6 +713,9 @@ mod tests {
         }
         fn link_mtu(&self, dev: &str) -> Option<u32> {
             self.0.lock().unwrap().get(dev).map(|d| d.0)
+        }
+        fn ifindex(&self, dev: &str) -> Option<u32> {
+            (dev == "br-lan").then_some(3)
         }
         fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
             let m = self.0.lock().unwrap();

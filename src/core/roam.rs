@@ -562,8 +562,9 @@ pub struct DelegationReport {
 pub struct DownstreamReport {
     /// The netifd interface (`lan`), or the device on plain Linux.
     pub name: String,
-    /// Its device (`br-lan`), when known.
+    /// Its device (`br-lan`) and the device's index, when known.
     pub device: Option<String>,
+    pub ifindex: Option<u32>,
     /// Its assignment inside the prefix that was asked about.
     pub assigned: Option<IpNet>,
     /// The device's IPv6 MTU (what the RA announces) and its link MTU.
@@ -784,6 +785,8 @@ pub struct Roam {
     /// The latest report of the current generation, and a failed command.
     deleg_report: Option<DelegationReport>,
     deleg_error: Option<String>,
+    /// Downstream devices: their link and address events trigger a look.
+    deleg_watch: BTreeSet<u32>,
 
     /// Last message per topic: conditions are logged once, not per event.
     logged: BTreeMap<&'static str, String>,
@@ -853,6 +856,7 @@ impl Roam {
             deleg_retry_gap_ms: 0,
             deleg_report: None,
             deleg_error: None,
+            deleg_watch: BTreeSet::new(),
             logged: BTreeMap::new(),
         })
     }
@@ -1168,6 +1172,15 @@ impl Roam {
     }
 
     fn uplink(&mut self, now: Now, ev: UplinkEvent) {
+        if self.deleg_watch.contains(&ev.ifindex)
+            && self.want != Delegation::Unknown
+            && !matches!(ev.change, UplinkChange::RouteChanged | UplinkChange::Lost)
+        {
+            // A downstream's link or addresses changed (netifd took its
+            // assignment away, or gave it back): look soon.
+            let soon = now.mono_ms + DELEG_FIRST_LOOK_MS;
+            self.next_deleg_look_ms = Some(self.next_deleg_look_ms.map_or(soon, |t| t.min(soon)));
+        }
         if self.ifindex == Some(ev.ifindex) && ev.ifindex != 0 {
             // The tunnel device went down or up: netifd deletes the dynamic
             // interface on the way down; look now instead of at the next
@@ -1623,6 +1636,7 @@ impl Roam {
             .map(|d| (d.name.clone(), d.assigned))
             .collect();
         self.status.lan_mtu = r.downstream.first().and_then(|d| d.mtu6);
+        self.deleg_watch = r.downstream.iter().filter_map(|d| d.ifindex).collect();
         match self.want {
             Delegation::Delegated(p) => {
                 let confirmed = r.carried == Some(p)

@@ -167,6 +167,7 @@ impl World {
             downstream: vec![DownstreamReport {
                 name: "lan".into(),
                 device: Some("br-lan".into()),
+                ifindex: Some(LAN),
                 assigned,
                 mtu6: Some(n.lan_mtu6),
                 link_mtu: Some(1500),
@@ -1501,4 +1502,24 @@ fn removing_the_prefix_withdraws_it_but_keeps_the_routers_own_route() {
     );
     w.run(5_000, 100);
     assert!(w.kernel.contains(&split("2001:db8:100::2/128")));
+}
+
+#[test]
+fn a_downstream_address_change_is_looked_at_at_once() {
+    let mut w = World::steady(cfg());
+    // netifd took lan's assignment away (e.g. a reload without ip6assign):
+    // lan's address changes; the look follows within 0.3 s, not 5 s.
+    w.netifd.held = None;
+    let t0 = w.now.mono_ms;
+    w.uplink(LAN, UplinkChange::AddrRemoved(ip("2001:db8:100:1::1")));
+    let log = w.run(1_000, 100);
+    let looks = times(&log, is_look);
+    assert_eq!(looks[0] - t0, 300, "{looks:?}");
+    assert_eq!(count(&log, is_deleg), 1);
+    // Events of other interfaces do not cause looks.
+    let log = w.run(4_000, 100);
+    assert_eq!(count(&log, is_look), 0);
+    w.uplink(WAN, UplinkChange::AddrRemoved(ip("100.64.0.9")));
+    let log = w.run(500, 100);
+    assert_eq!(count(&log, is_look), 0);
 }
