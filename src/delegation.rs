@@ -245,17 +245,33 @@ where
             }
             r.downstream.push(ds);
         }
-        if held
-            && problem.is_none()
-            && let Err(e) = self.ubus.call("dhcp", "ipv6ra", None)
-            && e.kind == UbusErrorKind::NotFound
-        {
-            // Any answer (even "method not found" from an older odhcpd)
-            // means odhcpd is there.
-            problem = Some(
-                "odhcpd is not running (ubus object dhcp missing); the LAN gets no RA — /etc/init.d/odhcpd start"
-                    .to_string(),
-            );
+        if held && problem.is_none() {
+            match self.ubus.call("dhcp", "ipv6ra", None) {
+                Err(e) if e.kind == UbusErrorKind::NotFound => {
+                    problem = Some(
+                        "odhcpd is not running (ubus object dhcp missing); the LAN gets no RA — /etc/init.d/odhcpd start"
+                            .to_string(),
+                    );
+                }
+                // odhcpd's RFC 9096 table: per device, the prefixes its RAs
+                // carry; "stale": false once an RA with it went out.
+                Ok(v) if v.get("interfaces").is_some_and(Value::is_object) => {
+                    for ds in &mut r.downstream {
+                        let Some(dev) = &ds.device else { continue };
+                        let list = &v["interfaces"][dev.as_str()];
+                        ds.announced = Some(list.as_array().into_iter().flatten().any(|e| {
+                            e.get("stale").and_then(Value::as_bool) == Some(false)
+                                && e.get("prefix")
+                                    .and_then(Value::as_str)
+                                    .and_then(|a| a.parse().ok())
+                                    .is_some_and(|a| prefix.contains(a))
+                        }));
+                    }
+                }
+                // Any other answer (an older odhcpd without ipv6ra): odhcpd
+                // is there, what it announced is unknown.
+                _ => {}
+            }
         }
         r.problem = problem;
         r
@@ -274,6 +290,13 @@ where
             Ok(v) => {
                 if prefixes(&v["ipv6-prefix"]) == [prefix] {
                     // Already carried: an identical add_dynamic is a no-op.
+                    return Ok(());
+                }
+                if v.get("available").and_then(Value::as_bool) == Some(false)
+                    && v.get("ipv6-prefix").is_none()
+                {
+                    // Added while the device was missing: netifd brings it
+                    // up by itself when the device appears (observed).
                     return Ok(());
                 }
                 // A changed add_dynamic would only delete the interface:
@@ -508,6 +531,7 @@ impl Delegator for RadvdDelegator {
                 device: Some(lan.clone()),
                 ifindex: SysLinks.ifindex(&lan),
                 assigned: live,
+                announced: None,
                 mtu6: announced.or_else(|| SysLinks.ipv6_mtu(&lan)),
                 link_mtu: SysLinks.link_mtu(&lan),
                 deprecated: Vec::new(),
@@ -570,6 +594,8 @@ mod tests {
         dynamic: BTreeMap<String, Dynamic>,
         device_up: bool,
         odhcpd: bool,
+        /// odhcpd has sent its RA with the assignment.
+        ra_sent: bool,
         answering: bool,
         calls: Vec<String>,
     }
@@ -594,6 +620,7 @@ mod tests {
                 n.lans.insert("lan".into(), ("br-lan".into(), true));
                 n.device_up = true;
                 n.odhcpd = true;
+                n.ra_sent = true;
                 n.answering = true;
             }
             f
@@ -601,11 +628,20 @@ mod tests {
         fn n(&self) -> std::sync::MutexGuard<'_, Netifd> {
             self.0.lock().unwrap()
         }
-        /// The tunnel device goes down: netifd deletes dynamic interfaces on it.
+        /// The tunnel device goes away: netifd deletes dynamic interfaces on it.
         fn device_down(&self) {
             let mut n = self.n();
             n.device_up = false;
             n.dynamic.clear();
+        }
+        /// The device appears: a carrier added while it was missing comes up
+        /// by itself (observed).
+        fn device_back(&self) {
+            let mut n = self.n();
+            n.device_up = true;
+            for d in n.dynamic.values_mut() {
+                d.up = true;
+            }
         }
         fn calls(&self) -> Vec<String> {
             self.n().calls.clone()
@@ -660,7 +696,21 @@ mod tests {
                     );
                     Ok(Value::Null)
                 }
-                ("dhcp", "ipv6ra") if n.odhcpd => Ok(json!({})),
+                ("dhcp", "ipv6ra") if n.odhcpd => {
+                    // odhcpd's RFC 9096 table (FINDINGS Q6): per device, the
+                    // /64s its RAs carried; stale ones are goodbyes.
+                    let mut per_dev: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+                    for (dev, assign) in n.lans.values() {
+                        let list = per_dev.entry(dev.clone()).or_default();
+                        for d in n.dynamic.values().filter(|d| d.up && *assign && n.ra_sent) {
+                            for p in &d.prefixes {
+                                let a = IpNet::truncate(p.addr(), 64).unwrap();
+                                list.push(json!({"prefix": a.addr().to_string(), "length": 64, "stale": false}));
+                            }
+                        }
+                    }
+                    Ok(json!({ "interfaces": per_dev }))
+                }
                 ("dhcp", _) => Err(not_found(&line)),
                 _ => {
                     let Some(name) = object.strip_prefix("network.interface.") else {
@@ -668,9 +718,15 @@ mod tests {
                     };
                     if let Some(d) = n.dynamic.get(name).cloned() {
                         return match method {
+                            // Waiting for its device: no ipv6-prefix key at all.
+                            "status" if !d.up => Ok(json!({
+                                "up": false, "pending": false, "available": false, "dynamic": true,
+                            })),
                             "status" => Ok(json!({
-                                "up": d.up,
-                                "ipv6-prefix": d.prefixes.iter().filter(|_| d.up).map(|p| json!({"address": p.addr().to_string(), "mask": p.prefix_len()})).collect::<Vec<_>>(),
+                                "up": true,
+                                "available": true,
+                                "dynamic": true,
+                                "ipv6-prefix": d.prefixes.iter().map(|p| json!({"address": p.addr().to_string(), "mask": p.prefix_len()})).collect::<Vec<_>>(),
                             })),
                             "remove" => {
                                 n.dynamic.remove(name);
@@ -1184,5 +1240,36 @@ mod tests {
                 .unwrap()
                 .starts_with("network.lan: no ip6assign;")
         );
+    }
+
+    #[test]
+    fn a_carrier_waiting_for_its_device_is_left_to_netifd() {
+        let (mut d, ubus, _, _) = setup(NETWORK);
+        ubus.device_down();
+        d.delegate(p()).unwrap();
+        let r = d.look(p(), true);
+        assert_eq!(r.carried, None, "waiting: not up, no prefix");
+        // Asked again while it waits: neither removed nor replaced.
+        d.delegate(p()).unwrap();
+        let calls = ubus.calls();
+        assert!(!calls.iter().any(|c| c.ends_with(" remove")), "{calls:?}");
+        assert_eq!(
+            calls.iter().filter(|c| c.contains("add_dynamic")).count(),
+            1
+        );
+        ubus.device_back();
+        assert_eq!(d.look(p(), true).carried, Some(p()));
+    }
+
+    #[test]
+    fn announced_follows_odhcpds_ra_table() {
+        let (mut d, ubus, _, _) = setup(NETWORK);
+        ubus.n().ra_sent = false;
+        d.delegate(p()).unwrap();
+        let r = d.look(p(), true);
+        assert_eq!(r.downstream[0].assigned, Some(lan64()));
+        assert_eq!(r.downstream[0].announced, Some(false));
+        ubus.n().ra_sent = true;
+        assert_eq!(d.look(p(), true).downstream[0].announced, Some(true));
     }
 }

@@ -570,6 +570,9 @@ pub struct DownstreamReport {
     /// The device's IPv6 MTU (what the RA announces) and its link MTU.
     pub mtu6: Option<u32>,
     pub link_mtu: Option<u32>,
+    /// odhcpd's RAs on the device carry a /64 of the prefix (`None`:
+    /// unknown, e.g. an odhcpd without `ipv6ra`).
+    pub announced: Option<bool>,
     /// Addresses on the device inside the prefix asked about with preferred
     /// lifetime 0 (netifd's leftovers after a withdrawal): address, length.
     pub deprecated: Vec<(Ipv6Addr, u8)>,
@@ -1100,6 +1103,12 @@ impl Roam {
             }
             // Merges with the start reaction when that is still pending.
             self.schedule(now, "tunnel interface present", false);
+            if self.want != Delegation::Unknown {
+                // netifd may have dropped the carrier with the device.
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+                self.deleg_retry_gap_ms = 1_000;
+            }
             self.last_rx_ms = s
                 .last_handshake
                 .is_some_and(|t| now.wall.saturating_sub(t) < SESSION_LIFETIME_S)
@@ -1628,6 +1637,38 @@ impl Roam {
         }
     }
 
+    /// Deletes the deprecated addresses netifd left inside `p` on the
+    /// downstreams `which` selects (only deprecated ones: deleting one
+    /// before netifd deprecated it is undone by netifd).
+    fn drop_deprecated(
+        &self,
+        p: IpNet,
+        r: &DelegationReport,
+        which: impl Fn(&DownstreamReport) -> bool,
+        out: &mut Vec<RoamAction>,
+    ) {
+        for d in r.downstream.iter().filter(|d| which(d)) {
+            let Some(dev) = &d.device else { continue };
+            for (a, len) in &d.deprecated {
+                if p.contains(IpAddr::V6(*a)) {
+                    log(
+                        out,
+                        Level::Info,
+                        format!(
+                            "{}: removing deprecated {a}/{len} from {dev} (inside {p}, no longer delegated)",
+                            self.cfg.iface
+                        ),
+                    );
+                    out.push(RoamAction::RemoveAddress {
+                        device: dev.clone(),
+                        addr: *a,
+                        len: *len,
+                    });
+                }
+            }
+        }
+    }
+
     fn delegation_observed(&mut self, now: Now, r: DelegationReport, out: &mut Vec<RoamAction>) {
         let name = self.cfg.iface.clone();
         self.status.downstream = r
@@ -1641,9 +1682,15 @@ impl Roam {
             Delegation::Delegated(p) => {
                 let confirmed = r.carried == Some(p)
                     && r.problem.is_none()
-                    && r.downstream
-                        .iter()
-                        .all(|d| d.assigned.is_some_and(|a| p.contains_net(&a)));
+                    && r.downstream.iter().all(|d| {
+                        d.assigned.is_some_and(|a| p.contains_net(&a)) && d.announced != Some(false)
+                    });
+                if r.carried.is_none() {
+                    // netifd dropped it by itself (device gone): lan's
+                    // address is left deprecated; clean it now, not only at
+                    // the withdrawal (odhcpd would name it as DNS server).
+                    self.drop_deprecated(p, &r, |d| d.assigned.is_none(), out);
+                }
                 if !self.cfg.announce_mtu {
                     for d in &r.downstream {
                         if let (Some(dev), Some(m6), Some(link)) = (&d.device, d.mtu6, d.link_mtu)
@@ -1691,7 +1738,14 @@ impl Roam {
                     }
                     return;
                 }
-                if r.carried != Some(p) {
+                if r.carried != Some(p) && !self.present {
+                    // The device is gone: adding now would only make netifd
+                    // wait for it; the device's return looks again.
+                    if was == Delegation::Delegated(p) {
+                        self.status.delegation = Delegation::Pending(p);
+                        self.deleg_since_ms = now.mono_ms;
+                    }
+                } else if r.carried != Some(p) {
                     if was == Delegation::Delegated(p) {
                         log(
                             out,
@@ -1727,25 +1781,7 @@ impl Roam {
                 }
             }
             Delegation::Withdrawn(p) => {
-                for d in &r.downstream {
-                    let Some(dev) = &d.device else { continue };
-                    for (a, len) in &d.deprecated {
-                        if p.contains(IpAddr::V6(*a)) {
-                            log(
-                                out,
-                                Level::Info,
-                                format!(
-                                    "{name}: removing deprecated {a}/{len} from {dev} (inside withdrawn {p})"
-                                ),
-                            );
-                            out.push(RoamAction::RemoveAddress {
-                                device: dev.clone(),
-                                addr: *a,
-                                len: *len,
-                            });
-                        }
-                    }
-                }
+                self.drop_deprecated(p, &r, |_| true, out);
                 if r.carried == Some(p) && now.mono_ms >= self.deleg_retry_ms {
                     log(
                         out,

@@ -93,6 +93,8 @@ struct Netifd {
     lan_mtu6: u32,
     /// Answer looks at all (false: they are lost, e.g. a hung ubus).
     answering: bool,
+    /// odhcpd has sent an RA with the assignment (`dhcp ipv6ra`).
+    announcing: bool,
     adds: usize,
 }
 
@@ -128,6 +130,7 @@ impl World {
                 deprecated: Vec::new(),
                 lan_mtu6: 1500,
                 answering: true,
+                announcing: true,
                 adds: 0,
             },
             roam: Roam::new(c, not_before).unwrap(),
@@ -168,6 +171,7 @@ impl World {
                 name: "lan".into(),
                 device: Some("br-lan".into()),
                 ifindex: Some(LAN),
+                announced: assigned.map(|_| n.announcing),
                 assigned,
                 mtu6: Some(n.lan_mtu6),
                 link_mtu: Some(1500),
@@ -1522,4 +1526,62 @@ fn a_downstream_address_change_is_looked_at_at_once() {
     w.uplink(WAN, UplinkChange::AddrRemoved(ip("100.64.0.9")));
     let log = w.run(500, 100);
     assert_eq!(count(&log, is_look), 0);
+}
+
+#[test]
+fn delegated_waits_for_odhcpd_to_announce_it() {
+    let mut w = World::new(cfg());
+    w.netifd.announcing = false;
+    w.observe();
+    w.dump();
+    w.run(900, 100);
+    assert_eq!(
+        w.roam.status().delegation,
+        Delegation::Pending(prefix()),
+        "netifd assigned it, odhcpd has not sent an RA with it yet"
+    );
+    w.netifd.announcing = true;
+    w.run(600, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert_eq!(w.netifd.adds, 1, "not asked twice for that");
+}
+
+#[test]
+fn a_carrier_netifd_dropped_with_the_device_is_re_added_only_when_the_device_is_back() {
+    let mut w = World::steady(cfg());
+    // wireguard.sh teardown: the device goes, netifd drops the carrier and
+    // leaves lan's address deprecated.
+    w.netifd.held = None;
+    w.netifd
+        .deprecated
+        .push(("2001:db8:100:1::1".parse().unwrap(), 64));
+    w.ev(RoamEvent::Observed(None));
+    w.uplink(TUN, UplinkChange::LinkGone);
+    let from = w.log.len();
+    for _ in 0..6 {
+        w.advance(500);
+        w.ev(RoamEvent::Observed(None));
+        w.ev(RoamEvent::Tick);
+    }
+    assert_eq!(
+        count(&w.log[from..], is_deleg),
+        0,
+        "no add while the device is missing"
+    );
+    assert!(
+        w.netifd.deprecated.is_empty(),
+        "lan's deprecated address cleaned at once, not at the withdrawal"
+    );
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    // The device is back: added again at once.
+    let snap = TunnelSnapshot {
+        ifindex: TUN,
+        endpoint: Some(sa("198.51.100.2:51820")),
+        last_handshake: w.handshake,
+        rx: w.rx,
+        tx: w.tx,
+    };
+    w.ev(RoamEvent::Observed(Some(snap)));
+    let log = w.run(1_000, 100);
+    assert_eq!(count(&log, is_deleg), 1);
 }
