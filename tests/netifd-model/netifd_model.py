@@ -363,6 +363,7 @@ class Netifd:
                         rec["config"] = sec
                         self.event("link-recreated", iface=name, device=rec["device"],
                                    handler="ucode", cause="network reload")
+                        self._device_deleted(rec["device"], "link re-created")
                         self._setup(rec)
                 # wireguard.sh: reload does not re-read ip6prefix of a proto
                 # interface (s1); the config is only picked up at setup/renew.
@@ -414,7 +415,17 @@ class Netifd:
             rec["prefixes"] = []
             rec["down_cause"] = "ubus"
             self.event("interface-down", iface=name)
+            if rec["proto"] in PROTO_WITH_HANDLER:
+                # wireguard's teardown deletes the link: what was on the device goes
+                # (s9: "netifd deletes the dynamic interface when wg1 goes down"); a
+                # proto static down keeps the device and its dynamic interfaces.
+                self._device_deleted(rec["device"], "ifdown " + name)
         self.reconcile(deferred=True)
+
+    def _device_deleted(self, dev, why):
+        for other in [n for n, r in self.ifaces.items()
+                      if r.get("dynamic") and r["device"] == dev]:
+            self._delete_dynamic(other, why)
 
     def remove(self, name):
         rec = self.get(name)
@@ -471,13 +482,10 @@ class Netifd:
                 continue
             dev_ok = self.sys.dev_exists(rec["device"]) and self.sys.dev_up(rec["device"])
             if rec.get("dynamic"):
-                owner_down = any(
-                    not o.get("dynamic") and o["device"] == rec["device"] and not o["up"]
-                    for o in self.ifaces.values()
-                )
-                if not dev_ok or owner_down:
-                    self._delete_dynamic(name, "device down" if not dev_ok else
-                                         "tunnel interface down")
+                # FINDINGS (A2 chat, "Dynamic interface SURVIVES reload"): deleted when
+                # its DEVICE disappears (<=140 ms), not on carrier loss.
+                if not self.sys.dev_exists(rec["device"]):
+                    self._delete_dynamic(name, "device gone")
                     changed = True
             elif rec["up"] and not dev_ok:
                 rec["up"] = False

@@ -236,21 +236,34 @@ class WireguardSh(ModelCase):
 
     def test_r6_dynamic_deleted_when_device_or_tunnel_interface_goes_down(self):
         # FX s9: netifd deletes the dynamic interface when wg1 goes down; it must be
-        # added again when the tunnel is back.
+        # added again when the tunnel is back. FINDINGS: deleted when the DEVICE
+        # disappears; carrier/link down does not delete it; survives `network reload`.
         self.add()
+
+        def watch():
+            st = m.Store(self.d).read()
+            m.Netifd(st, self.sys, m.UciReader(UCI, self.etc, self.save)).watch_devices()
+            with m.Store(self.d) as s:
+                s.write(st)
+
         self.sys.devs["wg1"]["up"] = False
-        st = m.Store(self.d).read()
-        m.Netifd(st, self.sys, m.UciReader(UCI, self.etc, self.save)).watch_devices()
-        with m.Store(self.d) as s:
-            s.write(st)
+        watch()
+        self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 0,
+                         "link down does not delete it")
+        self.sys.devs["wg1"]["up"] = True
+        self.call("network", "reload")
+        self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 0,
+                         "survives reload")
+        dev = self.sys.devs.pop("wg1")
+        watch()
         self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
         self.assertEqual(self.lan_assign(), [])
-        self.sys.devs["wg1"]["up"] = True
-        self.call("network.interface.wg1", "up")
+        self.sys.devs["wg1"] = dev
+        watch()
         self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4,
                          "not re-created by itself")
         self.add()
-        self.call("network.interface.wg1", "down")  # ifdown wg1
+        self.call("network.interface.wg1", "down")  # ifdown wg1: wireguard deletes the link
         self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
 
     def test_r7_status_shapes_match_the_real_netifd(self):
@@ -352,10 +365,13 @@ class UcodeHandler(ModelCase):
         self.call("network", "reload")
         self.assertEqual(len(self.events("link-recreated")), 1)
         self.assertEqual(len(self.lan_assign()), 1)
-        # A changed peer (endpoint) is a changed snapshot too.
+        # A changed peer (endpoint) is a changed snapshot too; the re-created link takes
+        # what sat on the old device with it.
+        self.add(prefix="2001:db8:100:200::/56")
         self.uci("set", "network.hub.endpoint_host=192.0.2.9")
         self.call("network", "reload")
         self.assertEqual(len(self.events("link-recreated")), 2)
+        self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
 
     def test_r4_add_dynamic_works_without_a_bounce(self):
         # FX s9: add_dynamic reaches the LAN under both handlers, link kept.
