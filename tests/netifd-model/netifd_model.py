@@ -345,8 +345,8 @@ class Netifd:
     def reload(self):
         secs, ifaces = self._network()
         for name in list(self.ifaces):
-            rec = self.ifaces[name]
-            if rec.get("dynamic"):
+            rec = self.ifaces.get(name)
+            if rec is None or rec.get("dynamic"):
                 continue
             if name not in ifaces:
                 del self.ifaces[name]
