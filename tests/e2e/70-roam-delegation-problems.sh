@@ -5,6 +5,8 @@
 #   A: lan has no ip6assign (netifd assigns nothing; the client gets no prefix);
 #      fixed with uci set + commit + `ubus call network reload`.
 #   B: odhcpd stops (ubus object `dhcp` gone); fixed by starting it again.
+#   C: netifd deletes the dynamic interface (it does when the tunnel device goes away,
+#      fixtures s9): the agent notices and adds it again; the client gets it back.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lab/lab.sh"
@@ -65,4 +67,17 @@ t "odhcpd started"
 lab_wait_for 15 roam_delegation_is delegated || fail "not delegated after odhcpd is back: $(problem)"
 no_problem || fail "problem still shown: $(problem)"
 t "delegated again, no problem"
+
+# --- C: netifd drops the dynamic interface (as when wg1's device goes away) --------
+client_has_gw() { [ -n "$(client_gw)" ]; }
+lab_wait_for 5 client_has_gw || fail "client has no default route via r1 before C"
+r1_ubus call network.interface.wgroam_wg1 remove
+t "netifd: wgroam_wg1 deleted behind the agent's back"
+lab_wait_for 5 sh -c "! '$LAB_DIR/r1/bin/ubus' call network.interface.wgroam_wg1 status >/dev/null 2>&1" ||
+  fail "the model did not delete it"
+lab_wait_for 12 r1_ubus call network.interface.wgroam_wg1 status || fail "the agent did not add the interface again"
+t "agent added wgroam_wg1 again"
+lab_wait_for 5 client_has_gw || fail "client did not get its default route via r1 back"
+lab_wait_for 5 roam_delegation_is delegated || fail "not delegated after the re-add"
+t "client has the prefix and its default route again"
 echo "PASS"
