@@ -307,6 +307,8 @@ class Netifd:
     def _setup(self, rec):
         """The interface comes up: proto setup reads ip6prefix (proto handler: from uci
         with wireguard.sh, from the snapshot with ucode; static: from its config)."""
+        if self.sys.dev_exists(rec["device"]):
+            rec["seen_device"] = True
         if not (self.sys.dev_exists(rec["device"]) and self.sys.dev_up(rec["device"])):
             rec["up"] = False
             return
@@ -484,8 +486,15 @@ class Netifd:
             if rec.get("dynamic"):
                 # FINDINGS (A2 chat, "Dynamic interface SURVIVES reload"): deleted when
                 # its DEVICE disappears (<=140 ms), not on carrier loss.
+                # FINDINGS (R, 10:46): added while its device is missing, it waits
+                # (available false) and comes up by itself when the device appears.
                 if not self.sys.dev_exists(rec["device"]):
-                    self._delete_dynamic(name, "device gone")
+                    if rec.get("seen_device"):
+                        self._delete_dynamic(name, "device gone")
+                        changed = True
+                elif not rec["up"] and self.sys.dev_up(rec["device"]):
+                    self._setup(rec)
+                    self.event("interface-up", iface=name, cause="device appeared")
                     changed = True
             elif rec["up"] and not dev_ok:
                 rec["up"] = False
@@ -625,7 +634,7 @@ class Netifd:
         st = {
             "up": rec["up"],
             "pending": False,
-            "available": True,
+            "available": bool(rec.get("seen_device") or self.sys.dev_exists(rec["device"])),
             "autostart": True,
             "dynamic": bool(rec.get("dynamic")),
         }
@@ -745,6 +754,17 @@ def dns_addr(addrs, linklocal):
     return m["addr"] if m else linklocal
 
 
+def rdnss_lifetime(ra_prefixes):
+    """FINDINGS (R, 10:46): the highest valid lifetime of the non-ULA PIOs in the RA, a
+    goodbye (stale) PIO counting with its remembered 5400; 1800 without any."""
+    best = 0
+    for x in ra_prefixes:
+        if is_ula(x["prefix"].split("/")[0]):
+            continue
+        best = max(best, x["valid"] if x["valid"] > 0 else ND_VALID_LIMIT)
+    return best or ROUTER_LIFETIME
+
+
 def compute_ra(addrs, ipv6_route_text, mtu6, stale, now, delegated=()):
     """odhcpd's RA for one interface. addrs: kernel addresses of the interface;
     stale: {prefix: expiry} of prefixes announced before whose address vanished
@@ -797,8 +817,7 @@ def compute_ra(addrs, ipv6_route_text, mtu6, stale, now, delegated=()):
         # RDNSS lifetime 5400 s while any prefix (even a goodbye) is announced, 1800 s
         # with none (fixtures rdisc6-withdrawn.txt, first RA of
         # ra-capture-delegate-withdraw-restore.txt; FINDINGS Q3: link-local 5400).
-        "rdnss": [{"addr": dns, "lifetime": ND_VALID_LIMIT if ra_prefixes else ROUTER_LIFETIME}]
-        if dns else [],
+        "rdnss": [{"addr": dns, "lifetime": rdnss_lifetime(ra_prefixes)}] if dns else [],
     }
 
 
@@ -837,9 +856,10 @@ def ipv6ra_json(dev, ra, addrs):
         net = ipaddress.IPv6Network(p["prefix"])
         a = next((x["addr"] for x in addrs if x["scope"] == "global"
                   and ipaddress.IPv6Address(x["addr"]) in net), str(net.network_address + 1))
-        e = {"prefix": a, "length": net.prefixlen, "stale": bool(p.get("stale"))}
-        if p.get("stale"):
-            e["lifetime"] = 0
+        stale = p["valid"] == 0  # goodbye'd: deprecated or vanished
+        e = {"prefix": a, "length": net.prefixlen, "stale": stale}
+        if stale:
+            e["lifetime"] = ND_VALID_LIMIT  # what is left of odhcpd's goodbye period
         out.append(e)
     return {"interfaces": {dev: out}}
 
@@ -956,6 +976,7 @@ def run_odhcpd(d, radvd_bin):
     stale = {dev: {} for dev in lans}
     timers = {dev: Debounce() for dev in lans}
     children = {}
+    sent = {}
     first = True
     try:
         while not stop:
@@ -964,7 +985,6 @@ def run_odhcpd(d, radvd_bin):
             with Store(d) as s:
                 st = s.read()
             delegated = [a["prefix"] for lst in st.get("assignments", {}).values() for a in lst]
-            doc = {"interfaces": {}}
             for dev in lans:
                 addrs = system.addrs(dev)
                 if timers[dev].observe(ra_trigger_signature(addrs, route_text), now) \
@@ -975,9 +995,11 @@ def run_odhcpd(d, radvd_bin):
                     # sends when the timer fires, too).
                     stop_child(children.pop(dev, None))
                 ra = compute_ra(addrs, route_text, system.mtu6(dev), stale[dev], now, delegated)
-                doc["interfaces"].update(ipv6ra_json(dev, ra, addrs)["interfaces"])
                 if not (first or timers[dev].due(now)):
                     continue
+                # `dhcp ipv6ra` shows what was announced (A1/R 10:45: an entry appears
+                # once odhcpd sent the RA with it).
+                sent.update(ipv6ra_json(dev, ra, addrs)["interfaces"])
                 timers[dev].deadline = None
                 conf = os.path.join(d, f"radvd-{dev}.conf")
                 with open(conf + ".tmp", "w") as f:
@@ -1000,7 +1022,7 @@ def run_odhcpd(d, radvd_bin):
             first = False
             tmp = os.path.join(d, "ipv6ra.json.tmp")
             with open(tmp, "w") as f:
-                json.dump(doc, f, indent="\t")
+                json.dump({"interfaces": sent}, f, indent="\t")
             os.replace(tmp, os.path.join(d, "ipv6ra.json"))
             wait = 0.5
             for t in timers.values():

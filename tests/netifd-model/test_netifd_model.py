@@ -266,6 +266,21 @@ class WireguardSh(ModelCase):
         self.call("network.interface.wg1", "down")  # ifdown wg1: wireguard deletes the link
         self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
 
+    def test_r6_added_while_the_device_is_missing_waits_for_it(self):
+        # FINDINGS (R 10:46): add_dynamic for a missing device returns 0; the interface
+        # waits (up false, available false, no "ipv6-prefix") and comes up by itself.
+        dev = self.sys.devs.pop("wg1")
+        self.add()
+        st = self.call("network.interface.wgroam_wg1", "status")
+        self.assertEqual((st["up"], st["available"], "ipv6-prefix" in st), (False, False, False))
+        self.sys.devs["wg1"] = dev
+        st = m.Store(self.d).read()
+        m.Netifd(st, self.sys, m.UciReader(UCI, self.etc, self.save)).watch_devices()
+        with m.Store(self.d) as s:
+            s.write(st)
+        self.assertTrue(self.call("network.interface.wgroam_wg1", "status")["up"])
+        self.assertEqual(len(self.lan_assign()), 1)
+
     def test_r7_status_shapes_match_the_real_netifd(self):
         # UBUS netifd-real.network.interface.*.status.json: same keys for an up
         # interface; FX s2: lan's assignment of the /56 is its first /64, ::1 local.
@@ -464,6 +479,9 @@ class Odhcpd(unittest.TestCase):
         ra = m.compute_ra([{"addr": ll, "plen": 64, "scope": "link", "preferred": m.INFINITE,
                             "valid": m.INFINITE}], "", 1500, {}, 1)
         self.assertEqual(ra["rdnss"], [{"addr": ll, "lifetime": 1800}])
+        # FINDINGS (R 10:46): only non-ULA PIOs count; a ULA alone gives 1800.
+        ra = m.compute_ra([A("fd00::1", 100, 200)], "", 1500, {}, 1)
+        self.assertEqual(ra["rdnss"], [{"addr": "fd00::1", "lifetime": 1800}])
 
     def test_r11_prefix_lifetimes_goodbye_and_stale(self):
         # FX s2: 5400/2700 announced; s3: after the withdrawal valid 0 / preferred 0;
