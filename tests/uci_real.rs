@@ -42,7 +42,8 @@ impl Scratch {
     }
 }
 
-/// Config files under `dir` (recursively), skipping captured ubus JSON.
+/// Config files under `dir` (recursively), skipping captured ubus JSON and
+/// the notes and captures next to them.
 fn config_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -54,7 +55,11 @@ fn config_files(dir: &Path, out: &mut Vec<PathBuf>) {
             if p.file_name().is_some_and(|n| n != "ubus") {
                 config_files(&p, out);
             }
-        } else {
+        } else if !p
+            .extension()
+            .is_some_and(|e| e == "md" || e == "txt" || e == "json")
+        {
+            // Notes and captures (netifd-delegation/) are not uci files.
             out.push(p);
         }
     }
