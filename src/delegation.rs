@@ -29,7 +29,7 @@ use crate::uci::UciStore;
 /// A look at the system, run on a helper thread (ubus may be slow).
 pub type Look = Box<dyn FnOnce() -> DelegationReport + Send>;
 
-pub trait Delegator {
+pub trait Delegator: Send {
     fn delegate(&mut self, prefix: IpNet) -> Result<(), String>;
     fn withdraw(&mut self, prefix: IpNet) -> Result<(), String>;
     /// What the system holds of `prefix`; `held` says whether it should

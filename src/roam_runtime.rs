@@ -218,12 +218,97 @@ impl Inbox {
         });
     }
 
+    /// A handle for a long-lived thread to post events.
+    fn poster(&self) -> Poster {
+        Poster {
+            tx: self.tx.clone(),
+            write: self.write.clone(),
+        }
+    }
+
     fn drain(&self) -> Vec<RoamEvent> {
         let mut buf = [0u8; 64];
         // SAFETY: reading into a valid buffer from our own pipe.
         while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {
         }
         self.rx.try_iter().collect()
+    }
+}
+
+/// Posts events into the [`Inbox`] from another thread.
+struct Poster {
+    tx: Sender<RoamEvent>,
+    write: std::sync::Arc<OwnedFd>,
+}
+
+impl Poster {
+    fn post(&self, e: RoamEvent) {
+        let _ = self.tx.send(e);
+        // SAFETY: writing one byte to our own non-blocking pipe.
+        unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    }
+}
+
+/// Work for the delegation thread, carried out in order.
+enum Job {
+    Delegate(IpNet, u64),
+    Withdraw(IpNet, u64),
+    Look(IpNet, u64, bool),
+    Stop,
+}
+
+/// The delegator lives on its own thread: a netifd that does not answer
+/// (ubus waits up to its timeout per call) never holds up the tunnel's
+/// reactions. Jobs run in the order the core asked for them; the routes of
+/// the same step were already applied on the loop thread.
+struct DelegWorker {
+    tx: Sender<Job>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DelegWorker {
+    fn spawn(mut d: Box<dyn Delegator>, out: Poster) -> Self {
+        let (tx, rx) = channel::<Job>();
+        let handle = std::thread::spawn(move || {
+            for job in rx {
+                match job {
+                    Job::Delegate(prefix, seq) => {
+                        if let Err(error) = d.delegate(prefix) {
+                            out.post(RoamEvent::DelegationFailed { seq, error });
+                        }
+                    }
+                    Job::Withdraw(prefix, seq) => {
+                        if let Err(error) = d.withdraw(prefix) {
+                            out.post(RoamEvent::DelegationFailed { seq, error });
+                        }
+                    }
+                    Job::Look(prefix, seq, held) => {
+                        let report = (d.observer(prefix, held))();
+                        out.post(RoamEvent::DelegationObserved { seq, report });
+                    }
+                    Job::Stop => {
+                        d.stop();
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            tx,
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&self, job: Job) {
+        let _ = self.tx.send(job);
+    }
+
+    /// Stops the delegator (radvd goes) after the jobs already queued.
+    fn stop(&mut self) {
+        self.send(Job::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -234,13 +319,13 @@ pub struct RoamRuntime<W: WireGuard> {
     roam: Roam,
     rtnl: Rtnl,
     monitor: Monitor,
-    delegator: Box<dyn Delegator>,
+    delegator: DelegWorker,
+    /// The netifd dynamic interface's name, for `status`.
+    carrier: Option<String>,
     delegate_via: &'static str,
     /// A delegation look is running on a helper thread; the next one waits.
     look_running: bool,
     look_queued: Option<(IpNet, u64, bool)>,
-    /// Events the adapters produced while carrying out actions.
-    queued: Vec<RoamEvent>,
     uci: UciCli,
     inbox: Inbox,
     started: u64,
@@ -330,10 +415,14 @@ impl<W: WireGuard> RoamRuntime<W> {
             Ok(None) => {}
             Err(e) => emit(Level::Warn, &format!("delegation: {e}")),
         }
+        let inbox = Inbox::new().map_err(|e| format!("pipe: {e}"))?;
+        let carrier = delegator.carrier();
+        let delegator = DelegWorker::spawn(delegator, inbox.poster());
         Ok(Self {
+            inbox,
+            carrier,
             rtnl: Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?,
             monitor: Monitor::open().map_err(|e| format!("rtnetlink monitor: {e}"))?,
-            inbox: Inbox::new().map_err(|e| format!("pipe: {e}"))?,
             cfg,
             iface,
             wg,
@@ -342,7 +431,6 @@ impl<W: WireGuard> RoamRuntime<W> {
             delegate_via,
             look_running: false,
             look_queued: None,
-            queued: Vec::new(),
             uci,
             started: now.wall,
             next_observe_ms: 0,
@@ -377,15 +465,9 @@ impl<W: WireGuard> RoamRuntime<W> {
         if matches!(event, RoamEvent::DelegationObserved { .. }) {
             self.look_running = false;
         }
-        let mut events = vec![event];
-        while !events.is_empty() {
-            for e in std::mem::take(&mut events) {
-                for a in self.roam.handle(now, e) {
-                    self.status_dirty = true;
-                    self.act(a);
-                }
-            }
-            events = std::mem::take(&mut self.queued);
+        for a in self.roam.handle(now, event) {
+            self.status_dirty = true;
+            self.act(a);
         }
         if !self.look_running
             && let Some((prefix, seq, held)) = self.look_queued.take()
@@ -400,11 +482,7 @@ impl<W: WireGuard> RoamRuntime<W> {
             return;
         }
         self.look_running = true;
-        let look = self.delegator.observer(prefix, held);
-        self.inbox.spawn(move || RoamEvent::DelegationObserved {
-            seq,
-            report: look(),
-        });
+        self.delegator.send(Job::Look(prefix, seq, held));
     }
 
     fn act(&mut self, a: RoamAction) {
@@ -461,18 +539,8 @@ impl<W: WireGuard> RoamRuntime<W> {
                 }
                 self.routes_dirty = true;
             }
-            RoamAction::Delegate { prefix, seq } => {
-                if let Err(error) = self.delegator.delegate(prefix) {
-                    emit(Level::Error, &format!("delegation: {error}"));
-                    self.queued.push(RoamEvent::DelegationFailed { seq, error });
-                }
-            }
-            RoamAction::Withdraw { prefix, seq } => {
-                if let Err(error) = self.delegator.withdraw(prefix) {
-                    emit(Level::Error, &format!("delegation: {error}"));
-                    self.queued.push(RoamEvent::DelegationFailed { seq, error });
-                }
-            }
+            RoamAction::Delegate { prefix, seq } => self.delegator.send(Job::Delegate(prefix, seq)),
+            RoamAction::Withdraw { prefix, seq } => self.delegator.send(Job::Withdraw(prefix, seq)),
             RoamAction::ObserveDelegation { prefix, seq, held } => {
                 self.start_look(prefix, seq, held);
             }
@@ -581,12 +649,11 @@ impl<W: WireGuard> RoamRuntime<W> {
         if force || self.status_dirty || now.since_ms(self.last_status_ms) >= OBSERVE_MS {
             self.status_dirty = false;
             self.last_status_ms = now.mono_ms;
-            let carrier = self.delegator.carrier();
             let v = roam_json(
                 self.roam.status(),
                 &self.iface,
                 self.delegate_via,
-                carrier.as_deref(),
+                self.carrier.as_deref(),
                 now,
                 self.started,
             );
@@ -897,5 +964,68 @@ mod tests {
         assert_eq!(d["downstream"], json!({"lan": "2001:db8:100:1::/64"}));
         let v = roam_json(&st, &iface(""), "off", None, now, 1);
         assert_eq!(v["interfaces"][0]["delegation"]["state"], "off");
+    }
+
+    #[test]
+    fn a_slow_netifd_never_holds_up_the_loop_and_jobs_keep_their_order() {
+        use crate::core::roam::DelegationReport;
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+
+        struct Slow(Arc<Mutex<Vec<&'static str>>>);
+        impl Delegator for Slow {
+            fn delegate(&mut self, _: IpNet) -> Result<(), String> {
+                std::thread::sleep(Duration::from_millis(300));
+                self.0.lock().unwrap().push("delegate");
+                Err("netifd is not answering (no answer in time)".into())
+            }
+            fn withdraw(&mut self, _: IpNet) -> Result<(), String> {
+                self.0.lock().unwrap().push("withdraw");
+                Ok(())
+            }
+            fn observer(&self, prefix: IpNet, held: bool) -> Look {
+                let l = self.0.clone();
+                Box::new(move || {
+                    l.lock().unwrap().push("look");
+                    DelegationReport {
+                        carried: held.then_some(prefix),
+                        ..Default::default()
+                    }
+                })
+            }
+            fn stop(&mut self) {
+                self.0.lock().unwrap().push("stop");
+            }
+        }
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Inbox::new().unwrap();
+        let mut w = DelegWorker::spawn(Box::new(Slow(calls.clone())), inbox.poster());
+        let p: IpNet = "2001:db8:100:1::/64".parse().unwrap();
+        let t = Instant::now();
+        w.send(Job::Delegate(p, 1));
+        w.send(Job::Withdraw(p, 2));
+        w.send(Job::Look(p, 2, false));
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "the loop does not wait"
+        );
+        let mut got = Vec::new();
+        while got.len() < 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+            got.extend(inbox.drain());
+        }
+        assert!(
+            matches!(&got[0], RoamEvent::DelegationFailed { seq: 1, error } if error.starts_with("netifd is not answering")),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[1], RoamEvent::DelegationObserved { seq: 2, report } if report.carried.is_none()),
+            "{got:?}"
+        );
+        w.stop();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec!["delegate", "withdraw", "look", "stop"]
+        );
     }
 }
