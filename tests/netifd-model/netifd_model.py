@@ -206,6 +206,20 @@ class System:
         with open("/proc/net/ipv6_route") as f:
             return f.read()
 
+    def link_mtu(self, dev):
+        try:
+            with open(f"/sys/class/net/{dev}/mtu") as f:
+                return int(f.read())
+        except OSError:
+            return None
+
+    def flush6(self, dev):
+        """Every IPv6 address and route of dev gone, the link bounced (LL comes back)."""
+        for cmd in (["ip", "-6", "route", "flush", "dev", dev],
+                    ["ip", "-6", "addr", "flush", "dev", dev],
+                    ["ip", "link", "set", dev, "down"], ["ip", "link", "set", dev, "up"]):
+            subprocess.run(cmd, capture_output=True, timeout=10)
+
 
 # ---------------------------------------------------------------------------
 # State file (one JSON document, changed under an flock)
@@ -343,6 +357,32 @@ class Netifd:
             if sec.get("auto", "1") != "0" and sec.get("disabled", "0") != "1":
                 self._setup(rec)
         self.reconcile()
+
+    def restart(self):
+        """netifd killed and started again (/etc/init.d/network restart; FINDINGS "netifd
+        restarted"): the new netifd flushes every IPv6 address and route on its devices
+        (the agent's routes too) and bounces them, knows nothing of dynamic interfaces,
+        sets up the config again (proto addresses re-added) and ~1 s later its device
+        setup resets the IPv6 MTU. odhcpd disables the LAN and stays silent until it is
+        reloaded (SIGHUP), see run_odhcpd."""
+        devs = sorted({r["device"] for r in self.ifaces.values()
+                       if not r.get("dynamic") and r["device"] and self.sys.dev_exists(r["device"])})
+        for dev in devs:
+            self.sys.flush6(dev)
+        self.st["assignments"] = {}
+        self.st["pending"] = []
+        self.st["netifd_generation"] = self.st.get("netifd_generation", 0) + 1
+        self.event("netifd-restarted", devices=devs)
+        self.boot()
+        for rec in self.ifaces.values():
+            if rec["up"]:
+                cfg = rec["config"]
+                for a in as_list(cfg.get("addresses")) + as_list(cfg.get("ip6addr")):
+                    if ":" in a:
+                        self.sys.addr_set(rec["device"], a, INFINITE, INFINITE)
+        for dev in devs:
+            self.st["pending"].append({"due": self.now() + 1.0, "kind": "mtu6-reset",
+                                       "dev": dev})
 
     def reload(self):
         secs, ifaces = self._network()
@@ -583,7 +623,7 @@ class Netifd:
                 if a not in have.get(name, []):
                     # A pending withdrawal of the same assignment is void now.
                     self.st["pending"] = [e for e in self.st.get("pending", [])
-                                          if e["assignment"] != a]
+                                          if e.get("assignment") != a]
                     self._assignment_up(dev, a)
                     self.event("assignment-added", iface=name, prefix=a["assigned"])
                 # The uplink's IPv6 MTU goes to the downstream, unless mtu6 is set (s10).
@@ -617,6 +657,14 @@ class Netifd:
             return False
         self.st["pending"] = [e for e in pending if e["due"] > now]
         for e in due:
+            if e.get("kind") == "mtu6-reset":
+                # netifd's own device setup after a (re)start resets the IPv6 MTU, also
+                # over a value an assignment copied just before (FINDINGS "MTU race").
+                link = self.sys.link_mtu(e["dev"])
+                if link and self.sys.mtu6(e["dev"]) != link:
+                    self.sys.set_mtu6(e["dev"], link)
+                    self.event("mtu6-reset", dev=e["dev"], mtu6=link)
+                continue
             a, dev = e["assignment"], e["dev"]
             plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
             self.sys.addr_set(dev, f"{a['local']}/{plen}", 0, DEPRECATED_VALID)
@@ -978,15 +1026,38 @@ def run_odhcpd(d, radvd_bin):
     children = {}
     sent = {}
     first = True
+    hup = []
+    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # /etc/init.d/odhcpd reload
+    generation = None
+    disabled = False
     try:
         while not stop:
             now = time.time()
             route_text = system.ipv6_route()
             with Store(d) as s:
                 st = s.read()
+            gen = st.get("netifd_generation", 0)
+            if generation is None:
+                generation = gen
+            if gen != generation:
+                # netifd bounced lan: "Disabling services with lan0 not running", and
+                # nothing re-enables it but a reload (FINDINGS "netifd restarted").
+                generation = gen
+                disabled = True
+                for dev in lans:
+                    stop_child(children.pop(dev, None))
+                sent.clear()
+            if hup:
+                hup.clear()
+                if disabled:
+                    disabled = False
+                    for t in timers.values():
+                        t.sig = None  # re-armed: one RA 1 s later
             delegated = [a["prefix"] for lst in st.get("assignments", {}).values() for a in lst]
             for dev in lans:
                 addrs = system.addrs(dev)
+                if disabled:
+                    continue
                 if timers[dev].observe(ra_trigger_signature(addrs, route_text), now) \
                         and not first:
                     # radvd reacts to lan's address changes by itself, ~1 s later, with
@@ -1226,6 +1297,12 @@ def main(argv):
             for e in st.get("events", []):
                 if not kinds or e["what"] in kinds:
                     print(json.dumps(e, sort_keys=True))
+        elif what == "restart-netifd":
+            cfg = config_of(d)
+            with Store(d) as s:
+                st2 = s.read()
+                Netifd(st2, System(), UciReader(cfg["uci"], cfg["confdir"], cfg["savedir"])).restart()
+                s.write(st2)
         elif what == "state":
             print(json.dumps(st, indent=1, sort_keys=True))
         else:

@@ -53,6 +53,7 @@ class FakeSystem:
         self.addr = {"lan": {}}
         self.routes = ""
         self.route_calls = []
+        self.flushed = []
 
     def dev_exists(self, d):
         return d in self.devs
@@ -86,6 +87,13 @@ class FakeSystem:
 
     def ipv6_route(self):
         return self.routes
+
+    def link_mtu(self, d):
+        return 1500 if d == "lan" else 1420
+
+    def flush6(self, dev):
+        self.addr[dev] = {}
+        self.flushed.append(dev)
 
 
 def route_line(dest, dlen, src, slen, dev):
@@ -279,6 +287,25 @@ class WireguardSh(ModelCase):
         with m.Store(self.d) as s:
             s.write(st)
         self.assertTrue(self.call("network.interface.wgroam_wg1", "status")["up"])
+        self.assertEqual(len(self.lan_assign()), 1)
+
+    def test_r13_netifd_restart_forgets_dynamic_and_resets_mtu(self):
+        # FINDINGS "netifd restarted": all IPv6 addresses/routes on its devices flushed,
+        # the dynamic interface gone; MTU race: ~1 s later lan's IPv6 MTU is reset to the
+        # link MTU even if an assignment had copied wg1's just before.
+        self.add()
+        with m.Store(self.d) as s:
+            st = s.read()
+            m.Netifd(st, self.sys, m.UciReader(UCI, self.etc, self.save)).restart()
+            s.write(st)
+        self.assertIn("lan", self.sys.flushed)
+        self.assertEqual(self.code("network.interface.wgroam_wg1", "status"), 4)
+        self.assertEqual(self.sys.addr["wg1"], {"2001:db8:100::2/64": (m.INFINITE, m.INFINITE)},
+                         "proto addresses set up again")
+        self.add()
+        self.assertEqual(self.sys.mtu6("lan"), 1420)
+        self.advance(1.5)
+        self.assertEqual(self.sys.mtu6("lan"), 1500)
         self.assertEqual(len(self.lan_assign()), 1)
 
     def test_r7_status_shapes_match_the_real_netifd(self):
