@@ -348,6 +348,13 @@ r1_odhcpd_start() {
 }
 r1_odhcpd_stop() { lab_stop odhcpd-model; }
 
+# r1_netifd_restart: /etc/init.d/network restart on r1 (model: flushes IPv6 addresses
+# and routes, forgets dynamic interfaces). r1_odhcpd_reload: /etc/init.d/odhcpd reload.
+r1_netifd_restart() {
+  lab_exec r1 /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" ctl "$LAB_DIR/r1/model" restart-netifd
+}
+r1_odhcpd_reload() { kill -HUP "$(lab_pid odhcpd-model)"; }
+
 # r1_ubus ARGS...: the model's ubus, in r1 (as a user on the router would type it).
 r1_ubus() { lab_exec r1 "$LAB_DIR/r1/bin/ubus" "$@"; }
 
