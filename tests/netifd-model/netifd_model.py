@@ -626,13 +626,15 @@ class Netifd:
                                           if e.get("assignment") != a]
                     self._assignment_up(dev, a)
                     self.event("assignment-added", iface=name, prefix=a["assigned"])
-                # The uplink's IPv6 MTU goes to the downstream, unless mtu6 is set (s10).
-                up_dev = self.ifaces[a["from"]]["device"]
-                up_mtu = self.sys.mtu6(up_dev)
-                cur = self.sys.mtu6(dev)
-                if up_mtu and cur and up_mtu < cur and not self._lan_mtu6_configured(dev):
-                    self.sys.set_mtu6(dev, up_mtu)
-                    self.event("mtu6-lowered", iface=name, mtu6=up_mtu, uplink=up_dev)
+                    # When it assigns, netifd copies the uplink's IPv6 MTU to the
+                    # downstream, unless mtu6 is set (s10; FINDINGS: only then, never
+                    # restored, and a later device reset is not undone).
+                    up_dev = self.ifaces[a["from"]]["device"]
+                    up_mtu = self.sys.mtu6(up_dev)
+                    cur = self.sys.mtu6(dev)
+                    if up_mtu and cur and up_mtu < cur and not self._lan_mtu6_configured(dev):
+                        self.sys.set_mtu6(dev, up_mtu)
+                        self.event("mtu6-lowered", iface=name, mtu6=up_mtu, uplink=up_dev)
         self.st["assignments"] = want
         self.apply_due()
 

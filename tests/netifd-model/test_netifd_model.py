@@ -307,6 +307,9 @@ class WireguardSh(ModelCase):
         self.advance(1.5)
         self.assertEqual(self.sys.mtu6("lan"), 1500)
         self.assertEqual(len(self.lan_assign()), 1)
+        self.call("network", "reload")
+        self.call("network.interface.lan", "status")
+        self.assertEqual(self.sys.mtu6("lan"), 1500, "only an assignment copies the MTU")
 
     def test_r7_status_shapes_match_the_real_netifd(self):
         # UBUS netifd-real.network.interface.*.status.json: same keys for an up
