@@ -35,6 +35,11 @@ pub trait Delegator: Send {
     /// What the system holds of `prefix`; `held` says whether it should
     /// (only then are blockers such as a missing odhcpd looked for).
     fn observer(&self, prefix: IpNet, held: bool) -> Look;
+    /// Sets a downstream device's IPv6 MTU and makes the RA daemon
+    /// announce it.
+    fn set_ipv6_mtu(&mut self, _dev: &str, _mtu: u32) -> Result<(), String> {
+        Ok(())
+    }
     /// The carrier's name for `status` (the netifd dynamic interface).
     fn carrier(&self) -> Option<String> {
         None
@@ -53,6 +58,7 @@ pub trait LinkInfo: Clone + Send + 'static {
     fn ipv6_mtu(&self, dev: &str) -> Option<u32>;
     fn link_mtu(&self, dev: &str) -> Option<u32>;
     fn ifindex(&self, dev: &str) -> Option<u32>;
+    fn set_ipv6_mtu(&self, dev: &str, mtu: u32) -> Result<(), String>;
     /// IPv6 addresses on `dev` inside `prefix` with preferred lifetime 0.
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)>;
 }
@@ -84,6 +90,10 @@ impl LinkInfo for SysLinks {
 
     fn ifindex(&self, dev: &str) -> Option<u32> {
         crate::capture::ifindex(dev).ok()
+    }
+
+    fn set_ipv6_mtu(&self, dev: &str, mtu: u32) -> Result<(), String> {
+        set_ipv6_mtu(dev, mtu)
     }
 
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
@@ -343,6 +353,23 @@ where
 
     fn carrier(&self) -> Option<String> {
         Some(carrier_name(&self.iface))
+    }
+
+    /// odhcpd reads the LAN's IPv6 MTU only when it reloads (observed: a
+    /// later write changes nothing in its RAs), so ask procd to send it
+    /// SIGHUP, as `/etc/init.d/odhcpd reload` does.
+    fn set_ipv6_mtu(&mut self, dev: &str, mtu: u32) -> Result<(), String> {
+        self.links.set_ipv6_mtu(dev, mtu)?;
+        self.ubus
+            .call(
+                "service",
+                "signal",
+                Some(&json!({"name": "odhcpd", "signal": libc::SIGHUP})),
+            )
+            .map(drop)
+            .map_err(|e| {
+                format!("{dev}: IPv6 MTU set to {mtu}, but odhcpd was not told ({e}) — /etc/init.d/odhcpd reload")
+            })
     }
 
     /// Older wgroam staged `network.<if>.ip6prefix` (never committed it):
@@ -712,6 +739,7 @@ mod tests {
                     Ok(json!({ "interfaces": per_dev }))
                 }
                 ("dhcp", _) => Err(not_found(&line)),
+                ("service", "signal") if n.odhcpd => Ok(Value::Null),
                 _ => {
                     let Some(name) = object.strip_prefix("network.interface.") else {
                         return Err(not_found(&line));
@@ -772,6 +800,10 @@ mod tests {
         }
         fn ifindex(&self, dev: &str) -> Option<u32> {
             (dev == "br-lan").then_some(3)
+        }
+        fn set_ipv6_mtu(&self, dev: &str, mtu: u32) -> Result<(), String> {
+            self.0.lock().unwrap().get_mut(dev).ok_or("no device")?.1 = mtu;
+            Ok(())
         }
         fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
             let m = self.0.lock().unwrap();
@@ -1333,5 +1365,19 @@ mod tests {
         // A prefix odhcpd only lists as stale (a goodbye) is not announced.
         let old: IpNet = "2001:db8:1200::/56".parse().unwrap();
         assert_eq!(d.look(old, true).downstream[0].announced, Some(false));
+    }
+
+    #[test]
+    fn a_new_lan_mtu_is_set_and_odhcpd_reloaded_through_procd() {
+        let (mut d, ubus, _, links) = setup(NETWORK);
+        d.set_ipv6_mtu("br-lan", 1500).unwrap();
+        assert_eq!(links.ipv6_mtu("br-lan"), Some(1500));
+        assert_eq!(
+            ubus.calls().last().unwrap(),
+            r#"service signal {"name":"odhcpd","signal":1}"#
+        );
+        ubus.n().odhcpd = false;
+        let e = d.set_ipv6_mtu("br-lan", 1420).unwrap_err();
+        assert!(e.contains("odhcpd was not told"), "{e}");
     }
 }

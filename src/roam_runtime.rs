@@ -254,6 +254,7 @@ enum Job {
     Delegate(IpNet, u64),
     Withdraw(IpNet, u64),
     Look(IpNet, u64, bool),
+    SetMtu(String, u32),
     Stop,
 }
 
@@ -285,6 +286,11 @@ impl DelegWorker {
                     Job::Look(prefix, seq, held) => {
                         let report = (d.observer(prefix, held))();
                         out.post(RoamEvent::DelegationObserved { seq, report });
+                    }
+                    Job::SetMtu(dev, mtu) => {
+                        if let Err(e) = d.set_ipv6_mtu(&dev, mtu) {
+                            emit(Level::Warn, &format!("delegation: {e}"));
+                        }
                     }
                     Job::Stop => {
                         d.stop();
@@ -559,11 +565,7 @@ impl<W: WireGuard> RoamRuntime<W> {
                     );
                 }
             }
-            RoamAction::SetIpv6Mtu { device, mtu } => {
-                if let Err(e) = crate::delegation::set_ipv6_mtu(&device, mtu) {
-                    emit(Level::Warn, &format!("delegation: {device}: {e}"));
-                }
-            }
+            RoamAction::SetIpv6Mtu { device, mtu } => self.delegator.send(Job::SetMtu(device, mtu)),
             RoamAction::HealthCheck => {
                 let Some(url) = self.iface.roam.health_url.clone() else {
                     return;

@@ -635,8 +635,8 @@ pub enum RoamAction {
         addr: Ipv6Addr,
         len: u8,
     },
-    /// Set `device`'s IPv6 MTU (`announce_mtu` off: undo netifd's copy of
-    /// the tunnel MTU).
+    /// Set `device`'s IPv6 MTU (what its RAs announce) and make the RA
+    /// daemon take it (odhcpd reads it only when it reloads).
     SetIpv6Mtu {
         device: String,
         mtu: u32,
@@ -1203,6 +1203,12 @@ impl Roam {
                 self.deleg_retry_ms = now.mono_ms;
                 self.deleg_retry_gap_ms = 1_000;
             }
+            if ev.change == UplinkChange::LinkUp {
+                // Route adds that failed while it was down ("Network is
+                // down") are retried now, not after ROUTE_RETRY_MS.
+                self.inflight
+                    .retain(|(add, r), _| !(*add && r.oif == Some(ev.ifindex)));
+            }
             return;
         }
         let i = ev.ifindex;
@@ -1560,10 +1566,22 @@ impl Roam {
                     .filter(|d| !d.assigned.is_some_and(|a| prefix.contains_net(&a)))
                     .map(|d| d.name.as_str())
                     .collect();
-                (!missing.is_empty()).then(|| {
-                    format!(
+                if !missing.is_empty() {
+                    return Some(format!(
                         "{} got no assignment from {prefix}; check ip6assign and ip6class there",
                         missing.join(", ")
+                    ));
+                }
+                let silent: Vec<String> = r
+                    .downstream
+                    .iter()
+                    .filter(|d| d.announced == Some(false))
+                    .map(|d| d.device.clone().unwrap_or_else(|| d.name.clone()))
+                    .collect();
+                (!silent.is_empty()).then(|| {
+                    format!(
+                        "odhcpd is not announcing {prefix} on {} — /etc/init.d/odhcpd reload",
+                        silent.join(", ")
                     )
                 })
             })
@@ -1691,27 +1709,47 @@ impl Roam {
                     // the withdrawal (odhcpd would name it as DNS server).
                     self.drop_deprecated(p, &r, |d| d.assigned.is_none(), out);
                 }
-                if !self.cfg.announce_mtu {
-                    for d in &r.downstream {
-                        if let (Some(dev), Some(m6), Some(link)) = (&d.device, d.mtu6, d.link_mtu)
-                            && Some(m6) == r.tunnel_mtu
-                            && m6 < link
-                        {
-                            log(
-                                out,
-                                Level::Info,
-                                format!(
-                                    "{name}: {dev}: IPv6 MTU {m6} (the tunnel's) back to {link}; announce_mtu is off"
-                                ),
-                            );
-                            out.push(RoamAction::SetIpv6Mtu {
-                                device: dev.clone(),
-                                mtu: link,
-                            });
-                        }
+                // The LAN's IPv6 MTU is what odhcpd announces. netifd copies
+                // the tunnel's when it assigns the prefix, but may set the
+                // link's again when it (re)sets the LAN device up.
+                for d in &r.downstream {
+                    let (Some(dev), Some(m6), Some(link), Some(tun)) =
+                        (&d.device, d.mtu6, d.link_mtu, r.tunnel_mtu)
+                    else {
+                        continue;
+                    };
+                    let want = if self.cfg.announce_mtu && m6 > tun {
+                        Some(tun)
+                    } else if !self.cfg.announce_mtu && m6 == tun && m6 < link {
+                        Some(link)
+                    } else {
+                        None
+                    };
+                    if let Some(mtu) = want {
+                        log(
+                            out,
+                            Level::Info,
+                            format!(
+                                "{name}: {dev}: IPv6 MTU {m6} -> {mtu} ({})",
+                                if self.cfg.announce_mtu {
+                                    "the tunnel's, announce_mtu is on"
+                                } else {
+                                    "the link's, announce_mtu is off"
+                                }
+                            ),
+                        );
+                        out.push(RoamAction::SetIpv6Mtu {
+                            device: dev.clone(),
+                            mtu,
+                        });
                     }
                 }
                 let was = self.status.delegation;
+                if r.carried == Some(p) {
+                    // The command evidently went through after all (netifd
+                    // back): its old error is no longer the problem.
+                    self.deleg_error = None;
+                }
                 self.deleg_report = Some(r.clone());
                 if confirmed {
                     self.clear_problem(out);

@@ -1585,3 +1585,90 @@ fn a_carrier_netifd_dropped_with_the_device_is_re_added_only_when_the_device_is_
     let log = w.run(1_000, 100);
     assert_eq!(count(&log, is_deleg), 1);
 }
+
+#[test]
+fn a_lan_mtu_netifd_reset_to_the_links_is_lowered_again() {
+    let mut w = World::steady(cfg());
+    // netifd (re)set the LAN device up after copying the tunnel's MTU.
+    w.netifd.lan_mtu6 = 1500;
+    let log = w.run(6_000, 100);
+    let sets: Vec<&RoamAction> = log
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a, RoamAction::SetIpv6Mtu { .. }))
+        .collect();
+    assert_eq!(
+        sets,
+        vec![&RoamAction::SetIpv6Mtu {
+            device: "br-lan".into(),
+            mtu: 1420
+        }]
+    );
+    assert_eq!(w.netifd.lan_mtu6, 1420);
+}
+
+#[test]
+fn the_problem_follows_the_current_look_not_an_old_error() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.observe();
+    w.dump();
+    let seq = w
+        .log
+        .iter()
+        .find_map(|(_, a)| match a {
+            RoamAction::Delegate { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap();
+    w.ev(RoamEvent::DelegationFailed {
+        seq,
+        error: "netifd is not running (…; ubus object network missing) — /etc/init.d/network start"
+            .into(),
+    });
+    w.run(3_100, 100);
+    assert!(
+        w.roam
+            .status()
+            .delegation_problem
+            .as_deref()
+            .unwrap()
+            .starts_with("netifd is not running")
+    );
+    // netifd is back and holds it, but odhcpd stays silent (its RA table
+    // is empty after the restart).
+    w.netifd.accepts = true;
+    w.netifd.announcing = false;
+    w.run(10_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("odhcpd is not announcing 2001:db8:100:1::/64 on br-lan — /etc/init.d/odhcpd reload")
+    );
+    w.netifd.announcing = true;
+    w.run(1_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert!(w.roam.status().delegation_problem.is_none());
+}
+
+#[test]
+fn a_route_add_that_failed_while_the_tunnel_was_down_is_retried_when_it_is_up() {
+    let mut w = World::steady(cfg());
+    // netifd restarted: our routes flushed, and the add fails while the
+    // link bounces.
+    w.kernel.retain(|r| !r.is_ours());
+    w.apply_routes = false;
+    w.uplink(TUN, UplinkChange::LinkDown);
+    w.dump();
+    w.run(1_000, 100);
+    w.apply_routes = true;
+    let mut log = w.uplink(TUN, UplinkChange::LinkUp);
+    log.extend(w.dump());
+    assert_eq!(
+        log.iter()
+            .filter(|a| matches!(a, RoamAction::AddRoute(_)))
+            .count(),
+        2,
+        "at once, not after {ROUTE_RETRY_MS} ms"
+    );
+}
