@@ -213,11 +213,12 @@ class System:
         except OSError:
             return None
 
-    def flush6(self, dev):
+    def flush6(self, dev, bounce=True):
         """Every IPv6 address and route of dev gone, the link bounced (LL comes back)."""
-        for cmd in (["ip", "-6", "route", "flush", "dev", dev],
-                    ["ip", "-6", "addr", "flush", "dev", dev],
-                    ["ip", "link", "set", dev, "down"], ["ip", "link", "set", dev, "up"]):
+        cmds = [["ip", "-6", "route", "flush", "dev", dev], ["ip", "-6", "addr", "flush", "dev", dev]]
+        if bounce:
+            cmds += [["ip", "link", "set", dev, "down"], ["ip", "link", "set", dev, "up"]]
+        for cmd in cmds:
             subprocess.run(cmd, capture_output=True, timeout=10)
 
 
@@ -367,8 +368,13 @@ class Netifd:
         reloaded (SIGHUP), see run_odhcpd."""
         devs = sorted({r["device"] for r in self.ifaces.values()
                        if not r.get("dynamic") and r["device"] and self.sys.dev_exists(r["device"])})
+        # The lab's uplink (`wan`, DHCP in uci) is only flushed, not bounced: a bounce
+        # drops its IPv4 default route, which the real netifd's dhcp proto would fetch
+        # again and the model cannot.
+        bounce = {r["device"] for r in self.ifaces.values()
+                  if r["proto"] in PROTO_WITH_HANDLER or r["config"].get("ip6assign")}
         for dev in devs:
-            self.sys.flush6(dev)
+            self.sys.flush6(dev, bounce=dev in bounce)
         self.st["assignments"] = {}
         self.st["pending"] = []
         self.st["netifd_generation"] = self.st.get("netifd_generation", 0) + 1

@@ -91,7 +91,7 @@ class FakeSystem:
     def link_mtu(self, d):
         return 1500 if d == "lan" else 1420
 
-    def flush6(self, dev):
+    def flush6(self, dev, bounce=True):
         self.addr[dev] = {}
         self.flushed.append(dev)
 
