@@ -542,7 +542,9 @@ class Netifd:
                     self._setup(rec)
                     self.event("interface-up", iface=name, cause="device appeared")
                     changed = True
-            elif rec["up"] and not dev_ok:
+            elif rec["up"] and not self.sys.dev_exists(rec["device"]):
+                # Only a vanished device takes the interface down; link/admin down does
+                # not (FINDINGS Q5 b: force_link, both interfaces stay up).
                 rec["up"] = False
                 rec["prefixes"] = []
                 rec["down_cause"] = "device"
@@ -638,7 +640,7 @@ class Netifd:
                     up_dev = self.ifaces[a["from"]]["device"]
                     up_mtu = self.sys.mtu6(up_dev)
                     cur = self.sys.mtu6(dev)
-                    if up_mtu and cur and up_mtu < cur and not self._lan_mtu6_configured(dev):
+                    if up_mtu and cur and up_mtu != cur and not self._lan_mtu6_configured(dev):
                         self.sys.set_mtu6(dev, up_mtu)
                         self.event("mtu6-lowered", iface=name, mtu6=up_mtu, uplink=up_dev)
         self.st["assignments"] = want
@@ -1118,13 +1120,10 @@ def run_odhcpd(d, radvd_bin):
             else:
                 time.sleep(min(wait, 0.05))
     finally:
+        # odhcpd sends no final RA when it stops (FINDINGS Q7): radvd is killed, so its
+        # shutdown RA (router lifetime 0) does not go out either.
         for c in children.values():
-            if c.poll() is None:
-                c.terminate()
-                try:
-                    c.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    c.kill()
+            stop_child(c)
         try:
             os.unlink(pidfile)
         except OSError:

@@ -357,6 +357,21 @@ class WireguardSh(ModelCase):
         self.assertEqual(self.sys.mtu6("lan"), 1420)
         ra = m.compute_ra(self.sys.addrs("lan"), "", self.sys.mtu6("lan"), {}, 0)
         self.assertEqual(ra["mtu"], 1420)
+        # FINDINGS "lan's IPv6 MTU": written only when an assignment is newly enabled;
+        # an agent writing 1500 back is overridden at the next (re-)delegation.
+        self.sys.set_mtu6("lan", 1500)
+        self.call("network", "reload")
+        self.assertEqual(self.sys.mtu6("lan"), 1500)
+        self.call("network.interface.wgroam_wg1", "remove")
+        self.advance()
+        self.assertEqual(self.sys.mtu6("lan"), 1500, "not restored, not lowered on removal")
+        self.add()
+        self.assertEqual(self.sys.mtu6("lan"), 1420)
+        # Link down of the tunnel device changes nothing (FINDINGS Q5 b, force_link).
+        self.sys.devs["wg1"]["up"] = False
+        self.call("network.interface.lan", "status")
+        self.assertTrue(self.call("network.interface.wg1", "status")["up"])
+        self.assertEqual(len(self.lan_assign()), 1)
 
     def test_r12_dhcp_object_only_while_odhcpd_runs(self):
         # odhcpd registers the `dhcp` ubus object; stopped -> `ubus call dhcp ipv6ra`
