@@ -35,4 +35,21 @@ jq -e --arg p "$PREFIX" --argjson l "$LAN_MTU" 'select(any(.prefixes[]; .prefix 
 client_mtu=$(lab_exec lan cat /proc/sys/net/ipv6/conf/eth0/mtu)
 [ "$client_mtu" = "$LAN_MTU" ] || fail "client's IPv6 MTU is $client_mtu, expected $LAN_MTU"
 t "announce_mtu 0: RAs carry MTU $LAN_MTU (not wg1's $WG_MTU); client's IPv6 MTU $client_mtu"
+
+# netifd writes wg1's MTU again whenever it enables the assignment (FINDINGS "lan's IPv6
+# MTU"): after a withdrawal and a re-delegation the LAN must still see its own MTU.
+nat_block_wireguard
+lab_wait_for 20 roam_delegation_is withdrawn || fail "not withdrawn"
+ra_count=$(ra_json ra | grep -c . || true)
+nat_unblock_wireguard
+lab_wait_for 25 roam_delegation_is delegated || fail "not delegated again"
+ra_live_again() { [ "$(ra_json ra | tail -n +$((ra_count + 1)) | jq -c --arg p "$PREFIX" 'select(any(.prefixes[]; .prefix == $p and .valid > 0))' | grep -c .)" -gt 0 ]; }
+lab_wait_for 5 ra_live_again || fail "no RA announcing $PREFIX after the re-delegation"
+[ "$(r1_model_events mtu6-lowered | grep -c .)" -ge 2 ] || fail "netifd (model) did not write wg1's MTU again: the test proves nothing"
+sleep 1.5
+bad=$(ra_json ra | tail -n +$((ra_count + 1)) | jq -c --arg p "$PREFIX" --argjson w "$WG_MTU" 'select(any(.prefixes[]; .prefix == $p and .valid > 0)) | select(.mtu == $w)')
+[ -z "$bad" ] || fail "after the re-delegation an RA announced wg1's MTU: $bad"
+client_mtu=$(lab_exec lan cat /proc/sys/net/ipv6/conf/eth0/mtu)
+[ "$client_mtu" = "$LAN_MTU" ] || fail "client's IPv6 MTU is $client_mtu after the re-delegation, expected $LAN_MTU"
+t "after withdraw + re-delegation: RAs still carry $LAN_MTU; client's IPv6 MTU $client_mtu"
 echo "PASS"
