@@ -643,8 +643,15 @@ class Netifd:
                     if up_mtu and cur and up_mtu != cur and not self._lan_mtu6_configured(dev):
                         self.sys.set_mtu6(dev, up_mtu)
                         self.event("mtu6-lowered", iface=name, mtu6=up_mtu, uplink=up_dev)
+        if want != have:
+            self.iface_update()
         self.st["assignments"] = want
         self.apply_due()
+
+    def iface_update(self):
+        """netifd tells odhcpd an interface changed; odhcpd reloads that interface's
+        config and so re-reads its IPv6 MTU (FINDINGS "announce_mtu '0' ...")."""
+        self.st["iface_updates"] = self.st.get("iface_updates", 0) + 1
 
     def _assignment_up(self, dev, a):
         # FINDINGS Q1: `<local>/64 noprefixroute forever`, `<assigned> dev lan proto static
@@ -674,6 +681,7 @@ class Netifd:
                 if link and self.sys.mtu6(e["dev"]) != link:
                     self.sys.set_mtu6(e["dev"], link)
                     self.event("mtu6-reset", dev=e["dev"], mtu6=link)
+                    self.iface_update()
                 continue
             a, dev = e["assignment"], e["dev"]
             plen = ipaddress.IPv6Network(a["assigned"]).prefixlen
@@ -1040,12 +1048,23 @@ def run_odhcpd(d, radvd_bin):
     signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # /etc/init.d/odhcpd reload
     generation = None
     disabled = False
+    updates = None
+    reload_now = True
+    latched_mtu = {dev: system.mtu6(dev) for dev in lans}
     try:
         while not stop:
             now = time.time()
             route_text = system.ipv6_route()
             with Store(d) as s:
                 st = s.read()
+            upd = st.get("iface_updates", 0)
+            if upd != updates or reload_now:
+                # odhcpd (re)loads the interface config and takes the IPv6 MTU from /proc
+                # only then; later writes to /proc are not seen (FINDINGS, 10:56-10:58).
+                updates = upd
+                reload_now = False
+                for dev in lans:
+                    latched_mtu[dev] = system.mtu6(dev)
             gen = st.get("netifd_generation", 0)
             if generation is None:
                 generation = gen
@@ -1059,6 +1078,10 @@ def run_odhcpd(d, radvd_bin):
                 sent.clear()
             if hup:
                 hup.clear()
+                reload_now = True
+                for dev in lans:
+                    latched_mtu[dev] = system.mtu6(dev)
+                    timers[dev].sig = None  # a reload sends an RA (1 s later)
                 if disabled:
                     disabled = False
                     for t in timers.values():
@@ -1075,7 +1098,7 @@ def run_odhcpd(d, radvd_bin):
                     # odhcpd's timer fires. Meanwhile nothing is announced (odhcpd only
                     # sends when the timer fires, too).
                     stop_child(children.pop(dev, None))
-                ra = compute_ra(addrs, route_text, system.mtu6(dev), stale[dev], now, delegated)
+                ra = compute_ra(addrs, route_text, latched_mtu[dev], stale[dev], now, delegated)
                 if not (first or timers[dev].due(now)):
                     continue
                 # `dhcp ipv6ra` shows what was announced (A1/R 10:45: an entry appears
@@ -1095,8 +1118,17 @@ def run_odhcpd(d, radvd_bin):
                     os.unlink(pid)
                 except OSError:
                     pass
+                # radvd writes AdvLinkMTU into /proc/sys/net/ipv6/conf/<dev>/mtu (its
+                # privsep helper); odhcpd does not touch lan's IPv6 MTU. So radvd runs in a
+                # private mount namespace where that file is a bind-mounted copy.
+                fake = os.path.join(d, f"radvd-{dev}.mtu")
+                with open(fake, "w") as f:
+                    f.write(f"{system.mtu6(dev)}\n")
                 children[dev] = subprocess.Popen(
-                    [radvd_bin, "--nodaemon", "-C", conf, "-p", pid, "-m", "logfile", "-l",
+                    ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                     'mount --bind "$1" "/proc/sys/net/ipv6/conf/$2/mtu" && shift 2 && exec "$@"',
+                     "sh", fake, dev,
+                     radvd_bin, "--nodaemon", "-C", conf, "-p", pid, "-m", "logfile", "-l",
                      os.path.join(d, f"radvd-{dev}.log")],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
@@ -1138,6 +1170,19 @@ def ubus_call(d, obj, method, args, system=None, uci=None):
     system = system or System()
     cfg = config_of(d)
     uci = uci or UciReader(cfg["uci"], cfg["confdir"], cfg["savedir"])
+    if obj == "service":
+        # procd: /etc/init.d/odhcpd reload = `ubus call service signal {"name":"odhcpd",
+        # "signal":1}` (procd_send_signal). Only odhcpd is known here.
+        if method != "signal":
+            raise UbusError(3)
+        if not isinstance(args, dict) or not isinstance(args.get("name"), str):
+            raise UbusError(2)
+        pidfile = os.path.join(d, "odhcpd.pid")
+        if args["name"] != "odhcpd" or not pid_alive(pidfile):
+            raise UbusError(4)
+        with open(pidfile) as f:
+            os.kill(int(f.read().split()[0]), int(args.get("signal", signal.SIGHUP)))
+        return None
     if obj == "dhcp":
         if not pid_alive(os.path.join(d, "odhcpd.pid")):
             raise UbusError(4)  # R12: odhcpd registers the object; not running -> none
@@ -1199,7 +1244,7 @@ def ubus_call(d, obj, method, args, system=None, uci=None):
 
 def ubus_objects(d):
     st = Store(d).read()
-    objs = ["network", "network.device", "network.interface"]
+    objs = ["network", "network.device", "network.interface", "service"]
     objs += [f"network.interface.{n}" for n in sorted(st["interfaces"])]
     if pid_alive(os.path.join(d, "odhcpd.pid")):
         objs.append("dhcp")

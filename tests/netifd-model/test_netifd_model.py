@@ -391,6 +391,32 @@ class WireguardSh(ModelCase):
         real_entry = next(iter(real["interfaces"].values()))[1]
         self.assertEqual(set(got["interfaces"]["lan"][0]), set(real_entry))
 
+    def test_r12_service_signal_reloads_odhcpd(self):
+        # procd: `/etc/init.d/odhcpd reload` = ubus call service signal {"name":"odhcpd",
+        # "signal":1}; odhcpd re-reads the IPv6 MTU only then or on netifd's interface
+        # update (FINDINGS "announce_mtu '0' does NOT change what the real odhcpd
+        # announces"). Not running -> exit 4.
+        sig = {"name": "odhcpd", "signal": 1}
+        self.assertEqual(self.code("service", "signal", sig), 4)
+        got = []
+        old = m.signal.signal(m.signal.SIGHUP, lambda *_: got.append(1))
+        try:
+            with open(os.path.join(self.d, "odhcpd.pid"), "w") as f:
+                f.write(f"{os.getpid()}\n")
+            self.assertEqual(self.code("service", "signal", sig), 0)
+            self.assertEqual(got, [1])
+            self.assertEqual(self.code("service", "signal", {"name": "dnsmasq", "signal": 1}), 4)
+        finally:
+            m.signal.signal(m.signal.SIGHUP, old)
+        # netifd's interface update (what makes odhcpd re-read the MTU) comes with every
+        # change of assignments, not with a plain status call.
+        n0 = m.Store(self.d).read().get("iface_updates", 0)
+        self.add()
+        n1 = m.Store(self.d).read().get("iface_updates", 0)
+        self.assertGreater(n1, n0)
+        self.call("network.interface.lan", "status")
+        self.assertEqual(m.Store(self.d).read().get("iface_updates", 0), n1)
+
     def test_cli_exit_codes(self):
         # ubus(1): 4 = not found; JSON errors are refused.
         argv = ["call", "network.interface.nosuch", "status"]
