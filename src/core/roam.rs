@@ -45,6 +45,23 @@
 //! [`ROUTE_PROTO`] are ever deleted. A restarted agent finds its routes in the
 //! dump and does nothing.
 //!
+//! # Delegation
+//!
+//! The prefix is *commanded* ([`RoamAction::Delegate`] / [`RoamAction::Withdraw`],
+//! each a new generation `seq`) and *confirmed* from looks
+//! ([`RoamAction::ObserveDelegation`] → [`RoamEvent::DelegationObserved`]):
+//! `Pending` until the carrier holds the prefix, every downstream has an
+//! assignment inside it and the RA daemon announces it; after
+//! [`DELEG_PROBLEM_AFTER_MS`] the blocker becomes `status.delegation_problem`
+//! (logged once). Looks are scheduled, not per poll: 0.3 s after a command,
+//! every 0.5 s while pending, every 5 s while delegated, and 0.3 s after a
+//! link change of the tunnel device or a link/address change of a
+//! downstream device. A carrier netifd dropped is asked for again (backing
+//! off) once the tunnel device is present. Withdrawn: the `::/0` routes go in
+//! the same step *before* the command (odhcpd's router lifetime counts any
+//! `::/0`), and deprecated addresses the looks find inside the prefix are
+//! deleted ([`RoamAction::RemoveAddress`]).
+//!
 //! # Daemon contract
 //!
 //! - Send [`RoamEvent::Observed`] about once a second and
@@ -55,6 +72,10 @@
 //! - Send [`RoamEvent::ClockSynced`] when NTP is first seen to have set the
 //!   clock, before the [`RoamEvent::Observed`] of the same look.
 //! - Call `handle(now, RoamEvent::Tick)` no later than [`Roam::poll_at`].
+//! - Carry out delegation commands and looks in the order given; answer each
+//!   look with [`RoamEvent::DelegationObserved`] and a failed command with
+//!   [`RoamEvent::DelegationFailed`], echoing its `seq` (older ones are
+//!   ignored).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
