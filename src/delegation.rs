@@ -59,6 +59,9 @@ pub trait LinkInfo: Clone + Send + 'static {
     fn link_mtu(&self, dev: &str) -> Option<u32>;
     fn ifindex(&self, dev: &str) -> Option<u32>;
     fn set_ipv6_mtu(&self, dev: &str, mtu: u32) -> Result<(), String>;
+    /// `dev` has a usable (not tentative) IPv6 link-local address: odhcpd
+    /// skips an RA it cannot send from one.
+    fn link_local_ready(&self, dev: &str) -> bool;
     /// IPv6 addresses on `dev` inside `prefix` with preferred lifetime 0.
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)>;
 }
@@ -96,6 +99,19 @@ impl LinkInfo for SysLinks {
         set_ipv6_mtu(dev, mtu)
     }
 
+    fn link_local_ready(&self, dev: &str) -> bool {
+        let Ok(index) = crate::capture::ifindex(dev) else {
+            return false;
+        };
+        let Ok(mut rt) = crate::rtnl::Rtnl::open() else {
+            return false;
+        };
+        rt.addresses(index).unwrap_or_default().iter().any(|a| {
+            !a.tentative
+                && matches!(a.addr, std::net::IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
+        })
+    }
+
     fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
         let Ok(index) = crate::capture::ifindex(dev) else {
             return Vec::new();
@@ -123,6 +139,9 @@ pub fn set_ipv6_mtu(dev: &str, mtu: u32) -> Result<(), String> {
     let path = format!("/proc/sys/net/ipv6/conf/{dev}/mtu");
     std::fs::write(&path, mtu.to_string()).map_err(|e| format!("cannot write {path}: {e}"))
 }
+
+/// How long a reload of odhcpd waits for the LAN's link-local address.
+const LINK_LOCAL_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The netifd dynamic interface carrying the prefix for tunnel `iface`.
 pub fn carrier_name(iface: &str) -> String {
@@ -360,6 +379,13 @@ where
     /// SIGHUP, as `/etc/init.d/odhcpd reload` does.
     fn set_ipv6_mtu(&mut self, dev: &str, mtu: u32) -> Result<(), String> {
         self.links.set_ipv6_mtu(dev, mtu)?;
+        // After netifd (re)set the device up its link-local address is
+        // still tentative; odhcpd reloaded now would skip its RA and send
+        // the next one only ~18 s later (observed). Wait for DAD, briefly.
+        let until = std::time::Instant::now() + LINK_LOCAL_WAIT;
+        while !self.links.link_local_ready(dev) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         self.ubus
             .call(
                 "service",
@@ -790,7 +816,7 @@ mod tests {
     type Devices = BTreeMap<String, (u32, u32, Vec<(Ipv6Addr, u8)>)>;
 
     #[derive(Clone, Default)]
-    struct FakeLinks(Arc<Mutex<Devices>>);
+    struct FakeLinks(Arc<Mutex<Devices>>, Arc<std::sync::atomic::AtomicBool>);
     impl LinkInfo for FakeLinks {
         fn ipv6_mtu(&self, dev: &str) -> Option<u32> {
             self.0.lock().unwrap().get(dev).map(|d| d.1)
@@ -804,6 +830,11 @@ mod tests {
         fn set_ipv6_mtu(&self, dev: &str, mtu: u32) -> Result<(), String> {
             self.0.lock().unwrap().get_mut(dev).ok_or("no device")?.1 = mtu;
             Ok(())
+        }
+        /// Not ready while the flag says DAD is running.
+        fn link_local_ready(&self, dev: &str) -> bool {
+            self.0.lock().unwrap().contains_key(dev)
+                && !self.1.load(std::sync::atomic::Ordering::SeqCst)
         }
         fn deprecated_in(&self, dev: &str, prefix: IpNet) -> Vec<(Ipv6Addr, u8)> {
             let m = self.0.lock().unwrap();
@@ -1379,5 +1410,28 @@ mod tests {
         ubus.n().odhcpd = false;
         let e = d.set_ipv6_mtu("br-lan", 1420).unwrap_err();
         assert!(e.contains("odhcpd was not told"), "{e}");
+    }
+
+    #[test]
+    fn odhcpd_is_reloaded_only_once_the_lans_link_local_address_is_usable() {
+        use std::sync::atomic::Ordering;
+        let (mut d, ubus, _, links) = setup(NETWORK);
+        // netifd just reset the LAN device: its link-local is tentative.
+        links.1.store(true, Ordering::SeqCst);
+        let flag = links.1.clone();
+        let t = std::time::Instant::now();
+        let dad = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            flag.store(false, Ordering::SeqCst);
+        });
+        d.set_ipv6_mtu("br-lan", 1420).unwrap();
+        dad.join().unwrap();
+        assert!(t.elapsed() >= std::time::Duration::from_millis(400));
+        assert!(ubus.calls().last().unwrap().starts_with("service signal"));
+        // DAD that never ends does not hold the delegator forever.
+        links.1.store(true, Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        d.set_ipv6_mtu("br-lan", 1500).unwrap();
+        assert!(t.elapsed() < LINK_LOCAL_WAIT + std::time::Duration::from_millis(500));
     }
 }

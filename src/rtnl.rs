@@ -223,6 +223,8 @@ pub struct IfAddr {
     pub prefix_len: u8,
     /// Preferred lifetime 0 (IFA_F_DEPRECATED).
     pub deprecated: bool,
+    /// Duplicate address detection not finished (or failed).
+    pub tentative: bool,
 }
 
 impl Rtnl {
@@ -242,11 +244,12 @@ impl Rtnl {
                     addr: Some(addr),
                     prefix_len,
                     deprecated,
-                    ..
+                    tentative,
                 } if *index == ifindex => Some(IfAddr {
                     addr: *addr,
                     prefix_len: *prefix_len,
                     deprecated: *deprecated,
+                    tentative: *tentative,
                 }),
                 _ => None,
             })
