@@ -1027,103 +1027,124 @@ def stop_child(c):
         c.wait()
 
 
+class OdhcpdCore:
+    """odhcpd's decisions, without I/O: when to send an RA, with what (R8-R12).
+    step() gets the system's state and returns {"kill": [dev], "send": {dev: ra}}:
+    devices whose radvd must go now, and RAs to send now."""
+
+    def __init__(self, lans, mtu6):
+        self.lans = list(lans)
+        self.stale = {dev: {} for dev in self.lans}
+        self.timers = {dev: Debounce() for dev in self.lans}
+        self.latched_mtu = dict(mtu6)  # read at start
+        self.sent = {}  # what `dhcp ipv6ra` shows
+        self.first = True
+        self.generation = None
+        self.updates = None
+        self.disabled = False
+
+    def reload(self, mtu6):
+        """SIGHUP (/etc/init.d/odhcpd reload): config and IPv6 MTU re-read, LAN enabled
+        again after a netifd restart, one RA 1 s later (FINDINGS)."""
+        self.latched_mtu = dict(mtu6)
+        self.disabled = False
+        for t in self.timers.values():
+            t.sig = None
+
+    def step(self, now, st, addrs, route_text, mtu6):
+        out = {"kill": [], "send": {}}
+        upd = st.get("iface_updates", 0)
+        if upd != self.updates:
+            # netifd's interface update: odhcpd reloads the interface and takes the IPv6
+            # MTU from /proc only then; later writes are not seen (FINDINGS 10:56-10:58).
+            self.updates = upd
+            self.latched_mtu = dict(mtu6)
+        gen = st.get("netifd_generation", 0)
+        if self.generation is None:
+            self.generation = gen
+        if gen != self.generation:
+            # netifd bounced lan: "Disabling services with lan0 not running"; only a
+            # reload enables it again (FINDINGS "netifd restarted").
+            self.generation = gen
+            self.disabled = True
+            out["kill"] += self.lans
+            self.sent.clear()
+        delegated = [a["prefix"] for lst in st.get("assignments", {}).values() for a in lst]
+        for dev in self.lans:
+            if self.disabled:
+                continue
+            if self.timers[dev].observe(ra_trigger_signature(addrs[dev], route_text), now) \
+                    and not self.first:
+                # radvd reacts to lan's address changes by itself, ~1 s later, with its
+                # OLD content: it goes now; a fresh one sends when odhcpd's timer fires.
+                out["kill"].append(dev)
+            ra = compute_ra(addrs[dev], route_text, self.latched_mtu.get(dev), self.stale[dev],
+                            now, delegated)
+            if not (self.first or self.timers[dev].due(now)):
+                continue
+            self.timers[dev].deadline = None
+            # `dhcp ipv6ra` shows what was announced.
+            self.sent.update(ipv6ra_json(dev, ra, addrs[dev])["interfaces"])
+            out["send"][dev] = ra
+        self.first = False
+        return out
+
+    def wait(self, now):
+        w = 0.5
+        for t in self.timers.values():
+            if t.deadline is not None:
+                w = max(0.0, min(w, t.deadline - now))
+        return w
+
+
 def run_odhcpd(d, radvd_bin):
-    """odhcpd: on start and 1 s after the last trigger, the RA is computed (R8-R11) and a
-    real radvd on the LAN device sends it at once."""
+    """odhcpd (OdhcpdCore) with a real radvd per RA on the LAN device."""
     system = System()
     cfg = config_of(d)
     lans = cfg.get("ra_ifaces", ["lan"])
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    hup = []
+    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # /etc/init.d/odhcpd reload
     pidfile = os.path.join(d, "odhcpd.pid")
     with open(pidfile, "w") as f:
         f.write(f"{os.getpid()}\n")
     nl = netlink_socket()
-    stale = {dev: {} for dev in lans}
-    timers = {dev: Debounce() for dev in lans}
+    core = OdhcpdCore(lans, {dev: system.mtu6(dev) for dev in lans})
     children = {}
-    sent = {}
-    first = True
-    hup = []
-    signal.signal(signal.SIGHUP, lambda *_: hup.append(1))  # /etc/init.d/odhcpd reload
-    generation = None
-    disabled = False
-    updates = None
-    reload_now = True
-    latched_mtu = {dev: system.mtu6(dev) for dev in lans}
     try:
         while not stop:
             now = time.time()
-            route_text = system.ipv6_route()
             with Store(d) as s:
                 st = s.read()
-            upd = st.get("iface_updates", 0)
-            if upd != updates or reload_now:
-                # odhcpd (re)loads the interface config and takes the IPv6 MTU from /proc
-                # only then; later writes to /proc are not seen (FINDINGS, 10:56-10:58).
-                updates = upd
-                reload_now = False
-                for dev in lans:
-                    latched_mtu[dev] = system.mtu6(dev)
-            gen = st.get("netifd_generation", 0)
-            if generation is None:
-                generation = gen
-            if gen != generation:
-                # netifd bounced lan: "Disabling services with lan0 not running", and
-                # nothing re-enables it but a reload (FINDINGS "netifd restarted").
-                generation = gen
-                disabled = True
-                for dev in lans:
-                    stop_child(children.pop(dev, None))
-                sent.clear()
+            mtu6 = {dev: system.mtu6(dev) for dev in lans}
             if hup:
                 hup.clear()
-                reload_now = True
-                for dev in lans:
-                    latched_mtu[dev] = system.mtu6(dev)
-                    timers[dev].sig = None  # a reload sends an RA (1 s later)
-                if disabled:
-                    disabled = False
-                    for t in timers.values():
-                        t.sig = None  # re-armed: one RA 1 s later
-            delegated = [a["prefix"] for lst in st.get("assignments", {}).values() for a in lst]
-            for dev in lans:
-                addrs = system.addrs(dev)
-                if disabled:
-                    continue
-                if timers[dev].observe(ra_trigger_signature(addrs, route_text), now) \
-                        and not first:
-                    # radvd reacts to lan's address changes by itself, ~1 s later, with
-                    # its OLD content; the running one goes now, the new one starts when
-                    # odhcpd's timer fires. Meanwhile nothing is announced (odhcpd only
-                    # sends when the timer fires, too).
-                    stop_child(children.pop(dev, None))
-                ra = compute_ra(addrs, route_text, latched_mtu[dev], stale[dev], now, delegated)
-                if not (first or timers[dev].due(now)):
-                    continue
-                # `dhcp ipv6ra` shows what was announced (A1/R 10:45: an entry appears
-                # once odhcpd sent the RA with it).
-                sent.update(ipv6ra_json(dev, ra, addrs)["interfaces"])
-                timers[dev].deadline = None
+                core.reload(mtu6)
+            out = core.step(now, st, {dev: system.addrs(dev) for dev in lans},
+                            system.ipv6_route(), mtu6)
+            for dev in out["kill"]:
+                stop_child(children.pop(dev, None))
+            for dev, ra in out["send"].items():
                 conf = os.path.join(d, f"radvd-{dev}.conf")
                 with open(conf + ".tmp", "w") as f:
                     f.write(radvd_conf(dev, ra))
                 os.replace(conf + ".tmp", conf)
                 with open(os.path.join(d, f"ra-{dev}.log"), "a") as f:
                     f.write(json.dumps({"t": round(now, 3), "ra": ra}) + "\n")
-                # A fresh radvd per change advertises the new content at once.
+                # A fresh radvd per RA advertises the new content at once.
                 stop_child(children.pop(dev, None))
                 pid = os.path.join(d, f"radvd-{dev}.pid")
                 try:
                     os.unlink(pid)
                 except OSError:
                     pass
-                # radvd writes AdvLinkMTU into /proc/sys/net/ipv6/conf/<dev>/mtu (its
-                # privsep helper); odhcpd does not touch lan's IPv6 MTU. So radvd runs in a
-                # private mount namespace where that file is a bind-mounted copy.
+                # radvd's privsep helper writes AdvLinkMTU into
+                # /proc/sys/net/ipv6/conf/<dev>/mtu; odhcpd does not touch it. So radvd
+                # runs in a private mount namespace where that file is a copy.
                 fake = os.path.join(d, f"radvd-{dev}.mtu")
                 with open(fake, "w") as f:
-                    f.write(f"{system.mtu6(dev)}\n")
+                    f.write(f"{mtu6[dev]}\n")
                 children[dev] = subprocess.Popen(
                     ["unshare", "-m", "--propagation", "private", "sh", "-c",
                      'mount --bind "$1" "/proc/sys/net/ipv6/conf/$2/mtu" && shift 2 && exec "$@"',
@@ -1132,15 +1153,11 @@ def run_odhcpd(d, radvd_bin):
                      os.path.join(d, f"radvd-{dev}.log")],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
-            first = False
             tmp = os.path.join(d, "ipv6ra.json.tmp")
             with open(tmp, "w") as f:
-                json.dump({"interfaces": sent}, f, indent="\t")
+                json.dump({"interfaces": core.sent}, f, indent="\t")
             os.replace(tmp, os.path.join(d, "ipv6ra.json"))
-            wait = 0.5
-            for t in timers.values():
-                if t.deadline is not None:
-                    wait = max(0.0, min(wait, t.deadline - time.time()))
+            wait = core.wait(time.time())
             if nl:
                 try:
                     r, _, _ = select.select([nl], [], [], wait)

@@ -612,6 +612,60 @@ class RaCapture(unittest.TestCase):
         self.assertEqual(ras[3]["rdnss"], [{"addr": "2001:db8:100:100::1", "lifetime": 5400}])
 
 
+class OdhcpdLoop(unittest.TestCase):
+    LL = {"addr": "fe80::1", "plen": 64, "scope": "link", "preferred": m.INFINITE,
+          "valid": m.INFINITE}
+
+    def test_r8_mtu_latched_at_interface_update_or_reload(self):
+        # FINDINGS "announce_mtu '0' does NOT change what the real odhcpd announces":
+        # the RA MTU is read from /proc only at netifd's interface update or a reload.
+        core = m.OdhcpdCore(["lan"], {"lan": 1500})
+        live = {"lan": [self.LL, A("2001:db8:100:1::1", m.INFINITE, m.INFINITE)]}
+        st = {"iface_updates": 0}
+        self.assertEqual(core.step(0.0, st, {"lan": [self.LL]}, "", {"lan": 1500})["send"]
+                         ["lan"]["mtu"], 1500, "the first RA at start")
+        st = {"iface_updates": 1}  # netifd assigned and copied wg1's MTU
+        core.step(1.0, st, live, "", {"lan": 1420})
+        out = core.step(2.0, st, live, "", {"lan": 1500})  # an agent wrote 1500 back
+        self.assertEqual(out["send"]["lan"]["mtu"], 1420, "a later /proc write is not seen")
+        core.reload({"lan": 1500})
+        core.step(3.0, st, live, "", {"lan": 1500})
+        self.assertEqual(core.step(4.0, st, live, "", {"lan": 1500})["send"]["lan"]["mtu"], 1500)
+
+    def test_r12_silent_after_netifd_restart_until_reload(self):
+        # FINDINGS "netifd restarted": odhcpd disables the LAN, `dhcp ipv6ra` is
+        # {"interfaces":{}} and no RA goes out until a reload (SIGHUP).
+        core = m.OdhcpdCore(["lan"], {"lan": 1420})
+        live = {"lan": [self.LL, A("2001:db8:100:1::1", m.INFINITE, m.INFINITE)]}
+        core.step(0.0, {}, live, "", {"lan": 1420})
+        self.assertEqual(list(core.sent), ["lan"])
+        out = core.step(1.0, {"netifd_generation": 1}, live, "", {"lan": 1420})
+        self.assertEqual((out["kill"], out["send"], core.sent), (["lan"], {}, {}))
+        for t in (2.0, 3.0, 9.0):
+            self.assertEqual(core.step(t, {"netifd_generation": 1}, live, "", {"lan": 1420})
+                             ["send"], {})
+        core.reload({"lan": 1420})
+        core.step(10.0, {"netifd_generation": 1}, live, "", {"lan": 1420})
+        out = core.step(11.0, {"netifd_generation": 1}, live, "", {"lan": 1420})
+        self.assertIn("lan", out["send"])
+        self.assertEqual(core.sent["lan"], [{"prefix": "2001:db8:100:1::1", "length": 64,
+                                             "stale": False}])
+
+    def test_r12_one_ra_per_change_and_old_radvd_stopped_at_once(self):
+        # FINDINGS Q1/Q3: one RA 1 s after the last change; the radvd holding the old
+        # content goes at the first trigger (it would re-announce it by itself).
+        core = m.OdhcpdCore(["lan"], {"lan": 1420})
+        core.step(0.0, {}, {"lan": [self.LL]}, "", {"lan": 1420})
+        live = {"lan": [self.LL, A("2001:db8:100:1::1", m.INFINITE, m.INFINITE)]}
+        out = core.step(5.0, {}, live, "", {"lan": 1420})
+        self.assertEqual((out["kill"], out["send"]), (["lan"], {}))
+        self.assertEqual(core.step(5.5, {}, live, "", {"lan": 1420})["send"], {})
+        self.assertEqual(core.sent["lan"], [], "ipv6ra lists what was SENT")
+        out = core.step(6.0, {}, live, "", {"lan": 1420})
+        self.assertEqual(out["send"]["lan"]["prefixes"][0]["valid"], 5400)
+        self.assertEqual(core.step(7.0, {}, live, "", {"lan": 1420})["send"], {})
+
+
 class UciExport(unittest.TestCase):
     def test_parse_export_options_lists_quotes(self):
         secs = m.parse_uci_export(
