@@ -449,11 +449,22 @@ impl RadvdDelegator {
         }
     }
 
+    /// radvd runs (an exited, not yet reaped child is a zombie: state Z).
     fn running(&self) -> bool {
-        // SAFETY: signal 0 only checks that our child exists.
-        self.child
-            .as_ref()
-            .is_some_and(|c| unsafe { libc::kill(c.id() as libc::pid_t, 0) } == 0)
+        self.child.as_ref().is_some_and(|c| {
+            std::fs::read_to_string(format!("/proc/{}/stat", c.id()))
+                .ok()
+                .and_then(|st| {
+                    let state = st
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .next()?
+                        .to_string();
+                    Some(state != "Z" && state != "X")
+                })
+                .unwrap_or(false)
+        })
     }
 
     fn conf(&self) -> PathBuf {
@@ -1433,5 +1444,26 @@ mod tests {
         let t = std::time::Instant::now();
         d.set_ipv6_mtu("br-lan", 1500).unwrap();
         assert!(t.elapsed() < LINK_LOCAL_WAIT + std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_radvd_that_exited_is_not_running() {
+        let dir = std::env::temp_dir().join(format!("wgroam-radvd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = RadvdDelegator::new("lo", &dir, "lo", true);
+        // A stand-in that exits at once, like radvd refusing its config.
+        r.radvd = PathBuf::from("/bin/false");
+        let p: IpNet = "2001:db8:100:1::/64".parse().unwrap();
+        r.announce(&radvd_conf("lo", p, true, None)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!r.running(), "a zombie is not a running radvd");
+        let report = (r.observer(p, true))();
+        assert_eq!(report.carried, None);
+        assert!(report.problem.unwrap().starts_with("radvd is not running"));
+        r.radvd = PathBuf::from("/bin/sleep");
+        r.child = Some(Command::new("/bin/sleep").arg("5").spawn().unwrap());
+        assert!(r.running());
+        drop(r);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
