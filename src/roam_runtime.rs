@@ -462,8 +462,39 @@ impl<W: WireGuard> RoamRuntime<W> {
             Vec::new()
         };
         let rc = roam_config(&iface, &network, &[])?;
+        let (old, new) = (&self.iface.roam, &iface.roam);
+        let rebuild = old.delegate != new.delegate
+            || old.downstream != new.downstream
+            || old.announce_mtu != new.announce_mtu
+            || self.cfg.uci != cfg.uci;
         self.iface = iface;
         self.cfg = cfg;
+        if rebuild {
+            // The delegator is built from these options: a new one, and a
+            // look soon so the core re-checks (and re-asks) under it.
+            let (d, via) = delegator(&self.cfg, &self.iface, &self.uci);
+            if via != self.delegate_via
+                && let Some(p) = self.roam.status().delegation.prefix()
+            {
+                // The old way must not keep carrying it (seq 0: stale,
+                // its result is ignored).
+                self.delegator.send(Job::Withdraw(p, 0));
+            }
+            self.delegator.stop();
+            self.carrier = d.carrier();
+            self.delegate_via = via;
+            self.delegator = DelegWorker::spawn(d, self.inbox.poster());
+            self.look_running = false;
+            self.look_queued = None;
+            self.roam.look_soon(signals::now());
+            emit(
+                Level::Info,
+                &format!(
+                    "delegation: now via {via} to {}",
+                    self.iface.roam.downstream.join(", ")
+                ),
+            );
+        }
         Ok(rc)
     }
 

@@ -900,6 +900,20 @@ impl Roam {
         &self.cfg
     }
 
+    /// The delegation adapter changed (configuration reload): look at the
+    /// delegation soon and ask again at once if it is not held.
+    pub fn look_soon(&mut self, now: Now) {
+        if self.want != Delegation::Unknown {
+            self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+            self.deleg_retry_ms = now.mono_ms;
+            self.deleg_retry_gap_ms = 1_000;
+            if let Delegation::Delegated(p) = self.status.delegation {
+                self.status.delegation = Delegation::Pending(p);
+                self.deleg_since_ms = now.mono_ms;
+            }
+        }
+    }
+
     /// The routes the core wants right now (for `status` and tests).
     pub fn desired_routes(&self) -> Vec<Route> {
         let mut v = Vec::new();

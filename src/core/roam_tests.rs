@@ -1672,3 +1672,18 @@ fn a_route_add_that_failed_while_the_tunnel_was_down_is_retried_when_it_is_up() 
         "at once, not after {ROUTE_RETRY_MS} ms"
     );
 }
+
+#[test]
+fn a_new_delegation_adapter_is_checked_and_asked_at_once() {
+    let mut w = World::steady(cfg());
+    // Reloaded with another way to delegate: nothing holds it there yet.
+    w.netifd.held = None;
+    w.roam.look_soon(w.now);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    let t0 = w.now.mono_ms;
+    let log = w.run(1_000, 100);
+    let t = times(&log, is_deleg);
+    assert_eq!(t.len(), 1);
+    assert!(t[0] - t0 <= 300);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+}
