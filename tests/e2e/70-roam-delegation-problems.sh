@@ -60,8 +60,8 @@ lab_wait_for 15 problem_has odhcpd || fail "no problem naming odhcpd: $(agent_ro
 [ "$(state)" != delegated ] || fail "status says delegated while odhcpd is not running"
 t "problem: $(problem); state $(state)"
 never_delegated_for 3
-n=$(agent_roam_log | grep -ci "odhcpd" || true)
-[ "$n" = 1 ] || fail "expected one log line about odhcpd, got $n"
+n=$(agent_roam_log | grep -ci "odhcpd is not running" || true)
+[ "$n" = 1 ] || fail "expected one log line saying odhcpd is not running, got $n: $(agent_roam_log | grep -i odhcpd)"
 r1_odhcpd_start
 t "odhcpd started"
 lab_wait_for 15 roam_delegation_is delegated || fail "not delegated after odhcpd is back: $(problem)"
