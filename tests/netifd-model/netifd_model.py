@@ -261,7 +261,8 @@ def config_of(d):
 # netifd
 
 
-PROTO_WITH_HANDLER = ("wireguard",)  # proto handlers (shell or ucode), not built-in static
+PROTO_WITH_HANDLER = ("wireguard",)
+ULA_SOURCE = "(ula_prefix)"  # the source name of network.globals.ula_prefix  # proto handlers (shell or ucode), not built-in static
 
 
 class Netifd:
@@ -349,8 +350,13 @@ class Netifd:
         return valid_prefixes(as_list(rec["config"].get("ip6prefix")))
 
     # -- boot / reload -------------------------------------------------------
+    def _globals(self, secs):
+        g = next((x for x in secs if x[".type"] == "globals"), {})
+        self.st["ula_prefix"] = g.get("ula_prefix") or None
+
     def boot(self):
         secs, ifaces = self._network()
+        self._globals(secs)
         self.st["interfaces"] = {}
         for name, sec in ifaces.items():
             rec = self._new_iface(name, sec, secs)
@@ -392,6 +398,7 @@ class Netifd:
 
     def reload(self):
         secs, ifaces = self._network()
+        self._globals(secs)
         for name in list(self.ifaces):
             rec = self.ifaces.get(name)
             if rec is None or rec.get("dynamic"):
@@ -570,6 +577,14 @@ class Netifd:
             if rec["up"]:
                 for p in rec["prefixes"]:
                     sources.append((name, ipaddress.IPv6Network(p, strict=False)))
+        if self.st.get("ula_prefix"):
+            # network.globals.ula_prefix: netifd's own local prefix, assigned after the
+            # global ones (FINDINGS "Q1-Q3 with a ULA": global first, then the ULA).
+            try:
+                sources.append((ULA_SOURCE, ipaddress.IPv6Network(self.st["ula_prefix"],
+                                                                  strict=False)))
+            except ValueError:
+                pass
         for name in sorted(self.ifaces):
             rec = self.ifaces[name]
             if not rec["up"] or rec.get("dynamic"):
@@ -637,6 +652,8 @@ class Netifd:
                     # When it assigns, netifd copies the uplink's IPv6 MTU to the
                     # downstream, unless mtu6 is set (s10; FINDINGS: only then, never
                     # restored, and a later device reset is not undone).
+                    if a["from"] not in self.ifaces:
+                        continue  # the ULA has no uplink device
                     up_dev = self.ifaces[a["from"]]["device"]
                     up_mtu = self.sys.mtu6(up_dev)
                     cur = self.sys.mtu6(dev)

@@ -433,6 +433,27 @@ class WithMtu6(ModelCase):
         self.assertEqual(self.sys.mtu6("lan"), 1500)
 
 
+class WithUla(ModelCase):
+    network = NETWORK + "\nconfig globals 'globals'\n\toption ula_prefix 'fd12:3456:789a::/48'\n"
+
+    def test_ula_assigned_after_the_global_and_named_in_rdnss(self):
+        # FINDINGS "Q1-Q3 with a ULA": lan has the ULA /64 before add_dynamic; after it
+        # two assignments, global first; RDNSS names the ULA even while delegated, and
+        # after the withdrawal (the deprecated global address changes nothing).
+        self.assertEqual([a["address"] for a in self.lan_assign()], ["fd12:3456:789a::"])
+        self.add()
+        self.assertEqual([a["address"] for a in self.lan_assign()],
+                         ["2001:db8:100:100::", "fd12:3456:789a::"])
+        self.assertEqual(self.sys.mtu6("lan"), 1420)
+        ra = m.compute_ra(self.sys.addrs("lan"), "", 1420, {}, 0)
+        self.assertEqual(ra["rdnss"][0]["addr"], "fd12:3456:789a::1")
+        self.call("network.interface.wgroam_wg1", "remove")
+        self.advance()
+        ra = m.compute_ra(self.sys.addrs("lan"), "", 1420, {}, 1)
+        self.assertEqual(ra["rdnss"][0]["addr"], "fd12:3456:789a::1")
+        self.assertEqual([a["address"] for a in self.lan_assign()], ["fd12:3456:789a::"])
+
+
 class UcodeHandler(ModelCase):
     handler = "ucode"
 
