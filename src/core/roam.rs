@@ -809,6 +809,9 @@ pub struct Roam {
     /// The latest report of the current generation, and a failed command.
     deleg_report: Option<DelegationReport>,
     deleg_error: Option<String>,
+    /// The blocker seen while pending, and since when (shown once stable).
+    problem_cand: Option<String>,
+    problem_cand_since: u64,
     /// Downstream devices: their link and address events trigger a look.
     deleg_watch: BTreeSet<u32>,
 
@@ -880,6 +883,8 @@ impl Roam {
             deleg_retry_gap_ms: 0,
             deleg_report: None,
             deleg_error: None,
+            problem_cand: None,
+            problem_cand_since: 0,
             deleg_watch: BTreeSet::new(),
             logged: BTreeMap::new(),
         })
@@ -1052,9 +1057,9 @@ impl Roam {
             }
             RoamEvent::DelegationFailed { seq, error } => {
                 if seq == self.deleg_gen {
-                    self.deleg_error = Some(error);
+                    self.deleg_error = Some(error.clone());
                     if matches!(self.want, Delegation::Withdrawn(_)) {
-                        self.show_problem(&mut out);
+                        self.set_problem(error, &mut out);
                     }
                 }
             }
@@ -1553,10 +1558,8 @@ impl Roam {
         let Some(prefix) = self.want.prefix() else {
             return;
         };
-        if matches!(self.status.delegation, Delegation::Pending(_))
-            && now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS
-        {
-            self.show_problem(out);
+        if matches!(self.status.delegation, Delegation::Pending(_)) {
+            self.track_problem(now, out);
         }
         if self.next_deleg_look_ms.is_some_and(|t| now.mono_ms >= t) {
             out.push(RoamAction::ObserveDelegation {
@@ -1578,11 +1581,40 @@ impl Roam {
         }
     }
 
-    /// Sets the `problem` shown in `status` (logged once when it appears).
-    fn show_problem(&mut self, out: &mut Vec<RoamAction>) {
-        let Some(prefix) = self.want.prefix() else {
+    /// While pending: a blocker is shown once the delegation has been
+    /// pending for [`DELEG_PROBLEM_AFTER_MS`] *and* that same blocker has
+    /// lasted as long (netifd, then odhcpd ~1 s later, pass through
+    /// transient states a user must not be told to fix).
+    fn track_problem(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(text) = self.derive_problem() else {
             return;
         };
+        if self.problem_cand.as_ref() != Some(&text) {
+            self.problem_cand = Some(text.clone());
+            self.problem_cand_since = now.mono_ms;
+        }
+        if now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS
+            && now.since_ms(self.problem_cand_since) >= DELEG_PROBLEM_AFTER_MS
+        {
+            self.set_problem(text, out);
+        }
+    }
+
+    /// Shows `problem` in `status`; logged once when it appears or changes.
+    fn set_problem(&mut self, problem: String, out: &mut Vec<RoamAction>) {
+        if self.status.delegation_problem.as_ref() != Some(&problem) {
+            log(
+                out,
+                Level::Warn,
+                format!("{}: delegation problem: {problem}", self.cfg.iface),
+            );
+            self.status.delegation_problem = Some(problem);
+        }
+    }
+
+    /// What blocks the delegation, from the latest look and command.
+    fn derive_problem(&self) -> Option<String> {
+        let prefix = self.want.prefix()?;
         let report = self.deleg_report.as_ref();
         let problem = report
             .and_then(|r| r.problem.clone())
@@ -1626,17 +1658,11 @@ impl Roam {
                     DELEG_PROBLEM_AFTER_MS / 1000
                 )
             });
-        if self.status.delegation_problem.as_ref() != Some(&problem) {
-            log(
-                out,
-                Level::Warn,
-                format!("{}: delegation problem: {problem}", self.cfg.iface),
-            );
-            self.status.delegation_problem = Some(problem);
-        }
+        Some(problem)
     }
 
     fn clear_problem(&mut self, out: &mut Vec<RoamAction>) {
+        self.problem_cand = None;
         if self.status.delegation_problem.take().is_some() {
             log(
                 out,
@@ -1849,9 +1875,7 @@ impl Roam {
                     self.deleg_since_ms = now.mono_ms;
                     self.next_deleg_look_ms = Some(now.mono_ms + DELEG_PENDING_LOOK_MS);
                 }
-                if now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS {
-                    self.show_problem(out);
-                }
+                self.track_problem(now, out);
             }
             Delegation::Withdrawn(p) => {
                 self.drop_deprecated(p, &r, |_| true, out);

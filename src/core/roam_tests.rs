@@ -1687,3 +1687,37 @@ fn a_new_delegation_adapter_is_checked_and_asked_at_once() {
     assert!(t[0] - t0 <= 300);
     assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
 }
+
+#[test]
+fn a_transient_blocker_while_the_user_fixes_things_is_not_reported() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.netifd.problem = Some("network.lan: no ip6assign; …".into());
+    w.observe();
+    w.dump();
+    w.run(10_000, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("network.lan: no ip6assign; …")
+    );
+    // The user commits ip6assign and reloads: netifd assigns, odhcpd's RA
+    // follows ~1 s later; meanwhile the look sees "not announcing".
+    w.netifd.accepts = true;
+    w.netifd.held = Some(prefix());
+    w.netifd.announcing = false;
+    let from = w.log.len();
+    w.run(1_000, 100);
+    w.netifd.announcing = true;
+    w.run(1_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    let warns = warns_with(&w.log[from..], "delegation problem");
+    assert_eq!(warns, 0, "nobody is told to reload odhcpd for a 1 s lag");
+    // A blocker that lasts is reported, also when it replaces another.
+    w.netifd.announcing = false;
+    w.uplink(LAN, UplinkChange::AddrRemoved(ip("2001:db8:100:1::1")));
+    w.run(8_000, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("odhcpd is not announcing 2001:db8:100:1::/64 on br-lan — /etc/init.d/odhcpd reload")
+    );
+}
