@@ -51,6 +51,12 @@ pub fn hub_json(
                         "rx_bytes": p.rx,
                         "tx_bytes": p.tx,
                         "last_change": p.last_change.map(change_json),
+                        "stamp_trusted": p.trusted,
+                        "pending": p.pending.map(|x| json!({
+                            "to": x.to.to_string(),
+                            "why": x.why.as_str(),
+                            "applied": x.applied,
+                        })),
                         "initiations": p.diag.initiations,
                         "handshakes": p.diag.handshakes,
                         "replays": p.diag.replays,
