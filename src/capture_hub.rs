@@ -488,6 +488,7 @@ mod tests {
             run(cut, Direction::Incoming, true),
             Some(Event::Transport {
                 receiver_index: 5,
+                len: 200,
                 ..
             })
         ));
