@@ -52,6 +52,7 @@ pub fn hub_json(
                         "tx_bytes": p.tx,
                         "last_change": p.last_change.map(change_json),
                         "stamp_trusted": p.trusted,
+                        "indices": i.indices.values().filter(|x| x.key == *k && x.confirmed).count(),
                         "pending": p.pending.map(|x| json!({
                             "to": x.to.to_string(),
                             "why": x.why.as_str(),
