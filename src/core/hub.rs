@@ -902,7 +902,7 @@ impl Hub {
                 }
                 if expired(&p) {
                     peer.pending = None;
-                    if let Some(known) = peer.endpoint {
+                    if let Some(known) = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e) {
                         ops.push(Op::Restore(snap.key, known, "not confirmed by the kernel"));
                     }
                     continue;
@@ -915,10 +915,13 @@ impl Hub {
             if !moved && suspect.is_none() {
                 continue;
             }
+            // With nothing confirmed yet (a start), the configured endpoint is
+            // the one to go back to.
+            let fallback = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e);
             match (peer.endpoint, suspect) {
-                (Some(known), Some(_)) => ops.push(Op::Restore(
+                (_, Some(_)) if fallback.is_some() => ops.push(Op::Restore(
                     snap.key,
-                    known,
+                    fallback.expect("checked"),
                     "source of an unproven or replayed packet",
                 )),
                 (Some(known), None) if !rx_grew && !hs_adv => {

@@ -971,3 +971,29 @@ fn a_replay_flood_from_spoofed_sources_keeps_memory_bounded() {
     assert!(h.ifaces[WG].suspects.len() <= MAX_SUSPECTS);
     assert_eq!(h.ifaces[WG].ignored[&Ignored::Replay], 100_000);
 }
+
+#[test]
+fn with_nothing_confirmed_a_replay_the_kernel_took_goes_back_to_the_configured_endpoint() {
+    let mut h = Hub::new(HubPolicy::default(), &[WG.to_string()], Memory::default());
+    h.handle(
+        T0,
+        Event::Configured {
+            iface: WG.into(),
+            peers: vec![UciPeer {
+                section: "r1".into(),
+                key: key(1),
+                endpoint: Some(ep(HOME)),
+            }],
+        },
+    );
+    // Started just as netifd re-created the link from uci.
+    observe(&mut h, T0, vec![snap(1, Some(HOME), None, 0)]);
+    init(&mut h, T0.after_ms(10), EVIL, 1, (100, 1), 7);
+    let a = observe(
+        &mut h,
+        T0.after_ms(100),
+        vec![snap(1, Some(EVIL), None, 148)],
+    );
+    assert_eq!(moves(&a), vec![ep(HOME)]);
+    assert!(stages(&a).is_empty());
+}

@@ -73,17 +73,22 @@ campaign() {
   took=$(($(agent_ms) - start))
   t "$case: r1 reaches the LAN ${took} ms after its next handshake"
   [ "$took" -le 1000 ] || fail "$case: ${took} ms"
+  # ...and the agent confirms it (next poll): the next case starts from there.
+  lab_wait_for 2 agent_hub_endpoint_is "$(lab_r2_endpoint)" || fail "$case: agent did not confirm r1"
   ROWS+="| $case | $PACKETS | $moved | $foreign/$samples | 0 | 0 | $took ms | $rule |"$'\n'
 }
 
 agent_hub_start
 campaign start "no stamp of its own: initiations are unproven, the kernel decides"
 lab_exec lan ping -6 -c3 -i0.2 -W1 "$LAB_INET6" >/dev/null # data: the index is learnt
+lab_wait_for 3 test -s "$LAB_DIR/r2/state.json" || fail "no state file written"
 cp "$LAB_DIR/r2/state.json" "$LAB_DIR/state.older.json"
 
 kill -TERM "$(agent_hub_pid)"
 lab_wait_for 5 _lab_pid_gone "$(agent_hub_pid)" || fail "agent did not stop"
 agent_hub_start
+lab_wait_for 3 grep -q 'wg0: state file trusted (' "$LAB_DIR/logs/agent-r2.log" ||
+  fail "the state file of the last run was not trusted: $(grep 'state file' "$LAB_DIR/logs/agent-r2.log")"
 campaign restart "state file matches the link and r1's handshake: trusted"
 
 sed -i "s/^\toption role 'hub'/&\n\toption commit_interval '7200'/" "$LAB_DIR/r2/wgroam.conf"
@@ -101,8 +106,9 @@ kill -TERM "$(agent_hub_pid)"
 lab_wait_for 5 _lab_pid_gone "$(agent_hub_pid)" || fail "agent did not stop"
 cp "$LAB_DIR/state.older.json" "$LAB_DIR/r2/state.json"
 agent_hub_start
+lab_wait_for 3 grep -q 'wg0: state file' "$LAB_DIR/logs/agent-r2.log" || fail "state file not judged"
 grep -q 'state file not trusted\|state file trusted for 0' "$LAB_DIR/logs/agent-r2.log" ||
-  fail "an older state file was trusted"
+  fail "an older state file was trusted: $(grep 'state file' "$LAB_DIR/logs/agent-r2.log")"
 campaign state-older "r1 handshaked since it was written: stamps are replay floors only"
 
 ep=$(uci_ep)
