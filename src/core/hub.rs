@@ -40,6 +40,10 @@ pub const SESSION_LIFETIME_S: u64 = 180;
 /// evidence) may wait for the kernel's confirmation before it is rolled back:
 /// WireGuard's REKEY_TIMEOUT, the time one handshake attempt gets.
 pub const CONFIRM_MS: u64 = 5000;
+/// How long the kernel's endpoint may stay at the source of an initiation
+/// the agent could not prove fresh, waiting for the handshake to complete
+/// there (a round trip; a replay never completes).
+pub const UNPROVEN_WAIT_MS: u64 = 1000;
 /// Initiations without a completed handshake before we name a likely cause.
 const FAILED_TRIES_FOR_DIAGNOSIS: u32 = 3;
 /// ...spread over at least this long: two retries of WireGuard's REKEY_TIMEOUT
@@ -311,6 +315,8 @@ pub struct Pending {
     /// Monotonic ms since which it waits (or since it was decided, while
     /// the link is away and it could not be applied yet).
     pub since_ms: u64,
+    /// How long it may wait for the kernel's confirmation.
+    pub wait_ms: u64,
     /// Set in the kernel (false while the link is being re-created).
     pub applied: bool,
 }
@@ -394,9 +400,16 @@ pub struct Iface {
     their_index: HashMap<u32, PublicKey>,
     /// The hub's receiver indices → peer.
     pub indices: HashMap<u32, IndexInfo>,
-    /// Sources of recent unproven (false) or replayed (true) initiations
-    /// and replayed transport packets: mono ms, replay.
-    pub(crate) suspects: HashMap<SocketAddr, (u64, bool)>,
+    /// Sources of recent unproven or replayed initiations and replayed
+    /// transport packets.
+    pub(crate) suspects: HashMap<SocketAddr, Suspect>,
+    /// Transport bytes captured per source since the last observation: the
+    /// kernel roams only to where authenticated traffic came from.
+    rx_from: HashMap<SocketAddr, u64>,
+    /// More sources than `rx_from` keeps: absence proves nothing.
+    rx_from_full: bool,
+    /// The capture delivers transport packets (it works, and is on).
+    transport_seen: bool,
     suspects_pruned: u64,
     pub ignored: BTreeMap<Ignored, u64>,
     logs_this_minute: (u64, u32),
@@ -406,26 +419,47 @@ pub struct Iface {
     lossy: bool,
 }
 
+/// A source that sent unproven or replayed packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suspect {
+    /// Monotonic ms of its first and latest such packet.
+    pub first_ms: u64,
+    pub last_ms: u64,
+    /// A replay (not merely unproven) came from it.
+    pub replay: bool,
+}
+
 impl Iface {
-    /// `Some(replay)` if `ep` sent an unproven (false) or replayed (true)
-    /// packet recently.
-    fn suspect(&self, ep: SocketAddr, now: Now) -> Option<bool> {
+    /// The source's record, if it sent an unproven or replayed packet recently.
+    fn suspect(&self, ep: SocketAddr, now: Now) -> Option<Suspect> {
         self.suspects
             .get(&ep)
-            .filter(|(t, _)| now.since_ms(*t) < SUSPECT_MS)
-            .map(|(_, r)| *r)
+            .filter(|s| now.since_ms(s.last_ms) < SUSPECT_MS)
+            .copied()
     }
 
     fn add_suspect(&mut self, from: SocketAddr, replay: bool, now: Now) {
         if self.suspects.len() >= MAX_SUSPECTS && now.since_ms(self.suspects_pruned) >= 1000 {
             self.suspects_pruned = now.mono_ms;
             self.suspects
-                .retain(|_, (t, _)| now.since_ms(*t) < SUSPECT_MS);
+                .retain(|_, s| now.since_ms(s.last_ms) < SUSPECT_MS);
         }
         if let Some(s) = self.suspects.get_mut(&from) {
-            *s = (now.mono_ms, s.1 || replay);
+            if now.since_ms(s.last_ms) >= SUSPECT_MS {
+                s.first_ms = now.mono_ms;
+                s.replay = false;
+            }
+            s.last_ms = now.mono_ms;
+            s.replay |= replay;
         } else if self.suspects.len() < MAX_SUSPECTS {
-            self.suspects.insert(from, (now.mono_ms, replay));
+            self.suspects.insert(
+                from,
+                Suspect {
+                    first_ms: now.mono_ms,
+                    last_ms: now.mono_ms,
+                    replay,
+                },
+            );
         }
     }
 
@@ -757,6 +791,9 @@ impl Hub {
             return;
         };
         let lossy = std::mem::take(&mut iface.lossy);
+        let rx_from = std::mem::take(&mut iface.rx_from);
+        let capture_complete =
+            iface.transport_seen && !lossy && !std::mem::take(&mut iface.rx_from_full);
         for p in iface.peers.values_mut() {
             p.present = false;
         }
@@ -813,6 +850,13 @@ impl Hub {
                         i.confirmed = true;
                     }
                 }
+                // Where the handshake completed, the unproven initiation was
+                // the peer's own.
+                if let Some(e) = snap.endpoint
+                    && iface.suspects.get(&e).is_some_and(|s| !s.replay)
+                {
+                    iface.suspects.remove(&e);
+                }
             }
             if let Some((index, max_counter)) = learnt {
                 let known = iface
@@ -865,17 +909,21 @@ impl Hub {
                 continue;
             }
             let Some(e) = snap.endpoint else { continue };
-            let expired = |p: &Pending| now.since_ms(p.since_ms) >= CONFIRM_MS;
+            let expired = |p: &Pending| now.since_ms(p.since_ms) >= p.wait_ms;
             if Some(e) == peer.endpoint {
                 if peer.pending.is_some_and(|p| p.to == e || expired(&p)) {
                     peer.pending = None;
                 }
                 continue;
             }
+            let replay_src = suspect.is_some_and(|s| s.replay);
+            // Bytes captured from `e` since the last look: the kernel roams
+            // only to the source of an authenticated packet.
+            let data_from_e = rx_from.get(&e).is_some_and(|b| *b > 0);
             let confirmed = if first {
                 false
             } else if hs_adv {
-                suspect != Some(true)
+                !replay_src
             } else {
                 // Authenticated data from there moved the kernel. Not when a
                 // handshake message of the peer passed (its bytes count in rx
@@ -886,6 +934,7 @@ impl Hub {
                     && !handshake_traffic
                     && suspect.is_none()
                     && peer.pending.is_none_or(|p| p.to != e)
+                    && (!capture_complete || data_from_e)
             };
             if confirmed {
                 let why = peer
@@ -896,14 +945,17 @@ impl Hub {
                 ops.push(Op::Confirm(snap.key, e, why));
                 continue;
             }
+            // With nothing confirmed yet (a start), the configured endpoint is
+            // the one to go back to.
+            let fallback = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e);
             if let Some(p) = peer.pending {
-                if p.to == e && !expired(&p) {
+                if p.to == e && !expired(&p) && !replay_src {
                     continue;
                 }
-                if expired(&p) {
+                if expired(&p) || p.to == e {
                     peer.pending = None;
-                    if let Some(known) = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e) {
-                        ops.push(Op::Restore(snap.key, known, "not confirmed by the kernel"));
+                    if let Some(back) = fallback {
+                        ops.push(Op::Restore(snap.key, back, "not confirmed by the kernel"));
                     }
                     continue;
                 }
@@ -912,37 +964,48 @@ impl Hub {
                 continue;
             }
             let moved = prev_kernel != Some(e);
-            if !moved && suspect.is_none() {
-                continue;
-            }
-            // With nothing confirmed yet (a start), the configured endpoint is
-            // the one to go back to.
-            let fallback = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e);
-            match (peer.endpoint, suspect) {
-                (_, Some(_)) if fallback.is_some() => ops.push(Op::Restore(
-                    snap.key,
-                    fallback.expect("checked"),
-                    "source of an unproven or replayed packet",
-                )),
-                (Some(known), None) if !rx_grew && !hs_adv => {
-                    // Nothing came from the peer: configuration (netifd's
+            let Some(back) = fallback else { continue };
+            match suspect {
+                Some(s) if s.replay => {
+                    ops.push(Op::Restore(snap.key, back, "source of a replayed packet"))
+                }
+                Some(s) if moved => {
+                    // A genuine initiation the agent could not prove fresh: a
+                    // real roam completes its handshake within a round trip, a
+                    // replay the kernel took never does.
+                    peer.pending = Some(Pending {
+                        to: e,
+                        why: Why::Kernel,
+                        since_ms: s.first_ms,
+                        wait_ms: UNPROVEN_WAIT_MS,
+                        applied: true,
+                    });
+                }
+                Some(_) => {}
+                None if !moved => {}
+                None if peer.endpoint.is_some()
+                    && !hs_adv
+                    && (!rx_grew || (capture_complete && !data_from_e && !handshake_traffic)) =>
+                {
+                    // Nothing came from the peer at `e`: configuration (netifd's
                     // `wg syncconf`, a ucode handler's snapshot) put it there.
                     ops.push(Op::Restore(
                         snap.key,
-                        known,
+                        back,
                         "changed without traffic from the peer",
                     ))
                 }
-                (_, None) if rx_grew => {
+                None if rx_grew => {
                     // Traffic, but the capture may have missed what moved it.
                     peer.pending = Some(Pending {
                         to: e,
                         why: Why::Kernel,
                         since_ms: now.mono_ms,
+                        wait_ms: CONFIRM_MS,
                         applied: true,
                     });
                 }
-                _ => {}
+                None => {}
             }
         }
         for op in ops {
@@ -1045,6 +1108,7 @@ impl Hub {
                 to: from,
                 why: Why::Initiation,
                 since_ms: now.mono_ms,
+                wait_ms: CONFIRM_MS,
                 applied: iface.up && peer.present,
             });
             if kernel != Some(from) && iface.up && peer.present {
@@ -1069,6 +1133,14 @@ impl Hub {
         let Some(iface) = self.ifaces.get_mut(name) else {
             return;
         };
+        iface.transport_seen = true;
+        if let Some(b) = iface.rx_from.get_mut(&from) {
+            *b += len;
+        } else if iface.rx_from.len() < MAX_SUSPECTS {
+            iface.rx_from.insert(from, len);
+        } else {
+            iface.rx_from_full = true;
+        }
         // Learning: bytes per index from where the kernel has a live peer.
         for p in iface.peers.values_mut() {
             if p.kernel_endpoint == Some(from) && p.session_live(now) {
@@ -1107,7 +1179,7 @@ impl Hub {
         }
         if peer
             .pending
-            .is_some_and(|p| now.since_ms(p.since_ms) < CONFIRM_MS)
+            .is_some_and(|p| now.since_ms(p.since_ms) < p.wait_ms)
         {
             // One candidate at a time until the kernel confirms or it expires.
             return;
@@ -1119,6 +1191,7 @@ impl Hub {
                 to: from,
                 why: Why::Index,
                 since_ms: now.mono_ms,
+                wait_ms: CONFIRM_MS,
                 applied,
             });
         }
@@ -1187,7 +1260,8 @@ impl Hub {
         let names: Vec<String> = self.ifaces.keys().cloned().collect();
         for name in names {
             if let Some(i) = self.ifaces.get_mut(&name) {
-                i.suspects.retain(|_, (t, _)| now.since_ms(*t) < SUSPECT_MS);
+                i.suspects
+                    .retain(|_, s| now.since_ms(s.last_ms) < SUSPECT_MS);
             }
             self.update_transport_capture(now, &name, out);
         }

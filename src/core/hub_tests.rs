@@ -989,11 +989,77 @@ fn with_nothing_confirmed_a_replay_the_kernel_took_goes_back_to_the_configured_e
     // Started just as netifd re-created the link from uci.
     observe(&mut h, T0, vec![snap(1, Some(HOME), None, 0)]);
     init(&mut h, T0.after_ms(10), EVIL, 1, (100, 1), 7);
+    // It might be the peer's own roam: a round trip for its handshake.
     let a = observe(
         &mut h,
         T0.after_ms(100),
         vec![snap(1, Some(EVIL), None, 148)],
     );
+    assert!(moves(&a).is_empty() && stages(&a).is_empty());
+    let a = observe(
+        &mut h,
+        T0.after_ms(10 + UNPROVEN_WAIT_MS),
+        vec![snap(1, Some(EVIL), None, 148)],
+    );
     assert_eq!(moves(&a), vec![ep(HOME)]);
     assert!(stages(&a).is_empty());
+}
+
+#[test]
+fn a_genuine_roam_by_an_unproven_initiation_is_confirmed_by_its_handshake() {
+    let mut h = hub();
+    observe(
+        &mut h,
+        T0,
+        vec![snap(1, Some(HOME), Some(T0.wall - 30), 5000)],
+    );
+    observe(
+        &mut h,
+        T0.after_ms(500),
+        vec![snap(1, Some(HOME), Some(T0.wall - 30), 5032)],
+    );
+    init(
+        &mut h,
+        T0.after_ms(600),
+        "203.0.113.5:30500",
+        1,
+        (100, 0),
+        8,
+    );
+    // Observed between the kernel taking it and the handshake completing.
+    let a = observe(
+        &mut h,
+        T0.after_ms(610),
+        vec![snap(1, Some("203.0.113.5:30500"), Some(T0.wall - 30), 5180)],
+    );
+    assert!(moves(&a).is_empty() && stages(&a).is_empty());
+    let a = observe(
+        &mut h,
+        T0.after_ms(1100),
+        vec![snap(1, Some("203.0.113.5:30500"), Some(T0.wall + 1), 5212)],
+    );
+    assert_eq!(stages(&a), vec![ep("203.0.113.5:30500")]);
+}
+
+#[test]
+fn with_a_working_capture_rx_growth_from_elsewhere_does_not_confirm_a_pushed_endpoint() {
+    let (mut h, t) = confirmed_hub();
+    // The peer's data arrives from HOME (captured), then netifd pushes a
+    // stale endpoint in the same interval: rx grew, but nothing came from it.
+    transport(&mut h, t.after_ms(100), HOME, 0xbbbb, 7, 96);
+    let a = observe(
+        &mut h,
+        t.after_ms(500),
+        vec![snap(1, Some("203.0.113.5:29999"), Some(t.wall), 180 + 96)],
+    );
+    assert_eq!(moves(&a), vec![ep(HOME)]);
+    assert!(stages(&a).is_empty());
+    // A real data roam: captured from the new address.
+    transport(&mut h, t.after_ms(600), "203.0.113.5:31000", 0xbbbb, 8, 96);
+    let a = observe(
+        &mut h,
+        t.after_ms(1000),
+        vec![snap(1, Some("203.0.113.5:31000"), Some(t.wall), 180 + 192)],
+    );
+    assert_eq!(stages(&a), vec![ep("203.0.113.5:31000")]);
 }
