@@ -106,10 +106,19 @@ kill -TERM "$(agent_hub_pid)"
 lab_wait_for 5 _lab_pid_gone "$(agent_hub_pid)" || fail "agent did not stop"
 cp "$LAB_DIR/state.older.json" "$LAB_DIR/r2/state.json"
 agent_hub_start
+# The attacker keeps recording: this case's genuine handshake and data (the session
+# and index the agent knows) go into the next case's replays.
+record_r1_start || fail "tcpdump did not start"
 lab_wait_for 3 grep -q 'wg0: state file' "$LAB_DIR/logs/agent-r2.log" || fail "state file not judged"
 grep -q 'state file not trusted\|state file trusted for 0' "$LAB_DIR/logs/agent-r2.log" ||
   fail "an older state file was trusted: $(grep 'state file' "$LAB_DIR/logs/agent-r2.log")"
 campaign state-older "r1 handshaked since it was written: stamps are replay floors only"
+
+lab_exec lan ping -6 -c3 -i0.2 -W1 "$LAB_INET6" >/dev/null
+rec=$(record_r1_stop "$LAB_DIR/genuine2.hex" "$LAB_DIR/transport2.hex")
+t "recorded r1's current session: $rec"
+cat "$LAB_DIR/genuine2.hex" >>"$LAB_DIR/genuine.hex"
+cat "$LAB_DIR/transport2.hex" >>"$LAB_DIR/transport.hex"
 
 ep=$(uci_ep)
 lab_r2_wg_stop

@@ -347,7 +347,7 @@ r1_rehandshake() {
 # WAN), then writes each kind as hex lines (see spoof.py extract).
 record_r1_start() {
   lab_spawn tcpdump-rec r2 tcpdump --immediate-mode -n -U -i wan -w "$LAB_DIR/rec.pcap" \
-    'udp dst port 51820 and (udp[8] = 1 or udp[8] = 4)'
+    "src host $LAB_NAT_OUT4 and udp dst port 51820 and (udp[8] = 1 or udp[8] = 4)"
   lab_wait_for 5 test -s "$LAB_DIR/rec.pcap"
 }
 record_r1_stop() {
