@@ -1115,6 +1115,9 @@ impl Hub {
                 self.set_kernel(name, key, from, Why::Initiation, out);
             }
         }
+        // The handshake completes within a round trip: read the kernel
+        // again soon to confirm it (and stage it) then, not a poll later.
+        self.observe_soon = true;
         // The stamp is part of what must survive a restart.
         out.push(Action::Persist);
     }
