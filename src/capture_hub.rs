@@ -65,6 +65,8 @@ pub struct HubCapture {
     want_transport: bool,
     /// Last open failure, retried on each observation.
     failed: Option<String>,
+    /// The last drain stopped at its burst limit: more is queued.
+    saturated: bool,
 }
 
 struct Open {
@@ -144,6 +146,11 @@ impl HubCapture {
         }
     }
 
+    /// More frames were queued than the last drain read.
+    pub fn saturated(&self) -> bool {
+        self.open.is_some() && self.saturated
+    }
+
     pub fn fd(&self) -> Option<RawFd> {
         self.open.as_ref().map(|o| o.source.fd())
     }
@@ -178,6 +185,7 @@ impl HubCapture {
         };
         let mut buf = [0u8; 256];
         let mut events = Vec::new();
+        self.saturated = true;
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
@@ -193,7 +201,10 @@ impl HubCapture {
                         events.push(e);
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    self.saturated = false;
+                    break;
+                }
                 Err(e) => {
                     crate::logging::emit(
                         crate::core::Level::Error,
