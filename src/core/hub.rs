@@ -815,6 +815,9 @@ impl Hub {
             let prev_kernel = peer.kernel_endpoint;
             let handshake_traffic = std::mem::take(&mut peer.handshake_traffic);
             if hs_adv {
+                // The state file must hold the kernel's latest handshake, or a
+                // restarted agent could not trust it.
+                out.push(Action::Persist);
                 peer.diag.handshakes += 1;
                 peer.diag.unanswered = 0;
                 peer.diag.unanswered_since = None;

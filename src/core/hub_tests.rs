@@ -1063,3 +1063,20 @@ fn with_a_working_capture_rx_growth_from_elsewhere_does_not_confirm_a_pushed_end
     );
     assert_eq!(stages(&a), vec![ep("203.0.113.5:31000")]);
 }
+
+#[test]
+fn every_completed_handshake_is_written_so_a_restart_can_trust_the_file() {
+    let (mut h, t) = confirmed_hub();
+    // A rekey the hub initiated: no initiation of the peer, no move.
+    let t1 = t.after_ms(120_000);
+    let a = observe(&mut h, t1, vec![snap(1, Some(HOME), Some(t1.wall), 9000)]);
+    assert!(a.contains(&Action::Persist));
+    let mem = memory_of(&h);
+    let mut h = hub_with(mem);
+    observe(
+        &mut h,
+        t1.after_ms(2000),
+        vec![snap(1, Some(HOME), Some(t1.wall), 9100)],
+    );
+    assert!(peer(&h).trusted);
+}
