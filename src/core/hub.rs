@@ -1227,6 +1227,14 @@ impl Hub {
             return;
         };
         *iface.ignored.entry(why).or_default() += 1;
+        if why == Ignored::RateLimited {
+            // An initiation went unverified: if it was the peer's, the kernel
+            // may hold a newer stamp than ours. Safe degradation under a flood:
+            // initiations wait for the kernel until the next handshake.
+            for p in iface.peers.values_mut() {
+                p.trusted = false;
+            }
+        }
         // Only a genuine initiation the agent could not act on can make the
         // kernel roam (when it forgot the peer's last timestamp, or never saw
         // this one); the rest it rejects itself. The map is bounded, and

@@ -309,6 +309,17 @@ fn a_lossy_capture_makes_freshness_unprovable_until_the_next_handshake() {
     let a = init(&mut h, t.after_ms(10), EVIL, 1, (150, 0), 9);
     assert!(moves(&a).is_empty());
     assert_eq!(h.ifaces[WG].ignored[&Ignored::Unproven], before + 1);
+    // The same when the verifier's budget left an initiation unverified.
+    let (mut h, t) = confirmed_hub();
+    h.handle(
+        t,
+        Event::Ignored {
+            iface: WG.into(),
+            from: ep(EVIL),
+            why: Ignored::RateLimited,
+        },
+    );
+    assert!(!peer(&h).trusted);
 }
 
 // --- No replay window: the kernel took a replay --------------------------
