@@ -117,19 +117,6 @@ impl<W: WireGuard> HubRuntime<W> {
 
     /// Reads every managed interface from the kernel.
     pub fn observe(&mut self, now: Now) {
-        // What was captured before this read belongs to the interval it
-        // closes (index learning matches bytes against rx counters).
-        let names: Vec<String> = self.captures.keys().cloned().collect();
-        for n in names {
-            // All of it (bounded): a packet left queued would look like
-            // traffic that never came.
-            for _ in 0..64 {
-                self.drain_capture(now, &n);
-                if !self.captures.get(&n).is_some_and(HubCapture::saturated) {
-                    break;
-                }
-            }
-        }
         for i in self.cfg.interfaces.clone() {
             let view = match self.wg.read(&i.ifname, i.backend) {
                 Ok(v) => v,
@@ -155,6 +142,20 @@ impl<W: WireGuard> HubRuntime<W> {
                 }
                 v.peers
             });
+            // Everything captured up to now, after the read: every packet the
+            // kernel counted or roamed on is then in (a packet socket queues it
+            // before WireGuard processes it), so a roam is never mistaken for
+            // a push. All of it, bounded.
+            for _ in 0..64 {
+                self.drain_capture(now, &i.ifname);
+                if !self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(HubCapture::saturated)
+                {
+                    break;
+                }
+            }
             let link = peers.as_ref().and_then(|_| {
                 let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
                 let ifindex = crate::capture::ifindex(&i.ifname).ok()?;
