@@ -410,6 +410,8 @@ pub struct Iface {
     rx_from_full: bool,
     /// The capture delivers transport packets (it works, and is on).
     transport_seen: bool,
+    /// Each kernel endpoint's peer as last observed (`None`: shared).
+    by_kernel_endpoint: HashMap<SocketAddr, Option<PublicKey>>,
     suspects_pruned: u64,
     pub ignored: BTreeMap<Ignored, u64>,
     logs_this_minute: (u64, u32),
@@ -1011,6 +1013,13 @@ impl Hub {
                 None => {}
             }
         }
+        let mut by_ep: HashMap<SocketAddr, Option<PublicKey>> = HashMap::new();
+        for (k, p) in &iface.peers {
+            if let Some(e) = p.kernel_endpoint {
+                by_ep.entry(e).and_modify(|o| *o = None).or_insert(Some(*k));
+            }
+        }
+        iface.by_kernel_endpoint = by_ep;
         for op in ops {
             match op {
                 Op::Confirm(key, ep, why) => self.confirm(now, name, key, ep, why, out),
@@ -1147,8 +1156,10 @@ impl Hub {
         } else {
             iface.rx_from_full = true;
         }
-        // Learning: bytes per index from where the kernel has a live peer.
-        for p in iface.peers.values_mut() {
+        // Learning: bytes per index from where the kernel has a live peer
+        // (one map lookup per packet, however many peers).
+        let owner = iface.by_kernel_endpoint.get(&from).copied().flatten();
+        if let Some(p) = owner.and_then(|k| iface.peers.get_mut(&k)) {
             if p.kernel_endpoint == Some(from) && p.session_live(now) {
                 let l = &mut p.learn;
                 if l.acc.len() >= MAX_LEARN_INDICES && !l.acc.contains_key(&index) {
