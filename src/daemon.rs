@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 
 use crate::capture_hub::HubCapture;
 use crate::config::Config;
-use crate::core::hub::{Event, Hub, HubPolicy, UciPeer};
+use crate::core::hub::{Event, Hub, HubPolicy, LinkId, UciPeer};
 use crate::core::{Action, Level, Now};
 use crate::logging::emit;
 use crate::signals::{self, Signal, Signals};
@@ -31,6 +31,8 @@ pub trait NetworkConfig {
 /// Minimum spacing of status file rewrites caused by counters alone (any
 /// real change is written at once).
 const STATUS_EVERY_MS: u64 = 5000;
+/// How soon the kernel is read again after a packet that may have moved it.
+const OBSERVE_SOON_MS: u64 = 100;
 
 pub struct HubRuntime<W: WireGuard> {
     cfg: Config,
@@ -47,15 +49,17 @@ pub struct HubRuntime<W: WireGuard> {
     last_status_ms: u64,
     /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
     relay: crate::relay::HubRelay,
+    /// Each interface's public key as last read (part of its link identity).
+    wg_public: HashMap<String, Option<crate::core::PublicKey>>,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
     pub fn new(cfg: Config, wg: W, net: Option<Box<dyn NetworkConfig>>, now: Now) -> Self {
-        let (remembered, problem) = crate::state::load(&cfg.state_file);
+        let (memory, problem) = crate::state::load(&cfg.state_file);
         if let Some(p) = problem {
             emit(Level::Warn, &p);
         }
-        let hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+        let hub = Hub::new(policy(&cfg), &names(&cfg), memory);
         let mut rt = Self {
             cfg,
             wg,
@@ -69,6 +73,7 @@ impl<W: WireGuard> HubRuntime<W> {
             staged: Vec::new(),
             last_status_ms: 0,
             relay: crate::relay::HubRelay::system(),
+            wg_public: HashMap::new(),
         };
         rt.load_uci_peers(now);
         rt
@@ -77,8 +82,10 @@ impl<W: WireGuard> HubRuntime<W> {
     /// Applies a new validated config (SIGHUP); learned state is kept.
     pub fn reload(&mut self, cfg: Config, now: Now) {
         if names(&cfg) != names(&self.cfg) || policy(&cfg) != policy(&self.cfg) {
-            let remembered = crate::state::from_json(&crate::state::to_json(&self.hub));
-            self.hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+            // What this run learnt, judged again against the kernel like a
+            // state file (same link, same handshakes: trusted).
+            let memory = crate::state::from_json(&crate::state::to_json(&self.hub));
+            self.hub = Hub::new(policy(&cfg), &names(&cfg), memory);
             self.captures.clear();
         }
         self.cfg = cfg;
@@ -124,6 +131,8 @@ impl<W: WireGuard> HubRuntime<W> {
             self.relay
                 .seen(&i.ifname, view.as_ref().map(|v| v.allowed_ips.clone()));
             let rt = self.runtime.entry(i.ifname.clone()).or_default();
+            self.wg_public
+                .insert(i.ifname.clone(), view.as_ref().and_then(|v| v.public_key));
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
                 rt.listen_port = v.listen_port;
@@ -133,6 +142,35 @@ impl<W: WireGuard> HubRuntime<W> {
                 }
                 v.peers
             });
+            // Everything captured up to now, after the read: every packet the
+            // kernel counted or roamed on is then in (a packet socket queues it
+            // before WireGuard processes it), so a roam is never mistaken for
+            // a push. All of it, bounded.
+            for _ in 0..64 {
+                self.drain_capture(now, &i.ifname);
+                if !self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(HubCapture::saturated)
+                {
+                    break;
+                }
+            }
+            let link = peers.as_ref().and_then(|_| {
+                let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
+                let ifindex = crate::capture::ifindex(&i.ifname).ok()?;
+                Some(LinkId {
+                    ifindex,
+                    public_key,
+                })
+            });
+            self.feed(
+                now,
+                Event::Link {
+                    iface: i.ifname.clone(),
+                    link,
+                },
+            );
             // The capture stays open while the link is re-created: it listens
             // on the WAN, and the peer's first packet after a restart is the
             // one that tells where it is now.
@@ -247,6 +285,12 @@ impl<W: WireGuard> HubRuntime<W> {
                         .or_default()
                         .capture_drops += drops;
                     self.status_dirty = true;
+                }
+                let mut events = events;
+                if drops > 0 {
+                    events.push(Event::CaptureLoss {
+                        iface: iface.to_string(),
+                    });
                 }
                 events
             }
@@ -366,6 +410,11 @@ pub fn run_hub<W: WireGuard>(
             if ready[first_cap + i] {
                 rt.drain_capture(now, name);
             }
+        }
+        if rt.hub.take_observe_soon() {
+            // An unproven or replayed initiation: if the kernel took it (it
+            // forgot the peer's timestamp), roll back before anyone uses it.
+            next_poll = next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
         }
         match signals.take() {
             Some(Signal::Stop) => {

@@ -51,6 +51,13 @@ pub fn hub_json(
                         "rx_bytes": p.rx,
                         "tx_bytes": p.tx,
                         "last_change": p.last_change.map(change_json),
+                        "stamp_trusted": p.trusted,
+                        "indices": i.indices.values().filter(|x| x.key == *k && x.confirmed).count(),
+                        "pending": p.pending.map(|x| json!({
+                            "to": x.to.to_string(),
+                            "why": x.why.as_str(),
+                            "applied": x.applied,
+                        })),
                         "initiations": p.diag.initiations,
                         "handshakes": p.diag.handshakes,
                         "replays": p.diag.replays,

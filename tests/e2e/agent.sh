@@ -378,3 +378,37 @@ agent_roam_start_uci() {
 
 # r1_uci ARGS...: the real uci tool on r1's tree (committed + staged).
 r1_uci() { "$(agent_uci_bin)" -c "$LAB_DIR/r1/etc" -t "$LAB_DIR/r1/save" "$@"; }
+
+# r1_rehandshake: r1 forgets its session with r2 (the hub peer is removed and added
+# again with its configuration, as a restart of r1's WireGuard does); its next packet
+# starts a new handshake with a fresh timestamp.
+r1_rehandshake() {
+  local pub ka
+  pub=$(lab_r2_pubkey) || return 1
+  ka=$(cat "$LAB_DIR/keepalive") || return 1
+  ip netns exec wgr-r1 wg set wg1 peer "$pub" remove &&
+    ip netns exec wgr-r1 wg set wg1 peer "$pub" endpoint "$LAB_R2_WAN4:$LAB_R2_PORT" \
+      allowed-ips ::/0 persistent-keepalive "$ka"
+}
+
+# record_r1_start / record_r1_stop INIT_HEX TRANSPORT_HEX: an attacker on r1's path
+# records r1's handshake initiations and transport packets to the hub (pcap on r2's
+# WAN), then writes each kind as hex lines (see spoof.py extract).
+record_r1_start() {
+  lab_spawn tcpdump-rec r2 tcpdump --immediate-mode -n -U -i wan -w "$LAB_DIR/rec.pcap" \
+    "src host $LAB_NAT_OUT4 and udp dst port 51820 and (udp[8] = 1 or udp[8] = 4)"
+  lab_wait_for 5 test -s "$LAB_DIR/rec.pcap"
+}
+record_r1_stop() {
+  sleep 0.2
+  lab_stop tcpdump-rec
+  python3 "$_agent_root/tests/e2e/spoof.py" extract "$LAB_DIR/rec.pcap" "$1" "$2"
+}
+
+# endpoint_sampler_start / endpoint_sampler_stop: r2's kernel endpoint of r1, read
+# every 20 ms into $LAB_DIR/endpoints.log (one line per read).
+endpoint_sampler_start() {
+  : >"$LAB_DIR/endpoints.log"
+  lab_spawn sampler r2 sh -c "while :; do wg show wg0 endpoints >>'$LAB_DIR/endpoints.log' 2>/dev/null; sleep 0.02; done"
+}
+endpoint_sampler_stop() { lab_stop sampler; }
