@@ -168,6 +168,10 @@ impl PacketCapture {
     /// filter is attached before `bind` sets ETH_P_ALL and the interface. So
     /// no unfiltered frame can ever be queued, and none has to be drained.
     pub fn open(ifindex: u32, listen_port: u16, transport: bool) -> io::Result<Self> {
+        Self::open_ring(ifindex, listen_port, transport, ring::RETIRE_TOV_MS)
+    }
+
+    fn open_ring(ifindex: u32, listen_port: u16, transport: bool, tov_ms: u32) -> io::Result<Self> {
         let ty = libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
         // SAFETY: plain syscall; on success we own the new descriptor.
         let fd = unsafe { OwnedFd::from_raw_fd(cvt(libc::socket(libc::AF_PACKET, ty, 0))?) };
@@ -180,7 +184,7 @@ impl PacketCapture {
             tp_block_nr: ring::BLOCK_NR as u32,
             tp_frame_size: ring::FRAME_SIZE as u32,
             tp_frame_nr: (ring::BLOCK_SIZE / ring::FRAME_SIZE * ring::BLOCK_NR) as u32,
-            tp_retire_blk_tov: ring::RETIRE_TOV_MS,
+            tp_retire_blk_tov: tov_ms,
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
         };
@@ -386,6 +390,24 @@ mod tests {
         p
     }
 
+    /// Sends `l3` (IPv4) in an Ethernet broadcast frame tagged with `vlan`
+    /// out of `dev`, through a raw packet socket.
+    fn send_tagged(dev: &str, vlan: u16, l3: &[u8]) {
+        let mut eth = vec![0xff; 6];
+        eth.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x81, 0x00]);
+        eth.extend_from_slice(&vlan.to_be_bytes());
+        eth.extend_from_slice(&[0x08, 0x00]);
+        eth.extend_from_slice(l3);
+        // SAFETY: plain syscall; owned on success.
+        let fd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)).unwrap())
+        };
+        bind_packet(fd.as_raw_fd(), 0, ifindex(dev).unwrap()).unwrap();
+        // SAFETY: eth is valid for its length.
+        let n = unsafe { libc::send(fd.as_raw_fd(), eth.as_ptr().cast(), eth.len(), 0) };
+        assert_eq!(n, eth.len() as isize, "{}", io::Error::last_os_error());
+    }
+
     fn send(from: &str, to: &str, payload: &[u8]) {
         let s = UdpSocket::bind(from).unwrap();
         s.send_to(payload, to).unwrap();
@@ -510,6 +532,119 @@ mod tests {
         cap.set_transport(false).unwrap();
         peer.run(|| send("192.0.2.2:4000", "192.0.2.1:51820", &wg(4, 200, 12)));
         assert!(collect(&mut cap, 1, Duration::from_secs(1)).is_empty());
+    }
+
+    /// What `root_ring_real_block` sent, as the kernel wrote it into one
+    /// block (also the recorded fixture of `ring::tests`).
+    pub(crate) fn check_recorded_block(block: &[u8]) {
+        let frames: Vec<ring::Frame<'_>> = ring::Frames::new(block).collect();
+        let mut seen: Vec<_> = frames
+            .iter()
+            .map(|f| {
+                let d = wire::parse_l3_prefix(f.data).unwrap();
+                let (ty, m) = marker(f.data, &d);
+                (m, ty, f, d)
+            })
+            .collect();
+        seen.sort_by_key(|(m, ..)| *m);
+        let shape: Vec<_> = seen
+            .iter()
+            .map(|(m, ty, f, d)| (*m, *ty, f.direction, f.protocol, f.vlan, d.truncated))
+            .collect();
+        use Direction::{Incoming as In, Outgoing as Out};
+        assert_eq!(
+            shape,
+            [
+                (1, 1, In, 0x0800, None, false),
+                (2, 1, In, 0x86dd, None, false),
+                (3, 4, In, 0x0800, None, true),
+                (4, 2, Out, 0x0800, None, false),
+                (5, 1, In, 0x0800, Some(7), false),
+            ]
+        );
+        let (_, _, cut, d) = &seen[2];
+        assert_eq!((cut.data.len(), cut.wire_len), (20 + 8 + 32, 20 + 8 + 200));
+        assert!(cut.truncated());
+        assert!(matches!(
+            wire::classify(d.payload(cut.data)),
+            Ok(Message::Transport(t)) if t.receiver_index() == 3
+        ));
+        let (_, _, v6, d) = &seen[1];
+        assert_eq!(v6.data.len(), 40 + 8 + 148);
+        assert_eq!(d.src, "[2001:db8:c::2]:4000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            seen[4].3.dst,
+            "203.0.113.9:51820".parse::<SocketAddr>().unwrap()
+        );
+        // One interface, the veth, for all of them.
+        assert!(frames.iter().all(|f| f.ifindex == frames[0].ifindex));
+    }
+
+    #[test]
+    fn root_ring_real_block() {
+        if !is_root() {
+            eprintln!("skip root_ring_real_block: needs root (netns, AF_PACKET)");
+            return;
+        }
+        let (hub, peer, hub_if) = veth_lab('r');
+        let peer_if = hub_if.replace("ra", "rb");
+        // Neighbours resolved first, so that nothing reorders the frames.
+        for to in ["192.0.2.1", "2001:db8:c::1"] {
+            let st = Command::new("ip")
+                .args(["netns", "exec", &peer.0, "ping", "-c1", "-W2", to])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "ping {to}");
+        }
+        let mut one = hub.run(|| {
+            let i = ifindex(&hub_if).unwrap();
+            // A long retire timeout: all five frames land in one block.
+            PacketCapture::open_ring(i, 51820, true, 2000).unwrap()
+        });
+        let mut any = hub.run(|| PacketCapture::open(0, 51820, true).unwrap());
+        peer.run(|| {
+            let to = "192.0.2.1:51820";
+            send("192.0.2.2:4000", to, &wg(1, 148, 1));
+            send(
+                "[2001:db8:c::2]:4000",
+                "[2001:db8:c::1]:51820",
+                &wg(1, 148, 2),
+            );
+            send("192.0.2.2:4000", to, &wg(4, 200, 3));
+        });
+        hub.run(|| send("192.0.2.1:51820", "192.0.2.2:4002", &wg(2, 92, 4)));
+        // An 802.1Q-tagged frame (VLAN 7, for which the hub has no device):
+        // the receive path moves the tag into the packet's metadata.
+        peer.run(|| {
+            send_tagged(
+                &peer_if,
+                7,
+                &wire::tests::ipv4_udp(5, 0, 4000, 51820, &wg(1, 148, 5)),
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let block = loop {
+            if let Some(b) = one.ring.peek_block() {
+                break b.to_vec();
+            }
+            assert!(Instant::now() < deadline, "no block handed over");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Ok(path) = std::env::var("WGROAM_RECORD_BLOCK") {
+            let hex: String = block.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(path, hex + "\n").unwrap();
+        }
+        check_recorded_block(&block);
+        // Reading it through the ring gives the same five frames.
+        assert_eq!(collect(&mut one, 5, Duration::from_secs(1)).len(), 5);
+        // On "any" the tagged frame is skipped: a VLAN device would see it
+        // again untagged, and without one it is not for this host.
+        let all = collect(&mut any, 4, Duration::from_secs(5));
+        let mut markers: Vec<u32> = all.iter().map(|(f, d, ..)| marker(f, d).1).collect();
+        markers.sort();
+        assert_eq!(markers, [1, 2, 3, 4]);
+        assert_eq!(any.take_drops().unwrap() + one.take_drops().unwrap(), 0);
     }
 
     /// A wireguard-go process in a namespace, stopped (and its UAPI socket
