@@ -417,7 +417,7 @@ pub(crate) mod tests {
         if let Some(p) = prev {
             put32(block, p + PH_NEXT, 0);
         }
-        put32(block, 0, 3); // version: TPACKET_V3 (+1 as the kernel stores it)
+        put32(block, 0, libc::tpacket_versions::TPACKET_V3 as u32);
         put32(block, BD_NUM_PKTS, n as u32);
         put32(block, BD_FIRST_PKT, BD_HDR_LEN as u32);
         put32(block, BD_BLK_LEN, at as u32);
