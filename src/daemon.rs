@@ -361,6 +361,7 @@ pub fn run_hub<W: WireGuard>(
         if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
             // A link came, went or changed: observe in this turn.
             next_poll = 0;
+            rt.relay.links_changed();
         }
         for (i, (_, name)) in caps.iter().enumerate() {
             if ready[first_cap + i] {

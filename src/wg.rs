@@ -146,10 +146,20 @@ fn userspace_socket(ifname: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
+/// The backend that last answered for each interface: tried first next time,
+/// so that a poll of a wireguard-go interface does not first ask the kernel
+/// (a netlink socket and a family lookup per poll, for nothing).
+static ANSWERED: std::sync::Mutex<Vec<(String, Backend)>> = std::sync::Mutex::new(Vec::new());
+
 fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<(Backend, Device)>> {
     check_name(ifname)?;
+    let mut order = backends(choice).to_vec();
+    let mut answered = ANSWERED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = answered.iter().find(|(n, _)| n == ifname) {
+        order.sort_by_key(|x| x != b);
+    }
     let mut last = None;
-    for &b in backends(choice) {
+    for b in order {
         let got = match b {
             Backend::Kernel => genl::get(ifname),
             Backend::Userspace => match userspace_socket(ifname) {
@@ -158,7 +168,11 @@ fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<(Backend, Devic
             },
         };
         match got {
-            Ok(d) => return Ok(Some((b, d))),
+            Ok(d) => {
+                answered.retain(|(n, _)| n != ifname);
+                answered.push((ifname.to_string(), b));
+                return Ok(Some((b, d)));
+            }
             Err(e) => last = Some(e),
         }
     }
@@ -328,6 +342,45 @@ mod genl {
         sock: Socket,
         seq: u32,
         buf: Vec<u8>,
+        /// The WireGuard family's id, once looked up.
+        family: Option<u16>,
+    }
+
+    /// One connection for the agent's lifetime (the hub reads every poll):
+    /// no socket, no 64 KiB buffer and no family lookup per read. Dropped on
+    /// any error, so that a half-read answer never meets the next request.
+    /// A netlink socket talks to the network namespace it was made in: kept
+    /// with the namespace's inode, reopened when the caller is elsewhere
+    /// (tests run threads in throw-away namespaces).
+    static CONN: std::sync::Mutex<Option<(u64, Conn)>> = std::sync::Mutex::new(None);
+
+    fn netns() -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |m| m.ino())
+    }
+
+    fn with_conn<T>(f: impl FnOnce(&mut Conn, u16) -> io::Result<T>) -> io::Result<T> {
+        let mut slot = CONN.lock().unwrap_or_else(|e| e.into_inner());
+        let ns = netns();
+        if slot.as_ref().is_some_and(|(n, _)| *n != ns) {
+            *slot = None;
+        }
+        let c = match slot.as_mut() {
+            Some((_, c)) => c,
+            None => &mut slot.insert((ns, Conn::open()?)).1,
+        };
+        let r = match c.family {
+            Some(f) => Ok(f),
+            None => c.family(),
+        }
+        .and_then(|family| {
+            c.family = Some(family);
+            f(c, family)
+        });
+        if r.is_err() {
+            *slot = None;
+        }
+        r
     }
 
     impl Conn {
@@ -339,6 +392,7 @@ mod genl {
                 sock,
                 seq: 0,
                 buf: vec![0; 64 * 1024],
+                family: None,
             })
         }
 
@@ -402,23 +456,15 @@ mod genl {
     }
 
     pub(super) fn get(ifname: &str) -> io::Result<Device> {
-        let mut c = Conn::open()?;
-        let family = c.family()?;
         let body = header(WG_CMD_GET_DEVICE, ifname);
-        let answers = c.request(family, NLM_F_REQUEST | NLM_F_DUMP, &body)?;
+        let answers = with_conn(|c, family| c.request(family, NLM_F_REQUEST | NLM_F_DUMP, &body))?;
         parse_device(&answers)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed WireGuard device"))
     }
 
     pub(super) fn set(ifname: &str, peers: &[PeerUpdate]) -> io::Result<()> {
-        let mut c = Conn::open()?;
-        let family = c.family()?;
-        c.request(
-            family,
-            NLM_F_REQUEST | NLM_F_ACK,
-            &set_request(ifname, peers),
-        )
-        .map(drop)
+        let body = set_request(ifname, peers);
+        with_conn(|c, family| c.request(family, NLM_F_REQUEST | NLM_F_ACK, &body)).map(drop)
     }
 
     /// Appends a nested attribute holding what `fill` writes.
@@ -616,15 +662,37 @@ mod uapi {
         Ok(s)
     }
 
+    /// Open connections by socket path: wireguard-go serves any number of
+    /// requests on one, each answer ending with an empty line, so the hub's
+    /// polls need no socket of their own.
+    static CONNS: std::sync::Mutex<Vec<(String, BufReader<UnixStream>)>> =
+        std::sync::Mutex::new(Vec::new());
+
     pub(super) fn get(path: &str) -> io::Result<Device> {
-        let mut s = connect(path)?;
-        s.write_all(b"get=1\n\n")?;
-        let mut r = BufReader::new(s);
+        let mut conns = CONNS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = conns.iter().position(|(p, _)| p == path) {
+            match request_get(&mut conns[i].1) {
+                Ok(d) => return Ok(d),
+                // Closed or restarted daemon: once more on a new connection.
+                Err(_) => drop(conns.swap_remove(i)),
+            }
+        }
+        let mut r = BufReader::new(connect(path)?);
+        let d = request_get(&mut r)?;
+        conns.push((path.to_string(), r));
+        Ok(d)
+    }
+
+    fn request_get(r: &mut BufReader<UnixStream>) -> io::Result<Device> {
+        r.get_mut().write_all(b"get=1\n\n")?;
         // The answer holds the private key: wiped when dropped.
         let mut lines = Vec::new();
         loop {
             let mut line = Zeroizing::new(String::new());
-            if r.read_line(&mut line)? == 0 || *line == "\n" {
+            if r.read_line(&mut line)? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if *line == "\n" {
                 break;
             }
             lines.push(line);
