@@ -242,11 +242,12 @@ impl<W: WireGuard> HubRuntime<W> {
                 let events = c.drain(iface, now.mono_ms);
                 let drops = c.take_drops();
                 if drops > 0 {
+                    // A counter: written with the others (at most every 5 s),
+                    // not at every wakeup of a flood.
                     self.runtime
                         .entry(iface.to_string())
                         .or_default()
                         .capture_drops += drops;
-                    self.status_dirty = true;
                 }
                 events
             }

@@ -162,10 +162,12 @@ fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<(Backend, Devic
     for b in order {
         let got = match b {
             Backend::Kernel => genl::get(ifname),
-            Backend::Userspace => match userspace_socket(ifname) {
-                Some(path) => uapi::get(&path),
-                None => continue,
-            },
+            Backend::Userspace => {
+                match uapi::open_path(ifname).or_else(|| userspace_socket(ifname)) {
+                    Some(path) => uapi::get(&path),
+                    None => continue,
+                }
+            }
         };
         match got {
             Ok(d) => {
@@ -667,6 +669,21 @@ mod uapi {
     /// polls need no socket of their own.
     static CONNS: std::sync::Mutex<Vec<(String, BufReader<UnixStream>)>> =
         std::sync::Mutex::new(Vec::new());
+
+    /// The socket path of `ifname` while a connection to it is open (no
+    /// look-up in the file system per poll then).
+    pub(super) fn open_path(ifname: &str) -> Option<String> {
+        let conns = CONNS.lock().unwrap_or_else(|e| e.into_inner());
+        conns
+            .iter()
+            .map(|(p, _)| p)
+            .find(|p| {
+                p.strip_suffix(".sock")
+                    .and_then(|p| p.rsplit_once('/'))
+                    .is_some_and(|(_, name)| name == ifname)
+            })
+            .cloned()
+    }
 
     pub(super) fn get(path: &str) -> io::Result<Device> {
         let mut conns = CONNS.lock().unwrap_or_else(|e| e.into_inner());
