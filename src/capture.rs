@@ -47,6 +47,10 @@ pub trait PacketSource {
     fn fd(&self) -> RawFd;
     /// Also capture (truncated) transport data packets, or stop doing so.
     fn set_transport(&mut self, on: bool) -> io::Result<()>;
+    /// Over its budget lately: do not wait for `fd` now (it stays readable).
+    fn resting(&self) -> bool {
+        false
+    }
 }
 
 /// AF_PACKET capture of one interface (or all, with index 0).
@@ -274,6 +278,10 @@ impl PacketSource for PacketCapture {
 
     fn fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+
+    fn resting(&self) -> bool {
+        self.ring.resting(mono_ms())
     }
 
     /// Swaps the filter in place; frames already queued under the old filter

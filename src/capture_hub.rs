@@ -144,8 +144,13 @@ impl HubCapture {
         }
     }
 
+    /// The descriptor to wait on; none while the capture rests after a flood
+    /// went over its budget (the daemon looks again at its next turn).
     pub fn fd(&self) -> Option<RawFd> {
-        self.open.as_ref().map(|o| o.source.fd())
+        self.open
+            .as_ref()
+            .filter(|o| !o.source.resting())
+            .map(|o| o.source.fd())
     }
 
     pub fn set_transport(&mut self, on: bool) {

@@ -35,7 +35,11 @@ pub const RETIRE_TOV_MS: u32 = 4;
 /// handed back unread and counted as dropped. Genuine traffic is far below:
 /// one initiation and one response per peer every two minutes, and while a
 /// session is gone, the first 32 bytes of its transport packets.
-pub const FRAMES_PER_S: u64 = 10_000;
+pub const FRAMES_PER_S: u64 = 5_000;
+/// After a block was shed, the reader rests this long (see
+/// [`Ring::resting`]): a flood then wakes it a few times a second instead of
+/// once per block, and the kernel drops (and counts) what arrives meanwhile.
+pub const REST_MS: u64 = 100;
 
 // Offsets in `struct tpacket_block_desc` / `tpacket_hdr_v1` and in
 // `struct tpacket3_hdr` + `struct sockaddr_ll` (linux/if_packet.h); the tests
@@ -224,6 +228,8 @@ pub struct Ring {
     budget: FrameBudget,
     /// Frames handed back unread over the budget, not yet reported.
     shed: u64,
+    /// Set when a block was shed: no reading before this time.
+    rest_until: Option<u64>,
 }
 
 // SAFETY: the ring is only touched through &mut self; the mapping is not
@@ -245,6 +251,7 @@ impl Ring {
             walk: None,
             budget: FrameBudget::new(per_s),
             shed: 0,
+            rest_until: None,
         }
     }
 
@@ -283,6 +290,9 @@ impl Ring {
     /// The next frame, or `None` when no handed-over block is left. Blocks
     /// over the frame budget are handed back unread (see [`Ring::take_shed`]).
     pub fn next(&mut self, now_ms: u64) -> Option<Frame<'_>> {
+        if self.resting(now_ms) {
+            return None;
+        }
         loop {
             let (left, at) = match self.walk {
                 Some(w) => w,
@@ -292,9 +302,13 @@ impl Ring {
                     }
                     let block = self.block(self.cur);
                     let n = Frames::count(block);
-                    if !self.budget.take(now_ms, u64::from(n)) {
+                    // Over budget, everything handed over is handed back
+                    // (the kernel can fill the ring with newer frames while
+                    // the reader rests).
+                    if self.resting(now_ms) || !self.budget.take(now_ms, u64::from(n)) {
                         self.shed += u64::from(n);
                         self.release();
+                        self.rest_until = Some(now_ms + REST_MS);
                         continue;
                     }
                     let f = Frames::new(block);
@@ -325,6 +339,12 @@ impl Ring {
         let b = self.block(self.cur);
         let len = u32_at(b, BD_BLK_LEN)? as usize;
         b.get(..len)
+    }
+
+    /// Over budget lately: the caller should not wait for the descriptor
+    /// before `now_ms` passes the rest (it stays readable meanwhile).
+    pub fn resting(&self, now_ms: u64) -> bool {
+        self.rest_until.is_some_and(|t| now_ms < t)
     }
 
     /// Frames handed back unread since the last call.
@@ -659,10 +679,17 @@ pub(crate) mod tests {
         assert_eq!(read_all(&mut ring, 1000), [0, 1, 2, 3, 4, 5]);
         assert_eq!(ring.take_shed(), 6);
         assert_eq!(ring.take_shed(), 0);
+        assert!(ring.resting(1000) && ring.resting(1000 + REST_MS - 1));
+        assert!(!ring.resting(1000 + REST_MS));
         // Every block went back to the kernel: it can fill the ring again.
         for b in 4..8 {
             assert!(sim.deliver(&inits(b * 3, 3)).is_some());
         }
+        assert!(
+            read_all(&mut ring, 1050).is_empty(),
+            "resting: not looked at"
+        );
+        assert_eq!(ring.take_shed(), 0);
         // Half a second later: 3 frames' worth, one block.
         assert_eq!(read_all(&mut ring, 1500), [12, 13, 14]);
         assert_eq!(ring.take_shed(), 9);
