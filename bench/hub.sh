@@ -24,7 +24,7 @@
 #   5. memory: VmRSS/VmHWM with 1, 100 and 1000 peers (kernel + uci), beside tcpdump.
 #
 # Knobs (environment): BENCH_BASE_BIN (another agent build, e.g. main's, whose capture
-# cost is measured in the same run), BENCH_LOW_PPS (8000: a flood below the agent's
+# cost is measured in the same run), BENCH_LOW_PPS (4000: a flood below the agent's
 # frame budget, for the cost per packet without shedding),
 # BENCH_RUNS (10 latency runs per path), BENCH_PPS (150000),
 # BENCH_FLOOD_S (10), BENCH_IDLE_S (10 s per window), BENCH_GEN_NICE (-10: the
@@ -295,7 +295,7 @@ phase() {
   rxpps=$(awk -v a="$rx0" -v b="$rx1" -v ms=$((w1 - w0)) 'BEGIN { printf "%d", (b - a) / (ms / 1000) }')
   if [ -n "$pid" ]; then
     share=$(awk -v ns=$((c1 - c0)) -v ms=$((w1 - w0)) 'BEGIN { printf "%.1f", ns / 1e6 / ms * 100 }')
-    arriving=$(awk -v ns=$((c1 - c0)) -v n=$((rx1 - rx0)) 'BEGIN { printf "%.3f", n > 0 ? ns / 1000 / n : 0 }')
+    arriving=$(awk -v ns=$((c1 - c0)) -v n=$((rx1 - rx0)) 'BEGIN { printf "%.3f", (n > 0 ? ns / 1000 / n : 0) }')
     CPU_MS[$who:$kind:$rate]=$(ms_of_ns $((c1 - c0)))
     HANDLED[$who:$kind:$rate]=${handled:-0}
     local label=$who
@@ -312,7 +312,7 @@ JUNK="initiation-shaped junk (type 1, 148 B, bad mac1), 256 sources"
 SPOOF="initiation-shaped junk, every packet from a new source (203.0.113.0/24 x ports)"
 MAC1="initiation-shaped garbage with a VALID mac1, every packet from a new source"
 LOW="initiation-shaped junk, 256 sources, below the agent's frame budget"
-LOW_PPS=${BENCH_LOW_PPS:-8000}
+LOW_PPS=${BENCH_LOW_PPS:-4000}
 CAP=()
 phase "$OTHER" other agent; CAP+=("$ROW")
 phase "$JUNK" wgjunk agent; CAP+=("$ROW")
@@ -462,16 +462,16 @@ report() {
     a=${CPU_MS[agent:$k]:-} tc=${CPU_MS[tcpdump:$k]:-}
     ah=${HANDLED[agent:$k]:-0} th=${HANDLED[tcpdump:$k]:-0}
     [ -n "$a" ] && [ -n "$tc" ] || continue
-    r=$(awk -v a="$a" -v t="$tc" 'BEGIN { printf "%.2f", t > 0 ? a / t : 0 }')
+    r=$(awk -v a="$a" -v t="$tc" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')
     local pa pt pr
-    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", n > 0 ? c * 1000 / n : 0 }')
-    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", n > 0 ? c * 1000 / n : 0 }')
-    pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.1f", t > 0 ? a / t : 0 }')
+    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.1f", (t > 0 ? a / t : 0) }')
     base=""
     if [ -n "$BASE_BIN" ]; then
       base=" -"
       if [ -n "${CPU_MS[main:$k]:-}" ]; then
-        base=" ${CPU_MS[main:$k]} ms, $(awk -v c="${CPU_MS[main:$k]}" -v n="${HANDLED[main:$k]:-0}" 'BEGIN { printf "%.3f", n > 0 ? c * 1000 / n : 0 }') µs |"
+        base=" ${CPU_MS[main:$k]} ms, $(awk -v c="${CPU_MS[main:$k]}" -v n="${HANDLED[main:$k]:-0}" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }') µs |"
       else
         base=" - |"
       fi

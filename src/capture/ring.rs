@@ -17,11 +17,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::Direction;
 
-/// Size of one block: at most ~220 handshake-sized frames (288 bytes each
-/// with headers), so a flood wakes the reader at most every ~220 packets.
-pub const BLOCK_SIZE: usize = 1 << 16;
-/// Blocks in the ring (256 KiB): ~900 handshakes can wait.
-pub const BLOCK_NR: usize = 4;
+/// Size of one block: ~28 handshake-sized frames (288 bytes each with
+/// headers). A block is handed over when full or after [`RETIRE_TOV_MS`], so
+/// while the reader is busy (verifying a burst of initiations) a trickle can
+/// cost a whole block per frame: many small blocks keep such bursts.
+pub const BLOCK_SIZE: usize = 1 << 13;
+/// Blocks in the ring (512 KiB, the old socket buffer): 64 frames at least
+/// (256 ms of a stalled reader at one frame per block), ~1 800 at most.
+pub const BLOCK_NR: usize = 64;
 /// Frame slot size the kernel wants for its bookkeeping (V3 packs frames
 /// back to back regardless).
 pub const FRAME_SIZE: usize = 2048;
