@@ -655,6 +655,40 @@ mod tests {
         assert_eq!(any.take_drops().unwrap() + one.take_drops().unwrap(), 0);
     }
 
+    /// A burst while the reader is busy (the hub verifying initiations):
+    /// frames a few ms apart each retire a block of their own, and the ring
+    /// keeps them all (four big blocks kept four frames).
+    #[test]
+    fn root_ring_keeps_a_trickle_while_the_reader_is_busy() {
+        if !is_root() {
+            eprintln!("skip root_ring_keeps_a_trickle_while_the_reader_is_busy: needs root");
+            return;
+        }
+        let (hub, peer, hub_if) = veth_lab('t');
+        let st = Command::new("ip")
+            .args(["netns", "exec", &peer.0, "ping", "-c1", "-W2", "192.0.2.1"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut cap =
+            hub.run(|| PacketCapture::open(ifindex(&hub_if).unwrap(), 51820, false).unwrap());
+        let n = 60u32;
+        peer.run(|| {
+            let s = UdpSocket::bind("192.0.2.2:4000").unwrap();
+            for m in 0..n {
+                s.send_to(&wg(1, 148, m), "192.0.2.1:51820").unwrap();
+                std::thread::sleep(Duration::from_millis(2 * u64::from(ring::RETIRE_TOV_MS)));
+            }
+        });
+        // Nothing was read meanwhile.
+        let got = collect(&mut cap, n as usize, Duration::from_secs(3));
+        let mut markers: Vec<u32> = got.iter().map(|(f, d, ..)| marker(f, d).1).collect();
+        markers.sort();
+        assert_eq!(markers, (0..n).collect::<Vec<_>>());
+        assert_eq!(cap.take_drops().unwrap(), 0);
+    }
+
     /// A wireguard-go process in a namespace, stopped (and its UAPI socket
     /// removed) on drop.
     struct WireguardGo {
