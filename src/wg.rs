@@ -655,6 +655,7 @@ mod genl {
 /// (https://www.wireguard.com/xplatform/).
 mod uapi {
     use super::*;
+    use zeroize::Zeroize;
 
     fn connect(path: &str) -> io::Result<UnixStream> {
         let s = UnixStream::connect(path)?;
@@ -669,6 +670,10 @@ mod uapi {
     /// polls need no socket of their own.
     static CONNS: std::sync::Mutex<Vec<(String, BufReader<UnixStream>)>> =
         std::sync::Mutex::new(Vec::new());
+    /// The last answer, read into one buffer that keeps its capacity (no
+    /// allocation per line and poll); it holds the private key: wiped before
+    /// every reuse and when the answer was parsed.
+    static ANSWER: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
     /// The socket path of `ifname` while a connection to it is open (no
     /// look-up in the file system per poll then).
@@ -702,19 +707,26 @@ mod uapi {
 
     fn request_get(r: &mut BufReader<UnixStream>) -> io::Result<Device> {
         r.get_mut().write_all(b"get=1\n\n")?;
-        // The answer holds the private key: wiped when dropped.
-        let mut lines = Vec::new();
+        let mut answer = ANSWER.lock().unwrap_or_else(|e| e.into_inner());
+        let result =
+            read_answer(r, &mut answer).and_then(|()| parse_get(answer.lines().map(str::trim_end)));
+        answer.zeroize();
+        result
+    }
+
+    /// Reads up to the empty line that ends an answer (not included).
+    fn read_answer(r: &mut BufReader<UnixStream>, answer: &mut String) -> io::Result<()> {
+        answer.zeroize();
         loop {
-            let mut line = Zeroizing::new(String::new());
-            if r.read_line(&mut line)? == 0 {
+            let start = answer.len();
+            if r.read_line(answer)? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            if *line == "\n" {
-                break;
+            if &answer[start..] == "\n" {
+                answer.truncate(start);
+                return Ok(());
             }
-            lines.push(line);
         }
-        parse_get(lines.iter().map(|l| l.trim_end()))
     }
 
     /// The public key of `private`. wireguard-go reports only the private
