@@ -171,6 +171,35 @@ pub fn human(v: &Value, now_wall: u64) -> String {
                 s += &format!("    problem: {problem}\n");
             }
         }
+        if let Some(d) = i["delegation"].as_object() {
+            let lans: Vec<String> = d
+                .get("downstream")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(n, a)| format!("{n} {}", a.as_str().unwrap_or("-")))
+                .collect();
+            s += &format!(
+                "  delegation {} {} via {}{}{}{}\n",
+                d.get("state").and_then(Value::as_str).unwrap_or("?"),
+                d.get("prefix").and_then(Value::as_str).unwrap_or("-"),
+                d.get("via").and_then(Value::as_str).unwrap_or("?"),
+                d.get("interface")
+                    .and_then(Value::as_str)
+                    .map_or(String::new(), |c| format!(" ({c})")),
+                if lans.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", lans.join(", "))
+                },
+                d.get("mtu")
+                    .and_then(Value::as_u64)
+                    .map_or(String::new(), |m| format!(", LAN IPv6 MTU {m}")),
+            );
+            if let Some(problem) = d.get("problem").and_then(Value::as_str) {
+                s += &format!("    problem: {problem}\n");
+            }
+        }
         if let Some(ign) = i["ignored"].as_object().filter(|o| !o.is_empty()) {
             let parts: Vec<String> = ign.iter().map(|(k, n)| format!("{k} {n}")).collect();
             s += &format!("  ignored packets: {}\n", parts.join(", "));

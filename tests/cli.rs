@@ -76,15 +76,39 @@ fn write_status(dir: &Path, pid: u64) {
     fs::write(dir.join("status.json"), v.to_string()).unwrap();
 }
 
+/// `PKG_VERSION:=` / `PKG_RELEASE:=` of a feed Makefile.
+fn makefile_var(makefile: &str, var: &str) -> String {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(makefile))
+        .expect("read the feed Makefile");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}:=")))
+        .unwrap_or_else(|| panic!("{makefile} has no {var}:="))
+        .to_string()
+}
+
 #[test]
-fn version_prints_name_and_version() {
+fn version_prints_the_package_version_of_the_feed_makefile() {
     let o = wgroam(&["--version"]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        text(&o.stdout),
-        format!("wgroam {}\n", env!("CARGO_PKG_VERSION"))
-    );
     assert_eq!(text(&o.stderr), "");
+    // The form the packages carry (opkg and apk: VERSION-rRELEASE), and the
+    // one the packages feed's CI looks for: PKG_VERSION in --version.
+    let want = format!(
+        "wgroam {}-r{}\n",
+        makefile_var("openwrt/Makefile", "PKG_VERSION"),
+        makefile_var("openwrt/Makefile", "PKG_RELEASE")
+    );
+    assert_eq!(text(&o.stdout), want);
+    assert!(want.starts_with(&format!("wgroam {}-r", env!("CARGO_PKG_VERSION"))));
+    // scripts/version.sh (what scripts/package.sh names the packages by)
+    // says the same and finds the Makefiles in agreement.
+    let script = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/version.sh"))
+        .arg("--check")
+        .output()
+        .expect("run scripts/version.sh");
+    assert!(script.status.success(), "{}", text(&script.stderr));
+    assert_eq!(format!("wgroam {}", text(&script.stdout)), want);
 }
 
 #[test]
@@ -242,4 +266,51 @@ fn check_of_a_bad_config_exits_2() {
     assert!(
         text(&o.stderr).contains("wgroam.agent.role: 'hubb' is not valid; expected hub or roam")
     );
+}
+
+#[test]
+fn check_of_a_roam_names_the_carrier_and_a_lan_without_ip6assign() {
+    let Some(uci) = common::real_uci("check_of_a_roam_names_the_carrier") else {
+        return;
+    };
+    let s = Scratch::new("check-roam");
+    let conf = s.0.join("wgroam");
+    let confdir = s.0.join("etc");
+    let savedir = s.0.join("save");
+    fs::create_dir_all(&confdir).unwrap();
+    fs::write(
+        &conf,
+        "config agent 'agent'\n\toption role 'roam'\n\n\
+         config interface 'wgrnx8'\n\toption prefix '2001:db8:100:100::/56'\n\
+         \tlist downstream 'lan'\n\tlist downstream 'guest'\n",
+    )
+    .unwrap();
+    fs::write(
+        confdir.join("network"),
+        "config interface 'lan'\n\toption proto 'static'\n\n\
+         config interface 'wgrnx8'\n\toption proto 'wireguard'\n\n\
+         config wireguard_wgrnx8 'hub'\n\toption public_key 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg='\n\
+         \toption endpoint_host '198.51.100.2'\n\tlist allowed_ips '::/0'\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "--config", conf.to_str().unwrap()])
+        .args(["--uci-confdir", confdir.to_str().unwrap()])
+        .args(["--uci-savedir", savedir.to_str().unwrap()])
+        .env("WGROAM_UCI_BIN", &uci)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("wgrnx8: the prefix rides on the netifd dynamic interface wgroam_wgrnx8 (ubus add_dynamic; nothing in uci)\n"),
+        "{out}"
+    );
+    assert!(out.contains("wgrnx8: warning: network.lan: no ip6assign; the LAN gets no /64 of 2001:db8:100:100::/56 — uci set network.lan.ip6assign=64; uci commit network; /etc/init.d/network reload\n"), "{out}");
+    assert!(
+        out.contains("wgrnx8: warning: network.guest: no such interface;"),
+        "{out}"
+    );
+    // check writes nothing to uci.
+    assert!(!savedir.join("network").exists());
 }
