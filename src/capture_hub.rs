@@ -151,8 +151,13 @@ impl HubCapture {
         self.open.is_some() && self.saturated
     }
 
+    /// The descriptor to wait on; none while the capture rests after a flood
+    /// went over its budget (the daemon looks again at its next turn).
     pub fn fd(&self) -> Option<RawFd> {
-        self.open.as_ref().map(|o| o.source.fd())
+        self.open
+            .as_ref()
+            .filter(|o| !o.source.resting())
+            .map(|o| o.source.fd())
     }
 
     pub fn set_transport(&mut self, on: bool) {
@@ -235,12 +240,13 @@ pub fn classify(
     budget: &mut dyn FnMut() -> bool,
 ) -> Option<Event> {
     let (responder, port) = (who.responder, who.port);
-    let iface = iface.to_string();
+    // Names are allocated only for an event: frames that make none (most
+    // of a flood's, see the ring's budget) cost no allocation here.
     let dg = wire::parse_l3_prefix(frame).ok()?;
     let payload = dg.payload(frame);
     let ignored = |from: SocketAddr, why| {
         Some(Event::Ignored {
-            iface: iface.clone(),
+            iface: iface.to_string(),
             from,
             why,
         })
@@ -253,7 +259,7 @@ pub fn classify(
             }
             match wire::classify(payload) {
                 Ok(Message::Response(r)) => Some(Event::Response {
-                    iface,
+                    iface: iface.to_string(),
                     sender_index: r.sender_index(),
                     receiver_index: r.receiver_index(),
                 }),
@@ -262,7 +268,7 @@ pub fn classify(
                     .iter()
                     .find(|(_, k)| crate::handshake::verify_mac1_with(k, init.as_bytes()))
                     .map(|(key, _)| Event::OwnInitiation {
-                        iface,
+                        iface: iface.to_string(),
                         key: *key,
                         sender_index: init.sender_index(),
                     }),
@@ -279,7 +285,7 @@ pub fn classify(
                 // (the filter keeps the 32 bytes a transport header needs).
                 return match wire::classify(payload) {
                     Ok(Message::Transport(t)) => Some(Event::Transport {
-                        iface,
+                        iface: iface.to_string(),
                         from,
                         receiver_index: t.receiver_index(),
                         counter: t.counter(),
@@ -295,7 +301,7 @@ pub fn classify(
                 Ok(Message::Initiation(_)) if !budget() => ignored(from, Ignored::RateLimited),
                 Ok(Message::Initiation(init)) => match responder.identify(&init) {
                     Ok(who) => Some(Event::Initiation {
-                        iface,
+                        iface: iface.to_string(),
                         from,
                         key: PublicKey(who.static_public),
                         stamp: (who.timestamp.seconds, who.timestamp.nanos),
@@ -306,7 +312,7 @@ pub fn classify(
                     Err(_) => ignored(from, Ignored::Forged),
                 },
                 Ok(Message::Transport(t)) => Some(Event::Transport {
-                    iface,
+                    iface: iface.to_string(),
                     from,
                     receiver_index: t.receiver_index(),
                     counter: t.counter(),

@@ -145,7 +145,15 @@ impl<W: WireGuard> HubRuntime<W> {
             // Everything captured up to now, after the read: every packet the
             // kernel counted or roamed on is then in (a packet socket queues it
             // before WireGuard processes it), so a roam is never mistaken for
-            // a push. All of it, bounded.
+            // a push. The ring shows a block only once the kernel retires it,
+            // at most RETIRE_TOV_MS after its first frame (one jiffy more at a
+            // low HZ): wait that long first, so a packet that arrived just
+            // before the read is not missed. All of it, bounded.
+            if self.captures.get(&i.ifname).is_some_and(|c| c.fd().is_some()) {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    u64::from(2 * crate::capture::ring::RETIRE_TOV_MS) + 4,
+                ));
+            }
             for _ in 0..64 {
                 self.drain_capture(now, &i.ifname);
                 if !self
@@ -280,11 +288,12 @@ impl<W: WireGuard> HubRuntime<W> {
                 let events = c.drain(iface, now.mono_ms);
                 let drops = c.take_drops();
                 if drops > 0 {
+                    // A counter: written with the others (at most every 5 s),
+                    // not at every wakeup of a flood.
                     self.runtime
                         .entry(iface.to_string())
                         .or_default()
                         .capture_drops += drops;
-                    self.status_dirty = true;
                 }
                 let mut events = events;
                 if drops > 0 {
@@ -405,6 +414,7 @@ pub fn run_hub<W: WireGuard>(
         if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
             // A link came, went or changed: observe in this turn.
             next_poll = 0;
+            rt.relay.links_changed();
         }
         for (i, (_, name)) in caps.iter().enumerate() {
             if ready[first_cap + i] {

@@ -231,15 +231,29 @@ fn userspace_socket(ifname: &str) -> Option<String> {
     Some(format!("/var/run/wireguard/{ifname}.sock")).filter(|p| std::path::Path::new(p).exists())
 }
 
+/// The backend that last answered for each interface: asked first next time,
+/// so that a poll of a wireguard-go interface does not first ask the kernel
+/// (a netlink socket and a failed family lookup per poll, for nothing).
+static ANSWERED: std::sync::Mutex<Vec<(String, Backend)>> = std::sync::Mutex::new(Vec::new());
+
 fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<Device>> {
     let name = iface_name(ifname)?;
+    let mut order = backends(choice).to_vec();
+    let mut answered = ANSWERED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, b)) = answered.iter().find(|(n, _)| n == ifname) {
+        order.sort_by_key(|x| x != b);
+    }
     let mut last = None;
-    for &b in backends(choice) {
+    for b in order {
         if b == Backend::Userspace && userspace_socket(ifname).is_none() {
             continue;
         }
         match Device::get(&name, b) {
-            Ok(d) => return Ok(Some(d)),
+            Ok(d) => {
+                answered.retain(|(n, _)| n != ifname);
+                answered.push((ifname.to_string(), b));
+                return Ok(Some(d));
+            }
             Err(e) => last = Some(e),
         }
     }
