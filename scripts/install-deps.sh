@@ -81,7 +81,10 @@ command -v node >/dev/null || {
 }
 luci_tests=$(cd "$(dirname "$0")/../tests/luci" && pwd)
 want=$(sed -n 's/^ *"playwright-core": "\(.*\)"$/\1/p' "$luci_tests/package.json")
-have=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$luci_tests/node_modules/playwright-core/package.json" 2>/dev/null | head -n1)
+have=
+if [ -f "$luci_tests/node_modules/playwright-core/package.json" ]; then
+  have=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$luci_tests/node_modules/playwright-core/package.json" | head -n1)
+fi
 if [ "$have" != "$want" ]; then
   echo "install-deps: npm ci in tests/luci (playwright-core $want)"
   (cd "$luci_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --quiet >/dev/null)
