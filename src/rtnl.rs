@@ -113,7 +113,7 @@ impl Rtnl {
     /// ACK or DONE.
     fn request(&mut self, req: Request, flags: u16) -> io::Result<Vec<Msg>> {
         self.seq = self.seq.wrapping_add(1);
-        self.sock.send(&req.to_bytes(flags, self.seq), 0)?;
+        self.sock.send(&req.into_bytes(flags, self.seq), 0)?;
         let mut replies = Vec::new();
         loop {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
@@ -343,7 +343,7 @@ impl NetlinkSerializable for Request {
 
 impl Request {
     /// The whole netlink message (the kernel fills in the port).
-    fn to_bytes(self, flags: u16, seq: u32) -> Vec<u8> {
+    fn into_bytes(self, flags: u16, seq: u32) -> Vec<u8> {
         let mut header = NetlinkHeader::default();
         header.flags = flags;
         header.sequence_number = seq;
@@ -667,7 +667,7 @@ mod tests {
 
     /// Encoded as a request and decoded back as the kernel's answer.
     fn round_trip(r: &Route) -> Route {
-        let bytes = Request::Route(RTM_NEWROUTE, route_to_msg(r, false)).to_bytes(0, 1);
+        let bytes = Request::Route(RTM_NEWROUTE, route_to_msg(r, false)).into_bytes(0, 1);
         let parsed = parse_all(&bytes).unwrap();
         assert_eq!(parsed.len(), 1);
         match &parsed[0].1 {
@@ -729,7 +729,7 @@ mod tests {
         want.extend(rta(5, &[192, 0, 2, 254]));
         want.extend(rta(4, &ne32(3)));
         assert_eq!(body(&route_to_msg(&r, false)), want);
-        let msg = Request::Route(RTM_NEWROUTE, route_to_msg(&r, false)).to_bytes(0x605, 9);
+        let msg = Request::Route(RTM_NEWROUTE, route_to_msg(&r, false)).into_bytes(0x605, 9);
         assert_eq!(&msg[16..], &want[..]);
         assert_eq!(&msg[..4], &ne32(16 + want.len() as u32));
         assert_eq!(
@@ -967,7 +967,7 @@ mod tests {
     #[test]
     fn truncated_datagrams_are_errors_not_panics() {
         let bytes =
-            Request::Route(RTM_NEWROUTE, route_to_msg(&source_specific(), false)).to_bytes(0, 1);
+            Request::Route(RTM_NEWROUTE, route_to_msg(&source_specific(), false)).into_bytes(0, 1);
         for cut in [17, 20, bytes.len() - 1] {
             assert!(parse_all(&bytes[..cut]).is_err(), "cut at {cut}");
         }
