@@ -934,7 +934,8 @@ mod tests {
         b.extend_from_slice(&26u16.to_ne_bytes());
         // Why links are read by their header alone: netlink-packet-route's
         // whole LinkMessage parser rejects this message.
-        let whole = LinkMessageBuffer::new_checked(&b[16..])
+        let payload = &b[16..];
+        let whole = LinkMessageBuffer::new_checked(&payload)
             .and_then(|buf| netlink_packet_route::link::LinkMessage::parse(&buf));
         assert!(whole.is_err());
         let msgs = parse_all(&b).unwrap();
