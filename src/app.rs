@@ -22,13 +22,19 @@ pub fn main() -> i32 {
         return 0;
     }
     let Some(cmd) = args.cmd else {
-        eprintln!("wgroam: no command; expected run, status or check (see wgroam --help)");
+        eprintln!(
+            "wgroam: no command; expected run, status, check, invite or join (see wgroam --help)"
+        );
         return 2;
     };
     match cmd {
         Cmd::Run(r) => run(&r, &args.uci_confdir, &args.uci_savedir),
         Cmd::Status(s) => status(&s),
         Cmd::Check(c) => check(&c, &args.uci_confdir, &args.uci_savedir),
+        Cmd::Invite(i) => {
+            crate::app_pair::invite(&i, uci_for(&args.uci_confdir, &args.uci_savedir))
+        }
+        Cmd::Join(j) => crate::join::join(&j, uci_for(&args.uci_confdir, &args.uci_savedir)),
     }
 }
 
@@ -91,8 +97,12 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
     };
     let result = match cfg.role {
         Role::Hub => {
-            let net = network(&cfg, uci);
-            let rt = HubRuntime::new(cfg, System, net, signals::now());
+            let net = network(&cfg, uci.clone());
+            let pairing = cfg.interfaces.iter().any(|i| i.pair.is_some());
+            let mut rt = HubRuntime::new(cfg, System, net, signals::now());
+            if pairing {
+                rt = rt.with_pairing(uci);
+            }
             run_hub(rt, &signals, &reload)
         }
         Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())

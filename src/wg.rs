@@ -66,6 +66,18 @@ pub trait WireGuard {
         key: &PublicKey,
         endpoint: Option<SocketAddr>,
     ) -> io::Result<()>;
+    /// Adds a new peer live (pairing), leaving every other peer's session
+    /// alone; a peer with this key already there gets these allowed IPs.
+    fn add_peer(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        allowed_ips: &[(IpAddr, u8)],
+    ) -> io::Result<()> {
+        let _ = (ifname, choice, key, allowed_ips);
+        Err(io::Error::other("adding peers is not supported here"))
+    }
 }
 
 /// The real thing.
@@ -268,6 +280,23 @@ impl WireGuard for System {
             return Err(not_configured(ifname, key));
         };
         set(ifname, backend, &rearm_updates(peer, endpoint))
+    }
+
+    fn add_peer(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        allowed_ips: &[(IpAddr, u8)],
+    ) -> io::Result<()> {
+        let (backend, _) = get(ifname, choice)?.ok_or_else(|| no_interface(ifname))?;
+        let update = PeerUpdate {
+            key: key.0,
+            replace_allowed_ips: true,
+            allowed_ips,
+            ..Default::default()
+        };
+        set(ifname, backend, &[update])
     }
 }
 
