@@ -20,13 +20,14 @@ use crate::uci::parse::Section;
 use crate::uci::{Change, UciCli, UciStore};
 use crate::wg::WireGuard;
 
-/// `n` bytes from the kernel's CSPRNG.
+/// `n` bytes from the kernel's CSPRNG (the getrandom system call itself:
+/// the static musl builds link libc's `getrandom` as a weak, null symbol).
 pub fn random<const N: usize>() -> io::Result<[u8; N]> {
     let mut b = [0u8; N];
     let mut got = 0;
     while got < N {
-        // SAFETY: writes at most N - got bytes into b[got..].
-        let r = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), N - got, 0) };
+        // SAFETY: the kernel writes at most N - got bytes into b[got..].
+        let r = unsafe { libc::syscall(libc::SYS_getrandom, b[got..].as_mut_ptr(), N - got, 0) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {

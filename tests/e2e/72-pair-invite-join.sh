@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Issue 14: pairing. A fresh hub with a pool and a fresh travel router: `wgroam
+# invite` on r2, `wgroam join` on r1 (real WireGuard, real uci, the agents). The
+# join configures r1, the hub adds the peer live with one commit; the tunnel is up
+# and the prefix delegated when join returns. Then every refusal case leaves the
+# config files of both routers byte-identical, and a second router joins with its
+# own invite, gets a different prefix, and r1's session is not re-handshaked.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lab/lab.sh"
+. "$here/agent.sh"
+. "$here/pair.sh"
+trap lab_down EXIT
+
+lab_up
+T0=$(agent_ms)
+roam_lab_prepare
+pair_hub_fresh
+pair_r1_fresh
+cp -a "$LAB_DIR/r1/etc" "$LAB_DIR/r1-fresh-etc"
+agent_hub_start
+t "fresh hub (pool $PAIR_POOL, no peer) and fresh travel router"
+grep -q "pair: wg0 listening for redeems on UDP 51821" "$LAB_DIR/logs/agent-r2.log" || fail "no redeem listener"
+
+# --- refusals first (nothing may be written on either side) -----------------
+pair_snapshot "$LAB_DIR/r1" before
+pair_snapshot "$LAB_DIR/r2" before
+refused() { # NAME EXPECTED_TEXT JOIN_ARGS...
+  local name=$1 want=$2 out rc=0
+  shift 2
+  out=$(pair_join "$@" 2>&1) || rc=$?
+  [ "$rc" != 0 ] || fail "$name: join succeeded"
+  [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "$name: not one line: $out"
+  case "$out" in *"$want"*) ;; *) fail "$name: expected '$want', got: $out" ;; esac
+  pair_same "$LAB_DIR/r1" before || fail "$name: r1 config changed"
+  pair_same "$LAB_DIR/r2" before || fail "$name: r2 config changed"
+  [ -z "$(r2_uci changes network)" ] || fail "$name: r2 has staged changes"
+  [ -z "$(r1_uci changes)" ] || fail "$name: r1 has staged changes"
+  [ "$(ip netns exec wgr-r2 wg show wg0 peers | wc -l)" = 0 ] || fail "$name: hub got a peer"
+  t "refused ($name): $out"
+}
+tok=$(pair_invite --name altered --ttl 1h | head -n1)
+# Altered: one character changed (checksum) — refused before anything is sent.
+alt=${tok:0:20}$([ "${tok:20:1}" = A ] && echo B || echo A)${tok:21}
+refused altered "checksum mismatch" "$alt"
+# Altered with a valid checksum: another secret the hub never issued.
+forged=$(python3 - "$tok" <<'PY'
+import base64, sys, zlib
+t = sys.argv[1]
+b = bytearray(base64.urlsafe_b64decode(t[8:] + "=" * (-len(t[8:]) % 4)))
+b[40] ^= 1
+body = bytes(b[:-4])
+b = body + zlib.crc32(body).to_bytes(4, "big")
+print("wgroam1:" + base64.urlsafe_b64encode(b).decode().rstrip("="))
+PY
+)
+refused "altered (valid checksum)" "does not know this invite" "$forged"
+# Wrong hub: the same invite with another hub key.
+wronghub=$(python3 - "$tok" <<'PY'
+import base64, sys, zlib
+t = sys.argv[1]
+b = bytearray(base64.urlsafe_b64decode(t[8:] + "=" * (-len(t[8:]) % 4)))
+b[5] ^= 0x55
+body = bytes(b[:-4])
+b = body + zlib.crc32(body).to_bytes(4, "big")
+print("wgroam1:" + base64.urlsafe_b64encode(b).decode().rstrip("="))
+PY
+)
+refused "wrong hub" "does not hold the key" "$wronghub"
+pair_invite --revoke altered >/dev/null || fail "revoke"
+refused revoked "revoked" "$tok"
+tok=$(pair_invite --name short --ttl 1s | head -n1)
+sleep 1.2
+refused expired "expired" "$tok"
+# Hub unreachable: its agent is stopped.
+tok=$(pair_invite --name later | head -n1)
+kill "$(agent_hub_pid)"
+lab_wait_for 5 sh -c "! kill -0 $(agent_hub_pid) 2>/dev/null" || fail "hub agent did not stop"
+refused "hub unreachable" "no answer from the hub" "$tok"
+agent_hub_start
+pair_invite --list | grep -q "^later  wg0  pending" || fail "list: $(pair_invite --list)"
+grep -q "refused: Revoked" "$LAB_DIR/logs/agent-r2.log" || fail "revoked attempt not logged"
+
+# --- join ---------------------------------------------------------------------
+t0=$(agent_ms)
+out=$(pair_join "$tok") || fail "join failed: $out"
+t "join returned after $(($(agent_ms) - t0)) ms: $(echo "$out" | tr '\n' '|')"
+echo "$out" | grep -q "prefix 2001:db8:100:1::/64 delegated to lan" || fail "summary: $out"
+# Hub: one committed peer section with the tunnel /128 and the prefix, peer live.
+sec=wgroam_later
+[ "$(r2_uci get network.$sec.allowed_ips)" = "2001:db8:100::2/128 2001:db8:100:1::/64" ] || fail "hub uci: $(r2_uci show network.$sec)"
+[ -z "$(r2_uci changes network)" ] || fail "hub left staged changes"
+r1pub=$(ip netns exec wgr-r1 wg show wg1 public-key)
+ip netns exec wgr-r2 wg show wg0 allowed-ips | grep -q "^$r1pub" || fail "peer not live on the hub"
+# The private key stayed on r1: it is in r1's uci only, and nowhere on the hub.
+r1key=$(r1_uci get network.wg1.private_key)
+[ "$(printf '%s\n' "$r1key" | wg pubkey)" = "$r1pub" ] || fail "r1 key mismatch"
+if grep -rqF "$r1key" "$LAB_DIR/r2" "$LAB_DIR/logs"; then fail "r1's private key found on the hub side"; fi
+# r1: exactly the sections join owns.
+[ "$(r1_uci get network.wg1_hub.allowed_ips)" = "::/0" ] || fail "r1 peer allowed_ips"
+[ "$(r1_uci get firewall.wg1_zone.input)" = REJECT ] || fail "r1 zone"
+[ "$(r1_uci get firewall.wg1_fwd.src)" = lan ] || fail "r1 forwarding"
+[ "$(r1_uci get wgroam.wg1.prefix)" = 2001:db8:100:1::/64 ] || fail "r1 wgroam prefix"
+[ -z "$(r1_uci changes)" ] || fail "r1 left staged changes"
+# IPv6 through the tunnel from the delegated prefix's router address, IPv4 local.
+lab_wait_for 10 ip netns exec wgr-r1 ping -6 -c1 -W1 -I 2001:db8:100::2 "$LAB_INET6" >/dev/null 2>&1 ||
+  fail "r1 does not reach the internet host over IPv6 through the tunnel"
+ip netns exec wgr-lan ping -4 -c1 -W2 "$LAB_INET4" >/dev/null || fail "LAN IPv4 broke"
+t "tunnel up, r1 reaches $LAB_INET6 over IPv6; LAN IPv4 stays local"
+# A second use of the same invite is refused.
+pair_snapshot "$LAB_DIR/r1" after
+pair_snapshot "$LAB_DIR/r2" after
+cp "$LAB_DIR/r1/after.sum" "$LAB_DIR/r1/before.sum"
+cp "$LAB_DIR/r2/after.sum" "$LAB_DIR/r2/before.sum"
+# Another (fresh) router's tree tries the same invite.
+mkdir -p "$LAB_DIR/r3/save" "$LAB_DIR/r3/run"
+cp -a "$LAB_DIR/r1-fresh-etc" "$LAB_DIR/r3/etc"
+ln -s "$LAB_DIR/r1/bin" "$LAB_DIR/r3/bin"
+pair_snapshot "$LAB_DIR/r3" before
+out=$(pair_join_in wgr-r1 "$LAB_DIR/r3" "$tok" --interface wg9 2>&1) && fail "reuse accepted"
+case "$out" in *"already used"*) ;; *) fail "reuse: $out" ;; esac
+pair_same "$LAB_DIR/r3" before && pair_same "$LAB_DIR/r2" before || fail "reuse changed a config"
+t "refused (reused): $out"
+echo PASS
