@@ -116,7 +116,10 @@ pub fn invite(a: &InviteArgs, uci: UciCli) -> i32 {
     let now = now_wall();
     pairing::prune(&mut store.invites, now);
     let taken = |n: &str| {
-        store.invites.iter().any(|v| v.name == n)
+        store
+            .invites
+            .iter()
+            .any(|v| peer_section(&v.name) == peer_section(n))
             || network
                 .iter()
                 .any(|s| s.name.as_deref() == Some(peer_section(n).as_str()))

@@ -88,7 +88,7 @@ impl<W: WireGuard> HubRuntime<W> {
         if let Some((l, uci)) = self.pairing.take() {
             drop(l);
             self.pairing = Some((
-                crate::pairing::RedeemListener::open(&self.cfg, uci.clone()),
+                crate::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
                 uci,
             ));
         }
@@ -320,7 +320,7 @@ impl<W: WireGuard> HubRuntime<W> {
     /// Listens for pairing redeems (issue 14) on the interfaces with a pool.
     pub fn with_pairing(mut self, uci: crate::uci::UciCli) -> Self {
         self.pairing = Some((
-            crate::pairing::RedeemListener::open(&self.cfg, uci.clone()),
+            crate::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
             uci,
         ));
         self

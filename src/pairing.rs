@@ -17,7 +17,7 @@ use crate::core::pairing::{self, Decision, Grant, Invite, InviteState, Pool, Rat
 use crate::core::roam::IpNet;
 use crate::logging::emit;
 use crate::uci::parse::Section;
-use crate::uci::{Change, UciCli, UciStore};
+use crate::uci::{Change, UciStore};
 use crate::wg::WireGuard;
 
 /// `n` bytes from the kernel's CSPRNG (the getrandom system call itself:
@@ -273,13 +273,13 @@ struct Listener {
 pub struct RedeemListener {
     listeners: Vec<Listener>,
     rate: RateLimit,
-    uci: UciCli,
+    uci: Box<dyn UciStore>,
     state_dir: PathBuf,
 }
 
 impl RedeemListener {
     /// Binds `[::]:redeem_port` (IPv4 and IPv6) for each interface with a pool.
-    pub fn open(cfg: &Config, uci: UciCli) -> Self {
+    pub fn open(cfg: &Config, uci: Box<dyn UciStore>) -> Self {
         let mut listeners = Vec::new();
         for i in cfg.interfaces.iter().filter(|i| i.pair.is_some()) {
             let port = i.pair.map_or(0, |p| p.redeem_port);
@@ -559,3 +559,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
         v4 => v4,
     }
 }
+
+#[cfg(test)]
+#[path = "pairing_tests.rs"]
+mod tests;
