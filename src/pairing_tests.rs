@@ -15,9 +15,11 @@ use crate::wg::{BackendChoice, DeviceView};
 
 const HUB_PRIVATE: [u8; 32] = [0x48; 32];
 
+type Added = Vec<(PublicKey, Vec<(IpAddr, u8)>)>;
+
 #[derive(Default)]
 struct FakeWg {
-    added: RefCell<Vec<(PublicKey, Vec<(IpAddr, u8)>)>>,
+    added: RefCell<Added>,
 }
 
 impl WireGuard for FakeWg {
