@@ -236,9 +236,14 @@ fn run(j: &Join, uci: &UciCli) -> Result<String, Fail> {
         );
     }
     let undo = |why: String| -> Fail {
+        // The agent first: it must not stage anything into the restored files.
+        let _ = init("stop");
+        revert_staged(uci);
         snapshot.restore();
         let _ = UbusCli::from_env().call("network", "reload", None);
-        let _ = init(if agent_was_running { "restart" } else { "stop" });
+        if agent_was_running {
+            let _ = init("start");
+        }
         Fail(1, format!("{why}; configuration restored"))
     };
     if let Err(e) = UbusCli::from_env().call("network", "reload", None) {

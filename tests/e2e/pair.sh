@@ -46,14 +46,48 @@ config interface 'wg0'
 EOF2
 }
 
-# pair_r1_fresh: r1's uci tree, the ubus and init stand-ins.
+# pair_r1_fresh: r1's wg1 emptied, its uci tree, the ubus and init stand-ins.
 pair_r1_fresh() {
-  local d=$LAB_DIR/r1 uci bin
+  ip netns exec wgr-r1 wg set wg1 peer "$(lab_r2_pubkey)" remove || return 1
+  ip -n wgr-r1 addr flush dev wg1 || return 1
+  pair_router_tree r1
+}
+
+# pair_r3_up: a second travel router, netns wgr-r3 straight on the internet bridge
+# (198.51.100.4, no NAT), with a wireguard-go wg3 carrying nothing, a LAN device and
+# its own uci tree under $LAB_DIR/r3. pair_r3_down removes the netns.
+pair_r3_up() {
+  ip netns add wgr-r3 || return 1
+  ip netns exec wgr-r3 sysctl -q -w net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+    net.ipv6.conf.all.forwarding=1 >/dev/null || return 1
+  ip -n wgr-inet link add r3 type veth peer name wan netns wgr-r3 || return 1
+  ip -n wgr-inet link set r3 master br0 up || return 1
+  _lab_ip wgr-r3 <<'EOF2' || return 1
+link set lo up
+link set wan up
+addr add 198.51.100.4/24 dev wan
+route add default via 198.51.100.1
+link add lan type dummy
+link set lan up
+addr add 100.127.3.1/24 dev lan
+EOF2
+  _lab_wg_start wgr-r3 wg3 || return 1
+  pair_router_tree r3
+}
+pair_r3_down() {
+  lab_stop agent-r3 2>/dev/null || true
+  lab_stop wireguard-go-wg3 2>/dev/null || true
+  rm -f "$LAB_WG_SOCK_DIR/wg3.sock"
+  ip netns del wgr-r3 2>/dev/null || true
+}
+
+# pair_router_tree NAME: a fresh travel router's uci tree under $LAB_DIR/NAME
+# (network with wan and lan, firewall with lan and wan zones, no wgroam) and its
+# ubus and init stand-ins (the agent's pid in $LAB_DIR/pids/agent-NAME.pid).
+pair_router_tree() {
+  local who=$1 d=$LAB_DIR/$1 uci bin
   uci=$(agent_uci_bin) || return 1
   bin=$(agent_bin) || return 1
-  ip netns exec wgr-r1 wg set wg1 peer "$(lab_r2_pubkey)" remove || return 1
-  ip netns exec wgr-r1 wg set wg1 private-key /dev/null 2>/dev/null || true
-  ip -n wgr-r1 addr flush dev wg1 || return 1
   mkdir -p "$d/etc" "$d/save" "$d/run" "$d/bin" || return 1
   cat >"$d/etc/network" <<EOF2 || return 1
 config interface 'wan'
@@ -134,12 +168,12 @@ exit 0
 EOF2
   cat >"$d/bin/init" <<EOF2 || return 1
 #!/bin/bash
-# /etc/init.d/wgroam stand-in: the agent on r1's uci tree, its pid where lab_down finds it.
-pidf=$LAB_DIR/pids/agent-r1.pid
+# /etc/init.d/wgroam stand-in: the agent on this uci tree, its pid where lab_down finds it.
+pidf=$LAB_DIR/pids/agent-$who.pid
 stop() { [ -f "\$pidf" ] && kill "\$(cat "\$pidf")" 2>/dev/null; rm -f "\$pidf"; sleep 0.2; }
 start() {
   WGROAM_UCI_BIN=$uci WGROAM_UBUS_BIN=$d/bin/ubus setsid $bin run --config $d/etc/wgroam --stderr \\
-    --state-dir $d/run --uci-confdir $d/etc --uci-savedir $d/save >>$LAB_DIR/logs/agent-r1.log 2>&1 </dev/null &
+    --state-dir $d/run --uci-confdir $d/etc --uci-savedir $d/save >>$LAB_DIR/logs/agent-$who.log 2>&1 </dev/null &
   echo \$! >"\$pidf"
 }
 case "\$1" in
