@@ -31,6 +31,9 @@ PKGS=(
   qemu-system-x86 qemu-system-arm qemu-system-mips busybox-static cpio xz-utils file
   # router targets: unit tests under qemu-user, zig from PyPI in a venv
   qemu-user-static python3-venv
+  # luci-app-wgroam: views driven in a headless browser (tests/luci), feed
+  # signatures (usign-compatible signify)
+  chromium signify-openbsd
 )
 
 # The aarch64/mipsel VMs take their kernel and userland (busybox-static, ip,
@@ -70,4 +73,17 @@ fi
 # Router targets: rust-src (-Zbuild-std), rustup's aarch64 musl std, and
 # zig + cargo-zigbuild (pinned, from PyPI) in a venv under ~/.cache/wgroam.
 bash "$(dirname "$0")/build-targets.sh" --setup
+# The LuCI tests' browser driver (playwright-core, pinned in
+# tests/luci/package-lock.json; it drives Debian's chromium, downloads no browser).
+command -v node >/dev/null || {
+  echo "install-deps: node missing; installing Debian's nodejs and npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+}
+luci_tests=$(cd "$(dirname "$0")/../tests/luci" && pwd)
+want=$(sed -n 's/^ *"playwright-core": "\(.*\)"$/\1/p' "$luci_tests/package.json")
+have=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$luci_tests/node_modules/playwright-core/package.json" 2>/dev/null | head -n1)
+if [ "$have" != "$want" ]; then
+  echo "install-deps: npm ci in tests/luci (playwright-core $want)"
+  (cd "$luci_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --quiet >/dev/null)
+fi
 echo "install-deps: ok"

@@ -18,7 +18,7 @@ use crate::wg::{System, WireGuard};
 pub fn main() -> i32 {
     let args: Args = argh::from_env();
     if args.version {
-        println!("wgroam {}", env!("CARGO_PKG_VERSION"));
+        println!("wgroam {}", env!("WGROAM_PKG_VERSION"));
         return 0;
     }
     let Some(cmd) = args.cmd else {

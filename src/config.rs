@@ -274,16 +274,9 @@ fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
     let relay = match r.single("relay").as_deref() {
         None | Some("off" | "0") => RelayMode::Off,
         Some("nft") => RelayMode::Nft,
-        Some("fw4") => {
-            r.bad(
-                "relay",
-                "fw4",
-                "off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
-            );
-            RelayMode::Off
-        }
+        Some("fw4") => RelayMode::Fw4,
         Some(v) => {
-            r.bad("relay", v, "off or nft");
+            r.bad("relay", v, "off, nft or fw4");
             RelayMode::Off
         }
     };
@@ -293,7 +286,8 @@ fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
     }
     for (opt, value, on) in [
         ("forwarding", "1", forwarding),
-        ("relay", relay.as_str(), relay != RelayMode::Off),
+        // fw4 forwards to and from the firewall zone `wan`, not a device.
+        ("relay", relay.as_str(), relay == RelayMode::Nft),
         ("ndp_proxy", "1", ndp_proxy),
     ] {
         if on && wan.is_none() {

@@ -198,6 +198,17 @@ fn hub_network_options_default_to_routes_only() {
 }
 
 #[test]
+fn relay_fw4_names_a_firewall_zone_and_needs_no_wan_device() {
+    let secs = vec![
+        sec("agent", Some("agent"), &[("role", "hub")]),
+        sec("interface", Some("wg0"), &[("relay", "fw4")]),
+    ];
+    let net = from_sections(&secs).unwrap().interfaces[0].net.clone();
+    assert_eq!(net.relay, RelayMode::Fw4);
+    assert_eq!(net.wan, None);
+}
+
+#[test]
 fn hub_network_options_are_validated_one_line_each() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
@@ -206,11 +217,7 @@ fn hub_network_options_are_validated_one_line_each() {
         ),
         (
             &[("relay", "iptables"), ("wan", "eth1")],
-            "wgroam.wg0.relay: 'iptables' is not valid; expected off or nft",
-        ),
-        (
-            &[("relay", "fw4"), ("wan", "eth1")],
-            "wgroam.wg0.relay: 'fw4' is not valid; expected off or nft (fw4 zones are not implemented yet; nft works alongside fw4)",
+            "wgroam.wg0.relay: 'iptables' is not valid; expected off, nft or fw4",
         ),
         (
             &[("wan", "eth/1")],

@@ -7,7 +7,9 @@
 //! The daemon calls [`HubRelay::seen`] with each interface's WireGuard view,
 //! [`HubRelay::reconcile`] after each observation (it works only when
 //! something changed, or every [`CHECK_MS`] to catch changes made by
-//! others), and [`HubRelay::stop`] on a clean stop.
+//! others), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the
+//! fw4 relay's firewall zone in uci `firewall` (checked on each
+//! reconciliation, written only when the config asks for something else).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -15,11 +17,15 @@ use std::process::{Command, Stdio};
 
 use crate::config::Config;
 use crate::core::Level;
-use crate::core::relay::{Facts, IfaceFacts, Relay, RelayAction};
+use crate::core::relay::{
+    FW4_WAN_ZONE, FW4_ZONE, Facts, IfaceFacts, Relay, RelayAction, fw4_changes, fw4_desired,
+    fw4_networks,
+};
 use crate::core::roam::{IpNet, RT_TABLE_MAIN};
 use crate::logging::emit;
 use crate::ndp::Responder;
 use crate::rtnl::{Routing, Rtnl};
+use crate::uci::{UciCli, UciStore};
 
 /// Re-check this often even when the WireGuard view did not change.
 pub const CHECK_MS: u64 = 1_000;
@@ -112,6 +118,148 @@ impl RelayHost for SystemHost {
     }
 }
 
+/// Environment variable naming the fw4 tool (tests use a recorder).
+pub const FW4_BIN_ENV: &str = "WGROAM_FW4_BIN";
+/// A failed fw4 sync is retried after this long.
+pub const FW4_RETRY_MS: u64 = 30_000;
+
+/// `fw4 reload` (or `$WGROAM_FW4_BIN reload`).
+pub fn fw4_reload() -> io::Result<()> {
+    let bin = std::env::var_os(FW4_BIN_ENV)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "fw4".into());
+    let out = Command::new(&bin)
+        .arg("reload")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run fw4 reload: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Err(io::Error::other(format!(
+        "fw4 reload failed ({}): {first}",
+        out.status
+    )))
+}
+
+/// The uci store for `firewall` in `state_dir`: uci's real config directory,
+/// a save directory of its own, so that a commit carries only wgroam's
+/// changes, never somebody's uncommitted ones.
+pub type OpenFirewall = Box<dyn FnMut(&Config) -> io::Result<Box<dyn UciStore>>>;
+
+/// Keeps the fw4 relay's sections of uci `firewall` (zone `wgroam` and its
+/// forwardings to and from `wan`, [`crate::core::relay::fw4_desired`]) what
+/// the config asks for: written, committed and `fw4 reload`ed only when
+/// they differ, so restarts write nothing; removed when no interface asks
+/// for `fw4` any more. On a host without a `firewall` config and without
+/// `fw4` interfaces it does nothing.
+pub struct Fw4Sync {
+    open: OpenFirewall,
+    reload: Box<dyn FnMut() -> io::Result<()>>,
+    /// The zone's networks as last brought into place.
+    synced: Option<Vec<String>>,
+    retry_at_ms: u64,
+}
+
+impl Fw4Sync {
+    pub fn new(open: OpenFirewall, reload: Box<dyn FnMut() -> io::Result<()>>) -> Self {
+        Self {
+            open,
+            reload,
+            synced: None,
+            retry_at_ms: 0,
+        }
+    }
+
+    /// The real uci tool (`$WGROAM_UCI_BIN`) on /etc/config, and `fw4`.
+    pub fn system() -> Self {
+        Self::new(
+            Box::new(|cfg: &Config| {
+                let save = cfg.state_dir.join("uci-firewall");
+                std::fs::create_dir_all(&save)?;
+                Ok(Box::new(UciCli::from_env().with_dirs(None, Some(save))) as Box<dyn UciStore>)
+            }),
+            Box::new(fw4_reload),
+        )
+    }
+
+    /// The networks of zone `wgroam` as last synced (`None`: not yet).
+    pub fn networks(&self) -> Option<&[String]> {
+        self.synced.as_deref()
+    }
+
+    /// Brings the firewall sections to what `cfg` asks for, if that changed
+    /// since the last sync. Returns whether the firewall was changed.
+    pub fn sync(&mut self, now_ms: u64, cfg: &Config) -> bool {
+        let nets = fw4_networks(cfg.interfaces.iter().map(|i| (i.name.as_str(), &i.net)));
+        if self.synced.as_ref() == Some(&nets) || now_ms < self.retry_at_ms {
+            return false;
+        }
+        match self.apply(cfg, &nets) {
+            Ok(changed) => {
+                self.synced = Some(nets);
+                changed
+            }
+            Err(e) if nets.is_empty() && self.synced.is_none() => {
+                // No firewall config (not OpenWrt) and nothing asked for.
+                emit(Level::Debug, &format!("fw4: nothing to check: {e}"));
+                self.synced = Some(nets);
+                false
+            }
+            Err(e) => {
+                emit(
+                    Level::Error,
+                    &format!("fw4: cannot set up zone {FW4_ZONE}: {e}"),
+                );
+                self.retry_at_ms = now_ms + FW4_RETRY_MS;
+                false
+            }
+        }
+    }
+
+    fn apply(&mut self, cfg: &Config, nets: &[String]) -> Result<bool, String> {
+        let uci = (self.open)(cfg).map_err(|e| e.to_string())?;
+        let current = uci.load("firewall").map_err(|e| e.to_string())?;
+        let changes = fw4_changes(&fw4_desired(nets), &current);
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        if !nets.is_empty()
+            && !current
+                .iter()
+                .any(|s| s.stype == "zone" && s.get_single("name") == Some(FW4_WAN_ZONE))
+        {
+            emit(
+                Level::Warn,
+                &format!(
+                    "fw4: no firewall zone '{FW4_WAN_ZONE}'; zone {FW4_ZONE}'s forwardings to and from it do nothing until it exists"
+                ),
+            );
+        }
+        uci.stage(&changes).map_err(|e| e.to_string())?;
+        uci.commit("firewall").map_err(|e| e.to_string())?;
+        (self.reload)().map_err(|e| e.to_string())?;
+        let what = if nets.is_empty() {
+            format!("zone {FW4_ZONE} and its forwardings removed")
+        } else {
+            format!(
+                "zone {FW4_ZONE} with {} forwarding to and from {FW4_WAN_ZONE}",
+                nets.join(", ")
+            )
+        };
+        emit(
+            Level::Notice,
+            &format!(
+                "fw4: {what} ({} uci changes committed, fw4 reloaded)",
+                changes.len()
+            ),
+        );
+        Ok(true)
+    }
+}
+
 type OpenRouting = Box<dyn FnMut() -> io::Result<Box<dyn Routing>>>;
 
 /// The relay of a running hub.
@@ -129,6 +277,8 @@ pub struct HubRelay {
     next_check_ms: u64,
     /// Last routing error logged, so a persistent one is logged once.
     routing_error: Option<String>,
+    /// The fw4 relay (zone in uci `firewall`); `None` in tests without it.
+    fw4: Option<Fw4Sync>,
 }
 
 impl HubRelay {
@@ -143,7 +293,14 @@ impl HubRelay {
             last: None,
             next_check_ms: 0,
             routing_error: None,
+            fw4: None,
         }
+    }
+
+    /// The same with the fw4 relay kept by `fw4`.
+    pub fn with_fw4(mut self, fw4: Fw4Sync) -> Self {
+        self.fw4 = Some(fw4);
+        self
     }
 
     /// The real thing: rtnetlink, `/proc/sys`, `nft`, AF_PACKET.
@@ -152,6 +309,7 @@ impl HubRelay {
             Box::new(SystemHost::default()),
             Box::new(|| Rtnl::open().map(|r| Box::new(r) as Box<dyn Routing>)),
         )
+        .with_fw4(Fw4Sync::system())
     }
 
     /// What the relay keeps in place, for `status --json`: the peer prefixes
@@ -186,6 +344,7 @@ impl HubRelay {
             "nft_table": self.core.nft_applied(),
             "ndp_targets": ndp,
             "changed_sysctls": sysctls,
+            "fw4_zone": self.fw4.as_ref().and_then(Fw4Sync::networks).filter(|n| !n.is_empty()).map(|n| serde_json::json!({"name": FW4_ZONE, "networks": n})),
         })
     }
 
@@ -274,6 +433,9 @@ impl HubRelay {
                 },
             );
             self.last = None;
+        }
+        if let Some(f) = &mut self.fw4 {
+            f.sync(now_ms, cfg);
         }
         let ifaces = self.iface_facts(cfg);
         if self.last.as_ref() == Some(&ifaces) && now_ms < self.next_check_ms {

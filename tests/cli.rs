@@ -76,15 +76,39 @@ fn write_status(dir: &Path, pid: u64) {
     fs::write(dir.join("status.json"), v.to_string()).unwrap();
 }
 
+/// `PKG_VERSION:=` / `PKG_RELEASE:=` of a feed Makefile.
+fn makefile_var(makefile: &str, var: &str) -> String {
+    let text = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(makefile))
+        .expect("read the feed Makefile");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{var}:=")))
+        .unwrap_or_else(|| panic!("{makefile} has no {var}:="))
+        .to_string()
+}
+
 #[test]
-fn version_prints_name_and_version() {
+fn version_prints_the_package_version_of_the_feed_makefile() {
     let o = wgroam(&["--version"]);
     assert_eq!(o.status.code(), Some(0));
-    assert_eq!(
-        text(&o.stdout),
-        format!("wgroam {}\n", env!("CARGO_PKG_VERSION"))
-    );
     assert_eq!(text(&o.stderr), "");
+    // The form the packages carry (opkg and apk: VERSION-rRELEASE), and the
+    // one the packages feed's CI looks for: PKG_VERSION in --version.
+    let want = format!(
+        "wgroam {}-r{}\n",
+        makefile_var("openwrt/Makefile", "PKG_VERSION"),
+        makefile_var("openwrt/Makefile", "PKG_RELEASE")
+    );
+    assert_eq!(text(&o.stdout), want);
+    assert!(want.starts_with(&format!("wgroam {}-r", env!("CARGO_PKG_VERSION"))));
+    // scripts/version.sh (what scripts/package.sh names the packages by)
+    // says the same and finds the Makefiles in agreement.
+    let script = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/version.sh"))
+        .arg("--check")
+        .output()
+        .expect("run scripts/version.sh");
+    assert!(script.status.success(), "{}", text(&script.stderr));
+    assert_eq!(format!("wgroam {}", text(&script.stdout)), want);
 }
 
 #[test]

@@ -48,6 +48,16 @@
 //! never breaks other forwarding on the host; it drops packets forwarded into
 //! a WireGuard device that do not come from its WAN or are not for a peer,
 //! and packets from the device that do not come from a peer.
+//!
+//! # Relay policy (fw4)
+//!
+//! On OpenWrt the same intent as a firewall zone users see in LuCI: zone
+//! `wgroam` with the tunnels' netifd interfaces and forwardings to and from
+//! `wan`, three named sections of uci `firewall` that wgroam owns
+//! ([`fw4_desired`], [`fw4_changes`]). They are written (commit, `fw4
+//! reload`) only when they differ from what the config asks for, so they
+//! stay in place over restarts without a flash write, and are removed when
+//! no interface asks for `fw4` any more.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -55,6 +65,7 @@ use std::net::IpAddr;
 
 use super::Level;
 use super::roam::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
+use crate::uci::{Change, Section, Value};
 
 /// Metric of the routes the agent adds (see "Routes" above).
 pub const ROUTE_METRIC: u32 = 1119;
@@ -79,6 +90,8 @@ pub enum RelayMode {
     Off,
     /// Own nftables table `inet wgroam`.
     Nft,
+    /// A firewall zone of OpenWrt's fw4, through uci ([`fw4_desired`]).
+    Fw4,
 }
 
 impl RelayMode {
@@ -86,8 +99,106 @@ impl RelayMode {
         match self {
             RelayMode::Off => "off",
             RelayMode::Nft => "nft",
+            RelayMode::Fw4 => "fw4",
         }
     }
+}
+
+/// The fw4 zone of the interfaces with relay `fw4`, and the zone it forwards
+/// to and from (OpenWrt's default WAN zone).
+pub const FW4_ZONE: &str = "wgroam";
+pub const FW4_WAN_ZONE: &str = "wan";
+/// The named sections of uci `firewall` wgroam owns: the zone and the two
+/// forwardings. Nothing else in `firewall` is ever touched.
+pub const FW4_SECTIONS: [&str; 3] = ["wgroam", "wgroam_wan_out", "wgroam_wan_in"];
+
+/// The netifd interfaces (uci `network` names) whose relay is `fw4`: the
+/// zone's networks, sorted.
+pub fn fw4_networks<'a>(ifaces: impl IntoIterator<Item = (&'a str, &'a HubNet)>) -> Vec<String> {
+    let set: BTreeSet<String> = ifaces
+        .into_iter()
+        .filter(|(_, n)| n.relay == RelayMode::Fw4)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    set.into_iter().collect()
+}
+
+/// The firewall sections the fw4 relay wants for `networks` (none when
+/// empty): zone `wgroam` holding the tunnels (input and output accepted:
+/// the peers' heartbeats and the hub's answers; forwarding between tunnels
+/// rejected), forwardings from it to `wan` and from `wan` to it, which is
+/// what LuCI's firewall page shows as "wgroam ⇄ wan".
+pub fn fw4_desired(networks: &[String]) -> Vec<Section> {
+    if networks.is_empty() {
+        return Vec::new();
+    }
+    let single = |v: &str| Value::Single(v.to_string());
+    let mut zone = Section::new("zone", Some(FW4_SECTIONS[0]));
+    zone.options = vec![
+        ("name".into(), single(FW4_ZONE)),
+        ("network".into(), Value::List(networks.to_vec())),
+        ("input".into(), single("ACCEPT")),
+        ("output".into(), single("ACCEPT")),
+        ("forward".into(), single("REJECT")),
+    ];
+    let fwd = |name: &str, src: &str, dest: &str| {
+        let mut f = Section::new("forwarding", Some(name));
+        f.options = vec![("src".into(), single(src)), ("dest".into(), single(dest))];
+        f
+    };
+    vec![
+        zone,
+        fwd(FW4_SECTIONS[1], FW4_ZONE, FW4_WAN_ZONE),
+        fwd(FW4_SECTIONS[2], FW4_WAN_ZONE, FW4_ZONE),
+    ]
+}
+
+/// The uci changes that make wgroam's sections of `current` (uci `firewall`)
+/// exactly `desired`: created, corrected option by option, or deleted.
+/// Empty when they already are, so a restarted agent writes nothing.
+pub fn fw4_changes(desired: &[Section], current: &[Section]) -> Vec<Change> {
+    const PKG: &str = "firewall";
+    let mut out = Vec::new();
+    for name in FW4_SECTIONS {
+        let find = |secs: &[Section]| {
+            secs.iter()
+                .find(|s| s.name.as_deref() == Some(name))
+                .cloned()
+        };
+        let (cur, want) = (find(current), find(desired));
+        let Some(want) = want else {
+            if cur.is_some() {
+                out.push(Change::delete_section(PKG, name));
+            }
+            continue;
+        };
+        let cur = match cur {
+            Some(c) if c.stype == want.stype => Some(c),
+            Some(_) => {
+                out.push(Change::delete_section(PKG, name));
+                None
+            }
+            None => None,
+        };
+        if cur.is_none() {
+            out.push(Change::add_section(PKG, name, &want.stype));
+        }
+        for (opt, v) in &want.options {
+            if cur.as_ref().and_then(|c| c.get(opt)) == Some(v) {
+                continue;
+            }
+            out.push(match v {
+                Value::Single(x) => Change::set(PKG, name, opt, x),
+                Value::List(xs) => Change::set_list(PKG, name, opt, xs),
+            });
+        }
+        for (opt, _) in cur.iter().flat_map(|c| c.options.iter()) {
+            if want.get(opt).is_none() {
+                out.push(Change::delete_option(PKG, name, opt));
+            }
+        }
+    }
+    out
 }
 
 /// The hub's network options of one interface (from the config).

@@ -3,7 +3,8 @@
 # mipsel_24kc (scripts/build-targets.sh, size flags as shipped), checks that
 # the shipped /etc/config/wgroam is what the agent's own parser expects,
 # packages both (.ipk and .apk, scripts/package.sh), checks the packages
-# (tests/pkg/check-packages.sh) and that broken ones are caught
+# (tests/pkg/check-packages.sh, tests/pkg/check-luci.sh for luci-app-wgroam,
+# tests/pkg/check-feed.sh for the signed feed index) and that broken ones are caught
 # (tests/pkg/selftest.sh), and runs the library's unit tests for mipsel under
 # qemu-user (little-endian MIPS: the netlink tests run there too).
 #
@@ -17,7 +18,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-for tool in qemu-mipsel-static busybox strace python3 readelf unshare; do
+for tool in qemu-mipsel-static busybox strace python3 readelf unshare signify-openbsd; do
   command -v "$tool" >/dev/null || {
     echo "60-packages: $tool missing; run scripts/install-deps.sh"
     exit 1
@@ -28,7 +29,7 @@ step() { printf '\n=== 60-packages: %s (%ss)\n' "$*" "$SECONDS"; }
 
 dist=$root/target/dist
 out=$root/target/pkg
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)-r1"
+version=$(scripts/version.sh --check)
 
 x86=$dist/wgroam-x86_64-unknown-linux-musl
 mipsel=$dist/wgroam-mipsel-unknown-linux-musl
@@ -52,7 +53,7 @@ trap 'rm -f "$conf"' EXIT
 for run in "$x86" "qemu-mipsel-static $mipsel"; do
   # shellcheck disable=SC2086 # "$run" is a command with its runner
   got=$($run --version)
-  [ "$got" = "wgroam ${version%-r*}" ] || {
+  [ "$got" = "wgroam $version" ] || {
     echo "60-packages: '$run --version' said '$got'"
     exit 1
   }
@@ -77,18 +78,29 @@ for run in "$x86" "qemu-mipsel-static $mipsel"; do
 done
 echo "shipped config: refused without a role, valid with 'hub' and with 'roam'"
 
-step "package"
+step "package (one directory per architecture: apk names carry no arch)"
 rm -rf "$out"
-scripts/package.sh "$x86" x86_64 "$version" "$out"
-scripts/package.sh "$mipsel" mipsel_24kc "$version" "$out"
+# A throw-away feed key (a real feed uses its maintainer's): signs Packages.
+keys=$(mktemp -d)
+signify-openbsd -G -n -c "wgroam test feed" -p "$keys/feed.pub" -s "$keys/feed.sec"
+export WGROAM_FEED_KEY=$keys/feed.sec
+scripts/package.sh "$x86" x86_64 "$version" "$out/x86_64"
+scripts/package.sh "$mipsel" mipsel_24kc "$version" "$out/mipsel_24kc"
+unset WGROAM_FEED_KEY
 
 step "check the packages"
-tests/pkg/check-packages.sh "$out/wgroam_${version}_x86_64.ipk" "$out/wgroam-$version.x86_64.apk" "$x86"
-tests/pkg/check-packages.sh "$out/wgroam_${version}_mipsel_24kc.ipk" "$out/wgroam-$version.mipsel_24kc.apk" "$mipsel"
-tests/pkg/selftest.sh "$out/wgroam_${version}_mipsel_24kc.ipk" "$out/wgroam-$version.mipsel_24kc.apk"
+tests/pkg/check-packages.sh "$out/x86_64/wgroam_${version}_x86_64.ipk" "$out/x86_64/wgroam-$version.apk" "$x86"
+tests/pkg/check-packages.sh "$out/mipsel_24kc/wgroam_${version}_mipsel_24kc.ipk" "$out/mipsel_24kc/wgroam-$version.apk" "$mipsel"
+tests/pkg/check-feed.sh "$out/x86_64" "$keys/feed.pub"
+tests/pkg/check-feed.sh "$out/mipsel_24kc" "$keys/feed.pub"
+rm -rf "$keys"
+tests/pkg/check-luci.sh "$out/x86_64/luci-app-wgroam_${version}_all.ipk" "$out/x86_64/luci-app-wgroam-$version.apk"
+cmp "$out/x86_64/luci-app-wgroam_${version}_all.ipk" "$out/mipsel_24kc/luci-app-wgroam_${version}_all.ipk"
+echo "luci-app-wgroam (arch all) is the same file from both runs"
+tests/pkg/selftest.sh "$out/mipsel_24kc/wgroam_${version}_mipsel_24kc.ipk" "$out/mipsel_24kc/wgroam-$version.apk"
 
 step "unit tests for mipsel under qemu-mipsel-static"
 scripts/build-targets.sh --test mipsel
 
 step "done"
-ls -l "$out"
+ls -lR "$out"

@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 out=${1:-$root/target/pkg-all}
 dist=$out/dist
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)-r1"
+version=$(scripts/version.sh --check)
 
 scripts/build-targets.sh --dist "$dist"
 
@@ -24,9 +24,9 @@ for pair in mips-unknown-linux-musl:mips_24kc mipsel-unknown-linux-musl:mipsel_2
   triple=${pair%%:*}
   arch=${pair##*:}
   bin=$dist/wgroam-$triple
-  scripts/package.sh "$bin" "$arch" "$version" "$out" >/dev/null
-  ipk=$out/wgroam_${version}_$arch.ipk
-  apk=$out/wgroam-$version.$arch.apk
+  scripts/package.sh "$bin" "$arch" "$version" "$out/$arch" >/dev/null
+  ipk=$out/$arch/wgroam_${version}_$arch.ipk
+  apk=$out/$arch/wgroam-$version.apk
   if result=$(tests/pkg/check-packages.sh "$ipk" "$apk" "$bin" 2>&1 | tail -n 1) &&
     [[ $result == *", 0 failed" ]]; then
     :

@@ -83,6 +83,8 @@ declare -A want_mode=(
   [etc/uci-defaults/50-wgroam]=755
   [etc/hotplug.d/iface/95-wgroam]=644
   [etc/hotplug.d/ntp/95-wgroam]=644
+  [usr/libexec/rpcd/wgroam]=755
+  [etc/capabilities/wgroam.json]=644
 )
 files=$(cd "$data" && find . -type f | sed 's#^\./##' | sort | tr '\n' ' ')
 want=$(printf '%s\n' "${!want_mode[@]}" | sort | tr '\n' ' ')
@@ -122,6 +124,20 @@ done
 if [ -n "$binary" ]; then
   check "ipk /usr/sbin/wgroam is the built binary" cmp -s "$binary" "$data/usr/sbin/wgroam"
 fi
+# The packaged binary says the package's version (natively, or under qemu-user).
+case "$arch" in
+mips_*) runner=qemu-mips-static ;;
+mipsel_*) runner=qemu-mipsel-static ;;
+arm_*) runner=qemu-arm-static ;;
+aarch64_*) runner=qemu-aarch64-static ;;
+*) runner= ;;
+esac
+if [ -n "$runner" ] && ! command -v "$runner" >/dev/null; then
+  fail "$runner missing (scripts/install-deps.sh): cannot run the packaged binary"
+else
+  said=$($runner "$data/usr/sbin/wgroam" --version 2>&1 || true)
+  check "wgroam --version says the package version ('$said')" test "$said" = "wgroam $version"
+fi
 
 # ---------------------------------------------------------------- .apk layout
 if python3 "$here/apk-inspect.py" "$apk" --extract "$tmp/apkdata" >"$tmp/apk.json" 2>"$tmp/apk.err"; then
@@ -134,7 +150,7 @@ if [ -s "$tmp/apk.json" ]; then
   check "apk name wgroam" test "$(jq_ 'm["name"]')" = wgroam
   check "apk version $version (as the ipk)" test "$(jq_ 'm["version"]')" = "$version"
   check "apk arch $arch (as the ipk)" test "$(jq_ 'm["arch"]')" = "$arch"
-  check "apk file name" test "$(basename "$apk")" = "wgroam-$version.$arch.apk"
+  check "apk file name as the 25.12 SDK names it (no arch)" test "$(basename "$apk")" = "wgroam-$version.apk"
   check "apk depends kmod-wireguard wireguard-tools" \
     test "$(jq_ '" ".join(d["name"] for d in m["depends"])')" = "kmod-wireguard wireguard-tools"
   check "apk license" test "$(jq_ 'm["license"]')" = GPL-2.0-or-later
@@ -166,7 +182,7 @@ if [ -s "$tmp/apk.json" ]; then
 fi
 
 # ----------------------------------------------------------- script syntax
-for f in etc/init.d/wgroam etc/uci-defaults/50-wgroam etc/hotplug.d/iface/95-wgroam etc/hotplug.d/ntp/95-wgroam; do
+for f in etc/init.d/wgroam etc/uci-defaults/50-wgroam etc/hotplug.d/iface/95-wgroam etc/hotplug.d/ntp/95-wgroam usr/libexec/rpcd/wgroam; do
   check "sh -n /$f" "${SH[@]}" -n "$data/$f"
 done
 for f in postinst prerm; do
@@ -200,6 +216,7 @@ init() {
   CALLS=$tmp/calls UCI_CONFIG_DIR=$tmp/uci "${SH[@]}" -c '
 		. "$1"; . "$2"
 		PROG=$3 CONF=$UCI_CONFIG_DIR/wgroam PIDFILE=$4/wgroam.pid RUNDIR=$4/run MANAGED=$4/run/managed
+		UJAIL=${STUB_UJAIL:-$4/no-ujail} CAPS=$4/caps.json UCI_SAVE=$4/uci-save
 		fn=$5; shift 5
 		"$fn" "$@"
 	' init "$here/stubs.sh" "$init" "$tmp/wgroam-stub" "$tmp" "$@"
@@ -235,6 +252,37 @@ check "a config problem (check exit 2) does not start: exit $rc, no instance" \
 check "the problem goes to syslog" grep -q '^logger -t wgroam -p daemon.err' "$tmp/calls"
 check "the problem is shown to the user" grep -q "role: missing" "$tmp/out"
 
+init start_service >"$tmp/out" 2>&1
+check "no ujail (/sbin/ujail missing): the agent starts without capabilities or jail" \
+  sh -c 'grep -q "^procd_open_instance" "$1" && ! grep -q "capabilities\|no_new_privs\|procd_add_jail" "$1"' sh "$tmp/calls"
+
+# Least privilege where /sbin/ujail exists.
+caps=$data/etc/capabilities/wgroam.json
+check "capabilities file is valid JSON with exactly CAP_NET_ADMIN and CAP_NET_RAW in all five sets" \
+  python3 -c 'import json,sys
+m = json.load(open(sys.argv[1]))
+want = ["CAP_NET_ADMIN", "CAP_NET_RAW"]
+sys.exit(0 if sorted(m) == ["ambient", "bounding", "effective", "inheritable", "permitted"] and all(sorted(v) == want for v in m.values()) else 1)' "$caps"
+cp "$caps" "$tmp/caps.json"
+printf '#!/bin/sh\n' >"$tmp/ujail"
+chmod +x "$tmp/ujail"
+cp "$tmp/uci/wgroam" "$tmp/uci/wgroam.orig"
+printf "config agent 'agent'\n\toption role 'hub'\n\toption state_dir '%s'\n\toption state_file '%s'\nconfig interface 'wg0'\n" \
+  "$tmp/jail/run" "$tmp/jail/lib/state.json" >"$tmp/uci/wgroam"
+STUB_UJAIL=$tmp/ujail init start_service >"$tmp/out" 2>&1
+check "ujail: procd capabilities file" has "procd_set_param capabilities $tmp/caps.json"
+check "ujail: no_new_privs" has "procd_set_param no_new_privs 1"
+check "ujail: jail with syslog, ubus and procfs (sysctls), nothing more" has "procd_add_jail wgroam log ubus procfs"
+check "ujail: writable: /etc/config (uci commit), uci's save dir, the state dir, the state file's dir, the hotplug flags' dir" \
+  has "procd_add_jail_mount_rw /etc/config $tmp/uci-save $tmp/jail/run $tmp/jail/lib $tmp/run"
+check "ujail: the writable directories exist before the jail starts" \
+  test -d "$tmp/uci-save" -a -d "$tmp/jail/run" -a -d "$tmp/jail/lib"
+check "ujail: read-only mounts only of what exists, from the known list" \
+  sh -c '! grep "^procd_add_jail_mount " "$1" | grep -vE "^procd_add_jail_mount (/etc/hosts|/etc/resolv.conf|/tmp/resolv.conf.d|/tmp/resolv.conf.auto|/sbin/uci|/bin/ubus|/usr/sbin/nft|/var/run/wireguard)$"' sh "$tmp/calls"
+check "ujail: the jail is set inside the instance (before procd_close_instance)" \
+  test "$(grep -n 'procd_add_jail wgroam' "$tmp/calls" | cut -d: -f1)" -lt "$(grep -n '^procd_close_instance' "$tmp/calls" | cut -d: -f1)"
+mv "$tmp/uci/wgroam.orig" "$tmp/uci/wgroam"
+
 init service_triggers
 check "reload trigger on config wgroam and network" has "procd_add_reload_trigger wgroam network"
 check "interface trigger for the managed wg0" has "procd_add_reload_interface_trigger wg0"
@@ -269,6 +317,35 @@ init status_service --json >"$tmp/out"
 check "status runs wgroam status (args passed on)" has "wgroam status --json"
 check "status prints the agent's answer" grep -qx "status: fine" "$tmp/out"
 
+# ------------------------------------------------------- rpcd plugin (ubus)
+# rpcd's exec plugin protocol: `list` prints the signatures (one JSON object),
+# `call METHOD` gets the arguments on stdin and prints one JSON object. The
+# equality with a real agent's `wgroam status --json` is checked in the lab
+# (tests/e2e/80-luci-status.sh); here: the protocol and the error path.
+plugin=$data/usr/libexec/rpcd/wgroam
+check "rpcd plugin: list is one JSON object naming exactly the method status" \
+  test "$("${SH[@]}" "$plugin" list | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))')" = '{"status": {}}'
+cat >"$tmp/wgroam-status" <<'EOF'
+#!/bin/sh
+printf 'wgroam %s\n' "$*" >>"$CALLS"
+case "$STUB_STATUS" in
+running) echo '{"version":1,"role":"hub","pid":1,"interfaces":[]}' ;;
+stopped) printf '%s\n' "status: the agent (pid 77) is not running; last status at /var/run/wgroam/status.json \"x\"" >&2; exit 3 ;;
+esac
+EOF
+chmod +x "$tmp/wgroam-status"
+rpc() { echo '{}' | CALLS=$tmp/calls WGROAM_BIN=$tmp/wgroam-status WGROAM_CONFIG=$tmp/uci/wgroam STUB_STATUS=$1 "${SH[@]}" "$plugin" call status; }
+: >"$tmp/calls"
+check "rpcd plugin: call status passes wgroam status --json through" \
+  test "$(rpc running)" = '{"version":1,"role":"hub","pid":1,"interfaces":[]}'
+check "rpcd plugin: ... asking the agent named by the config" \
+  has "wgroam status --json --config $tmp/uci/wgroam"
+check "rpcd plugin: agent not running: one JSON object with its message and exit status" \
+  test "$(rpc stopped | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["exit"], m["error"])')" = \
+  '3 status: the agent (pid 77) is not running; last status at /var/run/wgroam/status.json "x"'
+check "rpcd plugin: an unknown method is refused" \
+  sh -c '! echo "{}" | "$@" call invite >/dev/null 2>&1' sh "${SH[@]}" "$plugin"
+
 # ------------------------------------------------------------ hotplug: iface
 # A live fake agent whose process name is "wgroam", logging the signals it gets.
 mkdir -p "$tmp/agent"
@@ -276,13 +353,14 @@ cat >"$tmp/agent/wgroam" <<EOF
 #!/bin/bash
 trap 'echo USR1 >>"$tmp/signals"' USR1
 trap 'echo USR2 >>"$tmp/signals"' USR2
+: >"\$0.ready"
 for _ in \$(seq 1200); do sleep 0.05; done
 EOF
 chmod +x "$tmp/agent/wgroam"
 "$tmp/agent/wgroam" &
 agent_pid=$!
 for _ in $(seq 50); do
-  [ "$(cat "/proc/$agent_pid/comm" 2>/dev/null)" = wgroam ] && break
+  [ "$(cat "/proc/$agent_pid/comm" 2>/dev/null)" = wgroam ] && [ -e "$tmp/agent/wgroam.ready" ] && break
   sleep 0.1
 done
 echo "$agent_pid" >"$tmp/agent.pid"
@@ -327,6 +405,22 @@ if command -v strace >/dev/null; then
 else
   fail "strace missing (scripts/install-deps.sh installs it): cannot count forks"
 fi
+# procd runs a jailed agent through ujail, which forwards signals: the pid
+# file then names a process called "ujail".
+cp "$tmp/agent/wgroam" "$tmp/agent/ujail"
+"$tmp/agent/ujail" &
+jail_pid=$!
+for _ in $(seq 50); do
+  [ "$(cat "/proc/$jail_pid/comm" 2>/dev/null)" = ujail ] && [ -e "$tmp/agent/ujail.ready" ] && break
+  sleep 0.1
+done
+echo "$jail_pid" >"$tmp/agent.pid"
+sleep 0.2 # the USR1 of the strace run above reaches the other fake first
+got=$(hotplug "$iface" ACTION=ifup INTERFACE=wan DEVICE=eth1)
+check "a jailed agent (pid file names $(cat "/proc/$jail_pid/comm" 2>/dev/null)) gets USR1 on an uplink ifup ($got)" \
+  test "$got" = "USR1 "
+kill "$jail_pid" 2>/dev/null || true
+echo "$agent_pid" >"$tmp/agent.pid"
 sleep 30 &
 sleep_pid=$!
 echo "$sleep_pid" >"$tmp/other.pid"
@@ -415,32 +509,103 @@ check "prerm in an image build disables it there" \
   test "$(maint prerm IPKG_INSTROOT="$tmp/root")" = "rc.common $tmp/root/etc/init.d/wgroam disable "
 check "IPKG_NO_SCRIPT=1 skips postinst" test "$(maint postinst IPKG_NO_SCRIPT=1 IPKG_INSTROOT="$tmp/root")" = ""
 
-# On a live system the scripts use /etc itself: run them in a private mount
-# namespace with a scratch /etc holding recording stand-ins.
-live() { # live SCRIPT VAR=VALUE...: prints the init script calls
-  local s=$1
-  shift
-  rm -rf "${tmp:?}/etc"
-  mkdir -p "$tmp/etc/init.d" "$tmp/etc/uci-defaults"
-  printf '#!/bin/sh\necho "init $*" >>/etc/calls\n' >"$tmp/etc/init.d/wgroam"
+# On a live system the scripts use /etc (and /tmp) themselves: run them in a
+# private mount namespace with a scratch /etc and /tmp holding stand-ins. The
+# init script stand-in keeps procd's view: which binary runs (`start` of a
+# running service changes nothing: procd sees the same command line) and
+# whether the service is enabled.
+cat >"$tmp/init-standin" <<'EOF'
+#!/bin/sh
+echo "init $*" >>/etc/calls
+st=/etc/state
+case "$1" in
+start) [ -s $st/running ] || cat $st/installed >$st/running ;;
+stop) rm -f $st/running ;;
+restart) rm -f $st/running; cat $st/installed >$st/running ;;
+running) [ -s $st/running ] ;;
+enable) : >$st/enabled ;;
+disable) rm -f $st/enabled ;;
+enabled) [ -e $st/enabled ] ;;
+esac
+EOF
+live_reset() { # live_reset INSTALLED RUNNING(0/1) ENABLED(0/1)
+  rm -rf "${tmp:?}/etc" "$tmp/tmpfs"
+  mkdir -p "$tmp/etc/init.d" "$tmp/etc/uci-defaults" "$tmp/etc/state" "$tmp/tmpfs"
+  cp "$tmp/init-standin" "$tmp/etc/init.d/wgroam"
+  printf '#!/bin/sh\necho "rpcd $*" >>/etc/calls\n' >"$tmp/etc/init.d/rpcd"
   printf 'echo uci-defaults >>/etc/calls\nexit 0\n' >"$tmp/etc/uci-defaults/50-wgroam"
-  chmod +x "$tmp/etc/init.d/wgroam"
+  chmod +x "$tmp/etc/init.d/wgroam" "$tmp/etc/init.d/rpcd"
+  echo "$1" >"$tmp/etc/state/installed"
+  if [ "$2" = 1 ]; then echo "$1" >"$tmp/etc/state/running"; fi
+  if [ "$3" = 1 ]; then : >"$tmp/etc/state/enabled"; fi
   : >"$tmp/etc/calls"
+}
+live_run() { # live_run SCRIPTFILE VAR=VALUE...
+  # The script is run from the scratch /etc: the scratch /tmp hides $tmp.
+  cp "$1" "$tmp/etc/.script"
+  shift
   env "$@" unshare --mount --propagation private "${SH[@]}" -c \
-    'mount --bind "$1" /etc && shift && exec "$@"' live "$tmp/etc" "${SH[@]}" "$ctl/$s" \
-    >/dev/null 2>&1 || echo "exit $?"
+    'mount --bind "$1" /etc && mount --bind "$2" /tmp && shift 2 && exec "$@"' live "$tmp/etc" "$tmp/tmpfs" \
+    "${SH[@]}" /etc/.script >/dev/null 2>&1 || echo "exit $?"
+  rm -f "$tmp/etc/.script"
+}
+live_calls() {
   tr '\n' ' ' <"$tmp/etc/calls"
   if [ -e "$tmp/etc/uci-defaults/50-wgroam" ]; then echo "(uci-defaults kept)"; fi
 }
+live_state() {
+  local r=none e=0
+  [ -s "$tmp/etc/state/running" ] && r=$(cat "$tmp/etc/state/running")
+  [ -e "$tmp/etc/state/enabled" ] && e=1
+  echo "running=$r enabled=$e"
+}
+live() { # live SCRIPT VAR=VALUE...: a fresh router, prints the calls
+  local s=$1
+  shift
+  live_reset new 0 0
+  live_run "$ctl/$s" "$@"
+  live_calls
+}
+# upgrade MANAGER RUNNING ENABLED: old -> new with opkg (old prerm, new
+# postinst, both PKG_UPGRADE=1) or apk (only the new post-upgrade script,
+# taken from the .apk); prints what runs and whether it is enabled.
+upgrade() {
+  live_reset old "$2" "$3"
+  case "$1" in
+  opkg)
+    live_run "$ctl/prerm" PKG_UPGRADE=1
+    echo new >"$tmp/etc/state/installed"
+    live_run "$ctl/postinst" PKG_UPGRADE=1
+    ;;
+  apk)
+    echo new >"$tmp/etc/state/installed"
+    live_run "$tmp/apk-post-upgrade"
+    ;;
+  esac
+  live_state
+}
 if [ "$(id -u)" = 0 ] && unshare --mount true 2>/dev/null; then
-  check "postinst on a router: uci-defaults run and removed, enable, start" \
-    test "$(live postinst)" = "uci-defaults init enable init start "
-  check "postinst on upgrade (PKG_UPGRADE=1) keeps the user's enable/disable" \
-    test "$(live postinst PKG_UPGRADE=1)" = "uci-defaults init start "
-  check "prerm on a router: disable, stop" \
-    test "$(live prerm)" = "init disable init stop (uci-defaults kept)"
-  check "prerm on upgrade: only stop" \
-    test "$(live prerm PKG_UPGRADE=1)" = "init stop (uci-defaults kept)"
+  got=$(live postinst)
+  check "postinst on a router: uci-defaults run and removed, rpcd reloaded (ubus plugin), enable, start ($got)" \
+    test "$got" = "uci-defaults rpcd reload init enable init start "
+  got=$(live prerm)
+  check "prerm on a router: disable, stop ($got)" \
+    test "$got" = "init disable init stop (uci-defaults kept)"
+  for pm in opkg apk; do
+    got=$(upgrade $pm 1 1)
+    check "$pm upgrade of a running, enabled agent: the NEW binary runs, still enabled ($got)" \
+      test "$got" = "running=new enabled=1"
+    got=$(upgrade $pm 1 0)
+    check "$pm upgrade of a running agent the user disabled: the new binary runs, disable sticks ($got)" \
+      test "$got" = "running=new enabled=0"
+    got=$(upgrade $pm 0 0)
+    check "$pm upgrade of a stopped, disabled agent: stays stopped and disabled ($got)" \
+      test "$got" = "running=none enabled=0"
+    got=$(upgrade $pm 0 1)
+    check "$pm upgrade of an enabled agent that was not running: started, as at boot ($got)" \
+      test "$got" = "running=new enabled=1"
+  done
+  check "opkg upgrade leaves no marker in /tmp" test -z "$(ls -A "$tmp/tmpfs")"
 else
   fail "live postinst/prerm need root and unshare --mount (mount namespace)"
 fi

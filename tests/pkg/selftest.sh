@@ -60,6 +60,8 @@ expect_reject "world-readable config" "etc/config/wgroam mode" \
   "$(repack_ipk mode 'chmod 644 data/etc/config/wgroam')" "$apk"
 expect_reject "uci-defaults overwriting the role" "shipped config alone" \
   "$(repack_ipk overwrite "sed -i 's/^\\t_wgroam_uci -q commit wgroam/\\t_wgroam_uci -q set wgroam.agent.role=hub\\n&/' data/etc/uci-defaults/50-wgroam")" "$apk"
+expect_reject "prerm not noting a running agent before an opkg upgrade" "opkg upgrade of a running agent the user disabled" \
+  "$(repack_ipk nomarker "sed -i 's#/etc/init.d/wgroam running \&\& : >/tmp/wgroam.upgrade-was-running#:#' control/prerm")" "$apk"
 expect_reject "postinst ignoring IPKG_INSTROOT" "image build" \
   "$(repack_ipk instroot "sed -i 's#\"\$root/etc/init.d/wgroam\" enable#/etc/init.d/wgroam enable#' control/postinst")" "$apk"
 

@@ -71,6 +71,9 @@ procd_add_reload_trigger() { _stub_rec procd_add_reload_trigger "$@"; }
 procd_add_reload_interface_trigger() { _stub_rec procd_add_reload_interface_trigger "$@"; }
 procd_add_interface_trigger() { _stub_rec procd_add_interface_trigger "$@"; }
 procd_send_signal() { _stub_rec procd_send_signal "$@"; }
+procd_add_jail() { _stub_rec procd_add_jail "$@"; }
+procd_add_jail_mount() { _stub_rec procd_add_jail_mount "$@"; }
+procd_add_jail_mount_rw() { _stub_rec procd_add_jail_mount_rw "$@"; }
 procd_running() {
 	_stub_rec procd_running "$@"
 	[ "${STUB_RUNNING:-0}" = 1 ]
