@@ -67,7 +67,8 @@ link set lo up
 link set wan up
 addr add 198.51.100.4/24 dev wan
 route add default via 198.51.100.1
-link add lan type dummy
+link add lan type veth peer name lan-peer
+link set lan-peer up
 link set lan up
 addr add 100.127.3.1/24 dev lan
 EOF2
