@@ -98,11 +98,9 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
     let result = match cfg.role {
         Role::Hub => {
             let net = network(&cfg, uci.clone());
-            let pairing = cfg.interfaces.iter().any(|i| i.pair.is_some());
-            let mut rt = HubRuntime::new(cfg, System, net, signals::now());
-            if pairing {
-                rt = rt.with_pairing(uci);
-            }
+            // The redeem listener opens a socket per interface with a pool
+            // (none without); SIGHUP re-opens it for the new config.
+            let rt = HubRuntime::new(cfg, System, net, signals::now()).with_pairing(uci);
             run_hub(rt, &signals, &reload)
         }
         Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())
@@ -163,6 +161,12 @@ fn check_hub(problems: &mut Vec<String>, i: &config::Interface, net: Option<&dyn
             }
             Err(e) => problems.push(e),
         }
+    }
+    if let Some(p) = i.pair {
+        println!(
+            "{}: would hand out /{} prefixes of {} to paired travel routers (redeem on UDP {})",
+            i.ifname, p.size, p.pool, p.redeem_port
+        );
     }
     if i.capture {
         match crate::capture_hub::probe(i.capture_device.as_deref()) {

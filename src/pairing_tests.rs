@@ -288,3 +288,45 @@ fn hub_address_and_allowed_ips_from_uci() {
     assert_eq!(uci_allowed_ips(&net).len(), 2);
     assert_eq!(peer_section("travel 1"), "wgroam_travel_1");
 }
+
+#[test]
+fn pool_options_are_validated_with_one_line_each() {
+    let load = |extra: &str| {
+        let text =
+            format!("config agent 'agent'\n\toption role 'hub'\n\nconfig interface 'wg0'\n{extra}");
+        crate::config::from_sections(&parse_config("wgroam", &text).unwrap())
+    };
+    let cfg = load(
+        "\toption pool '2001:db8:100::/48'\n\toption pool_size '56'\n\toption redeem_port '4000'\n",
+    )
+    .unwrap();
+    let p = cfg.interfaces[0].pair.unwrap();
+    assert_eq!(
+        (p.pool.to_string(), p.size, p.redeem_port),
+        ("2001:db8:100::/48".into(), 56, 4000)
+    );
+    assert_eq!(load("").unwrap().interfaces[0].pair, None);
+    for (extra, want) in [
+        (
+            "\toption pool '10.0.0.0/8'\n",
+            "wgroam.wg0.pool: '10.0.0.0/8' is not valid",
+        ),
+        ("\toption pool '2001:db8:100::1/48'\n", "wgroam.wg0.pool"),
+        (
+            "\toption pool '2001:db8:100::/48'\n\toption pool_size '40'\n",
+            "wgroam.wg0.pool_size: '40'",
+        ),
+        (
+            "\toption pool '2001:db8:100::/48'\n\toption redeem_port '0'\n",
+            "wgroam.wg0.redeem_port",
+        ),
+    ] {
+        let e = load(extra).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].to_string().starts_with(want), "{}", e[0]);
+    }
+    // A roam router does not know the option.
+    let text = "config agent 'agent'\n\toption role 'roam'\n\nconfig interface 'wg0'\n\toption pool '2001:db8:100::/48'\n";
+    let e = crate::config::from_sections(&parse_config("wgroam", text).unwrap()).unwrap_err();
+    assert!(e[0].to_string().contains("pool"), "{}", e[0]);
+}
