@@ -18,6 +18,8 @@ roam_lab_prepare
 pair_hub_fresh
 pair_r1_fresh
 cp -a "$LAB_DIR/r1/etc" "$LAB_DIR/r1-fresh-etc"
+MODEL=0
+if pair_r1_model; then MODEL=1; fi
 agent_hub_start
 t "fresh hub (pool $PAIR_POOL, no peer) and fresh travel router"
 grep -q "pair: wg0 listening for redeems on UDP 51821" "$LAB_DIR/logs/agent-r2.log" || fail "no redeem listener"
@@ -114,6 +116,18 @@ if r1_uci changes | grep -v "^network\.wg1\.ip6prefix=\|^network\.lan\.ip6assign
   fail "r1 left staged changes"
 fi
 grep -q "config interface 'wg1'" "$LAB_DIR/r1/etc/wgroam" || fail "wgroam not committed"
+if [ "$MODEL" = 1 ]; then
+  # The LAN client: an address in the allocated prefix from r1's RAs within 10 s of
+  # the join starting, and the internet host over IPv6 through the tunnel.
+  left=$((10000 - ($(agent_ms) - t0)))
+  [ "$left" -gt 0 ] || left=1
+  lab_wait_for "$(((left + 999) / 1000))" has_lan_slaac || fail "LAN client got no address in 2001:db8:100:1::/64 within 10 s"
+  ADDR=$(lan_slaac_addr)
+  lab_wait_for 3 ping_ok lan "$LAB_INET6" || fail "LAN client $ADDR does not reach $LAB_INET6"
+  t "LAN client has $ADDR $(($(agent_ms) - t0)) ms after join started, reaches $LAB_INET6 over IPv6"
+else
+  t "no netifd model in this tree: the LAN client's address is not checked"
+fi
 # IPv6 through the tunnel from the delegated prefix's router address, IPv4 local.
 lab_wait_for 10 ip netns exec wgr-r1 ping -6 -c1 -W1 -I 2001:db8:100::2 "$LAB_INET6" >/dev/null 2>&1 ||
   fail "r1 does not reach the internet host over IPv6 through the tunnel"
@@ -130,6 +144,30 @@ pair_same "$LAB_DIR/r3" before || fail "reuse changed r3's config"
 pair_same "$LAB_DIR/r2" before || fail "reuse changed the hub's config"
 t "refused (reused, from a second router): $out"
 
+# A join whose tunnel never comes up (r3's WireGuard packets dropped) is undone:
+# one line, r3's files byte-identical, its device without peer or address.
+ip netns exec wgr-r3 nft -f - <<'EOF2'
+table inet wgr_block {
+  chain output {
+    type filter hook output priority 0; policy accept;
+    udp dport 51820 drop
+  }
+}
+EOF2
+tokb=$(pair_invite --name blocked | head -n1)
+out=$(pair_join_in wgr-r3 "$LAB_DIR/r3" "$tokb" --interface wg3 --timeout 4 2>&1) && fail "blocked join succeeded"
+[ "$(printf '%s\n' "$out" | wc -l)" = 1 ] || fail "blocked join: not one line: $out"
+case "$out" in *"no handshake with the hub"*"configuration restored"*) ;; *) fail "blocked join: $out" ;; esac
+pair_same "$LAB_DIR/r3" before || fail "failed join left r3's config changed"
+[ -z "$(ip netns exec wgr-r3 wg show wg3 peers)" ] || fail "failed join left a peer on wg3"
+[ -z "$(ip -n wgr-r3 -6 addr show dev wg3 scope global)" ] || fail "failed join left an address on wg3"
+[ -z "$("$(agent_uci_bin)" -c "$LAB_DIR/r3/etc" -t "$LAB_DIR/r3/save" changes)" ] || fail "failed join left staged changes"
+if [ -f "$LAB_DIR/pids/agent-r3.pid" ] && kill -0 "$(cat "$LAB_DIR/pids/agent-r3.pid")" 2>/dev/null; then
+  fail "failed join left the agent running"
+fi
+ip netns exec wgr-r3 nft delete table inet wgr_block
+t "refused (tunnel never up): $out"
+
 hs() { ip netns exec wgr-r2 wg show wg0 latest-handshakes | awk -v k="$r1pub" '$1 == k { print $2 }'; }
 hs1=$(hs)
 ip netns exec wgr-r1 ping -6 -i 0.2 -W1 -I 2001:db8:100::2 "$LAB_INET6" >"$LAB_DIR/r1-ping.log" 2>&1 &
@@ -137,9 +175,10 @@ pinger=$!
 sleep 1
 tok3=$(pair_invite --name second | head -n1)
 out=$(pair_join_in wgr-r3 "$LAB_DIR/r3" "$tok3" --interface wg3) || fail "second join failed: $out"
-echo "$out" | grep -q "prefix 2001:db8:100:2::/64 delegated" || fail "second prefix: $out"
+# :2 went to the failed join above (the hub keeps that peer): r3 gets :3.
+echo "$out" | grep -q "prefix 2001:db8:100:3::/64 delegated" || fail "second prefix: $out"
 t "second router joined: $(echo "$out" | tr '\n' '|')"
-lab_wait_for 10 ip netns exec wgr-r3 ping -6 -c1 -W1 -I 2001:db8:100::3 "$LAB_INET6" >/dev/null 2>&1 ||
+lab_wait_for 10 ip netns exec wgr-r3 ping -6 -c1 -W1 -I 2001:db8:100::4 "$LAB_INET6" >/dev/null 2>&1 ||
   fail "r3 does not reach the internet host over IPv6"
 sleep 1
 kill -INT "$pinger"

@@ -133,7 +133,11 @@ EOF2
 #!/bin/bash
 # ubus stand-in: netifd's wireguard proto handler on reload (see pair.sh).
 echo "ubus \$*" >>"$d/ubus.log"
-[ "\$1 \$2 \$3" = "call network reload" ] || exit 0
+model() {
+  if [ -d "$d/model" ]; then exec /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" ubus "$d/model" "\$@"; fi
+  exit 0
+}
+[ "\$1 \$2 \$3" = "call network reload" ] || model "\$@"
 u() { "$uci" -c "$d/etc" -t "$d/save" "\$@"; }
 state=$d/wg-applied
 for ifc in \$(u show network 2>/dev/null | sed -n "s/^network\\.\\([^.=]*\\)=interface\$/\\1/p"); do
@@ -162,10 +166,11 @@ for f in "\$state".*; do
   if [ "\$(u -q get network.\$ifc.proto)" != wireguard ]; then
     for pk in \$(wg show "\$ifc" peers); do wg set "\$ifc" peer "\$pk" remove; done
     ip addr flush dev "\$ifc"
+    ip -6 route flush dev "\$ifc" 2>/dev/null
     rm -f "\$f"
   fi
 done
-exit 0
+model "\$@"
 EOF2
   cat >"$d/bin/init" <<EOF2 || return 1
 #!/bin/bash
@@ -213,4 +218,22 @@ pair_same() {
   local now
   now=$(cd "$1" && for f in network firewall wgroam; do if [ -e "etc/$f" ]; then sha256sum "etc/$f"; else echo "absent etc/$f"; fi; done)
   [ "$now" = "$(cat "$1/$2.sum")" ]
+}
+
+# pair_r1_model: where the netifd/odhcpd model exists (tests/netifd-model), r1's
+# netifd and odhcpd are the model (on r1's fresh uci tree): the stand-in above hands
+# every ubus call to it after doing the wireguard handler's part, and its odhcpd
+# drives a real radvd on r1's LAN, so the LAN client configures itself from the
+# delegated prefix. Returns 1 where the model does not exist.
+pair_r1_model() {
+  local d=$LAB_DIR/r1 m=$_agent_root/tests/netifd-model/netifd_model.py uci
+  [ -f "$m" ] || return 1
+  uci=$(agent_uci_bin) || return 1
+  ip -n wgr-r1 -6 addr del "$LAB_R1_LAN6/64" dev lan 2>/dev/null || true
+  lab_exec r1 /usr/bin/python3 "$m" init "$d/model" --uci "$uci" --confdir "$d/etc" \
+    --savedir "$d/save" --handler sh || return 1
+  lab_spawn netifd-model r1 /usr/bin/python3 "$m" netifd "$d/model" || return 1
+  lab_spawn odhcpd-model r1 /usr/bin/python3 "$m" odhcpd "$d/model" || return 1
+  lab_wait_for 5 test -s "$d/model/ipv6ra.json" ||
+    { echo "odhcpd model did not start: $(cat "$(lab_log odhcpd-model)")" >&2; return 1; }
 }
