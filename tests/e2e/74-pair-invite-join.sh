@@ -179,7 +179,7 @@ out=$(pair_join_in wgr-r3 "$LAB_DIR/r3" "$tok3" --interface wg3) || fail "second
 echo "$out" | grep -q "prefix 2001:db8:100:3::/64 delegated" || fail "second prefix: $out"
 t "second router joined: $(echo "$out" | tr '\n' '|')"
 lab_wait_for 10 ip netns exec wgr-r3 ping -6 -c1 -W1 -I 2001:db8:100::4 "$LAB_INET6" >/dev/null 2>&1 ||
-  fail "r3 does not reach the internet host over IPv6"
+  fail "r3 does not reach the internet host over IPv6: $(ip -n wgr-r3 -6 route; ip -n wgr-r3 -6 addr show dev wg3; ip netns exec wgr-r3 wg show wg3; ip netns exec wgr-r2 wg show wg0; tail -n 20 "$LAB_DIR/logs/agent-r3.log")"
 sleep 1
 kill -INT "$pinger"
 wait "$pinger" || true
