@@ -16,7 +16,7 @@ use crate::wg::{System, WireGuard};
 
 /// Exit codes: 0 fine, 1 runtime failure, 2 bad config or usage, 3 not running.
 pub fn main() -> i32 {
-    let args: Args = argh::from_env();
+    let args: Args = parse_args();
     if args.version {
         println!("wgroam {}", env!("WGROAM_PKG_VERSION"));
         return 0;
@@ -35,6 +35,31 @@ pub fn main() -> i32 {
             crate::app_pair::invite(&i, uci_for(&args.uci_confdir, &args.uci_savedir))
         }
         Cmd::Join(j) => crate::join::join(&j, uci_for(&args.uci_confdir, &args.uci_savedir)),
+    }
+}
+
+/// `argh::from_env`, except that `join -` (the invite from stdin) gets
+/// through: argh takes a lone `-` for an unknown option.
+fn parse_args() -> Args {
+    let raw: Vec<String> = crate::join::stdin_arg(std::env::args().collect());
+    let strs: Vec<&str> = raw.iter().map(String::as_str).collect();
+    let (cmd, rest) = strs
+        .split_first()
+        .map_or(("wgroam", &[][..]), |(c, r)| (*c, r));
+    let name = std::path::Path::new(cmd)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(cmd);
+    match <Args as argh::FromArgs>::from_args(&[name], rest) {
+        Ok(a) => a,
+        Err(argh::EarlyExit { output, status }) => {
+            if status.is_ok() {
+                println!("{output}");
+                std::process::exit(0);
+            }
+            eprintln!("{output}\nRun {name} --help for more information.");
+            std::process::exit(1);
+        }
     }
 }
 

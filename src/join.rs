@@ -49,8 +49,24 @@ pub fn join(j: &Join, uci: UciCli) -> i32 {
     }
 }
 
+/// What a lone `-` after `join` is passed to argh as (it takes `-` for an
+/// unknown option); never a valid invite.
+const STDIN_MARK: &str = "stdin:-";
+
+/// Replaces a lone `-` after the `join` command by [`STDIN_MARK`].
+pub fn stdin_arg(mut args: Vec<String>) -> Vec<String> {
+    if let Some(j) = args.iter().position(|a| a == "join") {
+        for a in args.iter_mut().skip(j + 1) {
+            if a == "-" {
+                *a = STDIN_MARK.to_string();
+            }
+        }
+    }
+    args
+}
+
 fn read_invite(arg: &str) -> Result<Token, Fail> {
-    let text = if arg == "-" {
+    let text = if arg == "-" || arg == STDIN_MARK {
         let mut s = String::new();
         io::stdin()
             .take(4096)
