@@ -174,7 +174,8 @@ ip netns exec wgr-r1 ping -6 -i 0.2 -W1 -I 2001:db8:100::2 "$LAB_INET6" >"$LAB_D
 pinger=$!
 sleep 1
 tok3=$(pair_invite --name second | head -n1)
-out=$(pair_join_in wgr-r3 "$LAB_DIR/r3" "$tok3" --interface wg3) || fail "second join failed: $out"
+# This one reads the invite from stdin.
+out=$(echo "$tok3" | pair_join_in wgr-r3 "$LAB_DIR/r3" - --interface wg3) || fail "second join failed: $out"
 # :2 went to the failed join above (the hub keeps that peer): r3 gets :3.
 echo "$out" | grep -q "prefix 2001:db8:100:3::/64 delegated" || fail "second prefix: $out"
 t "second router joined: $(echo "$out" | tr '\n' '|')"
