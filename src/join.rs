@@ -195,7 +195,12 @@ fn run(j: &Join, uci: &UciCli) -> Result<String, Fail> {
             "wgroam.agent.role: this router is a hub; run `wgroam join` on the travel router",
         );
     }
-    if let Some(s) = wgroam.iter().find(|s| s.stype == "interface") {
+    // The package's /etc/config/wgroam has an empty `interface 'wg0'`
+    // placeholder: that one is not a configuration (it is replaced below).
+    if let Some(s) = wgroam
+        .iter()
+        .find(|s| s.stype == "interface" && !s.options.is_empty())
+    {
         return fail(
             2,
             format!(
@@ -483,9 +488,25 @@ fn changes(
         ]);
     }
     let w = "wgroam";
-    if !wgroam.iter().any(|s| s.stype == "agent") {
-        c.push(Change::add_section(w, "agent", "agent"));
-        c.push(Change::set(w, "agent", "role", "roam"));
+    match wgroam.iter().find(|s| s.stype == "agent") {
+        None => {
+            c.push(Change::add_section(w, "agent", "agent"));
+            c.push(Change::set(w, "agent", "role", "roam"));
+        }
+        // The package's config has an agent section without a role.
+        Some(a) if a.get_single("role").is_none() => {
+            let name = a.name.clone().unwrap_or_else(|| "@agent[0]".into());
+            c.push(Change::set(w, &name, "role", "roam"));
+        }
+        Some(_) => {}
+    }
+    for s in wgroam
+        .iter()
+        .filter(|s| s.stype == "interface" && s.options.is_empty())
+    {
+        if let Some(n) = s.name.as_deref().filter(|n| *n != ifname) {
+            c.push(Change::delete_section(w, n));
+        }
     }
     c.extend([
         Change::add_section(w, ifname, "interface"),

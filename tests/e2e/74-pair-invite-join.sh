@@ -179,6 +179,9 @@ out=$(echo "$tok3" | pair_join_in wgr-r3 "$LAB_DIR/r3" - --interface wg3) || fai
 # :2 went to the failed join above (the hub keeps that peer): r3 gets :3.
 echo "$out" | grep -q "prefix 2001:db8:100:3::/64 delegated" || fail "second prefix: $out"
 t "second router joined: $(echo "$out" | tr '\n' '|')"
+r3_uci() { "$(agent_uci_bin)" -c "$LAB_DIR/r3/etc" -t "$LAB_DIR/r3/save" "$@"; }
+[ "$(r3_uci get wgroam.agent.role)" = roam ] || fail "r3: the package's agent section got no role"
+! r3_uci -q get wgroam.wg0 >/dev/null || fail "r3: the package's empty wg0 placeholder is still there"
 lab_wait_for 10 ip netns exec wgr-r3 ping -6 -c1 -W1 -I 2001:db8:100::4 "$LAB_INET6" >/dev/null 2>&1 ||
   fail "r3 does not reach the internet host over IPv6: $(ip -n wgr-r3 -6 route; ip -n wgr-r3 -6 addr show dev wg3; ip netns exec wgr-r3 wg show wg3; ip netns exec wgr-r2 wg show wg0; tail -n 20 "$LAB_DIR/logs/agent-r3.log")"
 sleep 1

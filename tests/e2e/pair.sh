@@ -127,7 +127,10 @@ config forwarding
 	option src 'lan'
 	option dest 'wan'
 EOF2
+  # r1 has no /etc/config/wgroam; r3 has the package's (agent without a role, an
+  # empty 'wg0' placeholder).
   rm -f "$d/etc/wgroam"
+  if [ "$who" = r3 ]; then cp "$_agent_root/openwrt/files/wgroam.config" "$d/etc/wgroam" || return 1; fi
   : >"$d/ubus.log"
   cat >"$d/bin/ubus" <<EOF2 || return 1
 #!/bin/bash
