@@ -88,7 +88,7 @@ pair_invite --list | grep -q "^later  wg0  pending" || fail "list: $(pair_invite
 
 # --- join ---------------------------------------------------------------------
 t0=$(agent_ms)
-out=$(pair_join "$tok") || fail "join failed: $out"
+out=$(pair_join "$tok" 2>&1) || fail "join failed: $out; ubus calls: $(tr '\n' ';' <"$LAB_DIR/r1/ubus.log"); wg1: $(ip netns exec wgr-r1 wg show wg1 2>&1 | tr '\n' ' ')"
 t "join returned after $(($(agent_ms) - t0)) ms: $(echo "$out" | tr '\n' '|')"
 echo "$out" | grep -q "prefix 2001:db8:100:1::/64 delegated to lan" || fail "summary: $out"
 # Hub: one committed peer section with the tunnel /128 and the prefix, peer live.
