@@ -140,7 +140,11 @@ model() {
   if [ -d "$d/model" ]; then exec /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" ubus "$d/model" "\$@"; fi
   exit 0
 }
-[ "\$1 \$2 \$3" = "call network reload" ] || model "\$@"
+call=\$*
+# ubus's own options (-t TIMEOUT, -S) come first.
+case "\$call" in "-t "*) call=\${call#-t * } ;; esac
+case "\$call" in "-S "*) call=\${call#-S } ;; esac
+[ "\$call" = "call network reload" ] || model "\$@"
 u() { "$uci" -c "$d/etc" -t "$d/save" "\$@"; }
 state=$d/wg-applied
 for ifc in \$(u show network 2>/dev/null | sed -n "s/^network\\.\\([^.=]*\\)=interface\$/\\1/p"); do
