@@ -19,7 +19,7 @@ pair_hub_fresh
 pair_r1_fresh
 cp -a "$LAB_DIR/r1/etc" "$LAB_DIR/r1-fresh-etc"
 MODEL=0
-if pair_r1_model; then MODEL=1; fi
+if pair_model r1; then MODEL=1; fi
 agent_hub_start
 t "fresh hub (pool $PAIR_POOL, no peer) and fresh travel router"
 grep -q "pair: wg0 listening for redeems on UDP 51821" "$LAB_DIR/logs/agent-r2.log" || fail "no redeem listener"
@@ -135,6 +135,7 @@ ip netns exec wgr-lan ping -4 -c1 -W2 "$LAB_INET4" >/dev/null || fail "LAN IPv4 
 t "tunnel up, r1 reaches $LAB_INET6 over IPv6; LAN IPv4 stays local"
 # --- a second router: reuse refused, its own invite works, r1 undisturbed -----
 pair_r3_up || fail "r3 setup"
+if [ "$MODEL" = 1 ]; then pair_model r3 || fail "r3 model"; fi
 pair_snapshot "$LAB_DIR/r3" before
 pair_snapshot "$LAB_DIR/r2" before
 out=$(pair_join_in wgr-r3 "$LAB_DIR/r3" "$tok" --interface wg3 2>&1) && fail "reuse accepted"

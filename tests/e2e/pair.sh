@@ -77,6 +77,8 @@ EOF2
 }
 pair_r3_down() {
   lab_stop agent-r3 2>/dev/null || true
+  lab_stop odhcpd-model-r3 2>/dev/null || true
+  lab_stop netifd-model-r3 2>/dev/null || true
   lab_stop wireguard-go-wg3 2>/dev/null || true
   rm -f "$LAB_WG_SOCK_DIR/wg3.sock"
   ip netns del wgr-r3 2>/dev/null || true
@@ -227,20 +229,21 @@ pair_same() {
   [ "$now" = "$(cat "$1/$2.sum")" ]
 }
 
-# pair_r1_model: where the netifd/odhcpd model exists (tests/netifd-model), r1's
-# netifd and odhcpd are the model (on r1's fresh uci tree): the stand-in above hands
-# every ubus call to it after doing the wireguard handler's part, and its odhcpd
-# drives a real radvd on r1's LAN, so the LAN client configures itself from the
-# delegated prefix. Returns 1 where the model does not exist.
-pair_r1_model() {
-  local d=$LAB_DIR/r1 m=$_agent_root/tests/netifd-model/netifd_model.py uci
+# pair_model WHO (r1 or r3): where the netifd/odhcpd model exists
+# (tests/netifd-model), WHO's netifd and odhcpd are the model (on WHO's fresh uci
+# tree): the stand-in above hands every ubus call to it after doing the wireguard
+# handler's part, and its odhcpd drives a real radvd on WHO's LAN device, so r1's
+# LAN client configures itself from the delegated prefix. Returns 1 where the model
+# does not exist.
+pair_model() {
+  local who=$1 d=$LAB_DIR/$1 m=$_agent_root/tests/netifd-model/netifd_model.py uci
   [ -f "$m" ] || return 1
   uci=$(agent_uci_bin) || return 1
-  ip -n wgr-r1 -6 addr del "$LAB_R1_LAN6/64" dev lan 2>/dev/null || true
-  lab_exec r1 /usr/bin/python3 "$m" init "$d/model" --uci "$uci" --confdir "$d/etc" \
+  if [ "$who" = r1 ]; then ip -n wgr-r1 -6 addr del "$LAB_R1_LAN6/64" dev lan 2>/dev/null || true; fi
+  lab_exec "$who" /usr/bin/python3 "$m" init "$d/model" --uci "$uci" --confdir "$d/etc" \
     --savedir "$d/save" --handler sh || return 1
-  lab_spawn netifd-model r1 /usr/bin/python3 "$m" netifd "$d/model" || return 1
-  lab_spawn odhcpd-model r1 /usr/bin/python3 "$m" odhcpd "$d/model" || return 1
+  lab_spawn "netifd-model-$who" "$who" /usr/bin/python3 "$m" netifd "$d/model" || return 1
+  lab_spawn "odhcpd-model-$who" "$who" /usr/bin/python3 "$m" odhcpd "$d/model" || return 1
   lab_wait_for 5 test -s "$d/model/ipv6ra.json" ||
-    { echo "odhcpd model did not start: $(cat "$(lab_log odhcpd-model)")" >&2; return 1; }
+    { echo "odhcpd model did not start: $(cat "$(lab_log "odhcpd-model-$who")")" >&2; return 1; }
 }
