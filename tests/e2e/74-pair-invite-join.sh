@@ -184,7 +184,7 @@ r3_uci() { "$(agent_uci_bin)" -c "$LAB_DIR/r3/etc" -t "$LAB_DIR/r3/save" "$@"; }
 [ "$(r3_uci get wgroam.agent.role)" = roam ] || fail "r3: the package's agent section got no role"
 ! r3_uci -q get wgroam.wg0 >/dev/null || fail "r3: the package's empty wg0 placeholder is still there"
 lab_wait_for 10 ip netns exec wgr-r3 ping -6 -c1 -W1 -I 2001:db8:100::4 "$LAB_INET6" >/dev/null 2>&1 ||
-  fail "r3 does not reach the internet host over IPv6: $(ip -n wgr-r3 -6 route; ip -n wgr-r3 -6 addr show dev wg3; ip netns exec wgr-r3 wg show wg3; ip netns exec wgr-r2 wg show wg0; tail -n 20 "$LAB_DIR/logs/agent-r3.log")"
+  fail "r3 does not reach the internet host over IPv6: $(ip netns exec wgr-r3 ping -6 -c2 -W1 -I 2001:db8:100::4 "$LAB_INET6" 2>&1 | tail -n 2; ip -n wgr-inet -6 route get 2001:db8:100::4; ip netns exec wgr-r2 ping -6 -c1 -W1 2001:db8:100::4 2>&1 | tail -n 2; ip -n wgr-r3 -6 route; ip -n wgr-r3 -6 addr show dev wg3; ip netns exec wgr-r3 wg show wg3; ip netns exec wgr-r2 wg show wg0; tail -n 20 "$LAB_DIR/logs/agent-r3.log")"
 sleep 1
 kill -INT "$pinger"
 wait "$pinger" || true
