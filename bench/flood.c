@@ -10,7 +10,10 @@
  *          203.0.113.1..254 (documentation range) times ports 1024..65535, in turn
  *          (UDP checksum 0, allowed for IPv4; the kernel fills the IP checksum).
  * The source is SRC; DST must be a lab address. 256 distinct packets with correct
- * checksums are built once and sent round-robin.
+ * checksums are built once and sent round-robin. With FLOOD_PAYLOADS=FILE in the
+ * environment, the 256 payloads of wgjunk/spoofed come from FILE (256 x 148 bytes),
+ * e.g. initiation-shaped garbage with a valid mac1 for the hub's key (its writer
+ * knows the hub's public key; the flood generator need not know BLAKE2s).
  *
  * usage: flood SRC DST PPS SECONDS other|wgjunk|spoofed
  * prints: "sent N packets in S s: P pps"
@@ -35,6 +38,8 @@
 #define MAXLEN 1228
 
 static uint8_t pkt[POOL][MAXLEN];
+static uint8_t given[POOL][148]; /* FLOOD_PAYLOADS */
+static int have_given;
 static size_t len[POOL];
 
 static double now(void) {
@@ -83,6 +88,7 @@ static void build(int i, in_addr_t src, in_addr_t dst, int wgjunk) {
       u->dest = htons(51820);
       d[0] = 1; /* type 1, reserved zero */
       for (size_t k = 4; k < payload; k++) d[k] = (uint8_t)rand();
+      if (have_given) memcpy(d, given[i], payload);
     } else {
       payload = 32 + (size_t)(i * 37) % 1140;
       u->dest = htons((uint16_t)(1024 + (i * 197) % 50000));
@@ -124,6 +130,16 @@ int main(int argc, char **argv) {
       (!wgjunk && strcmp(argv[5], "other") != 0)) {
     fprintf(stderr, "flood: bad arguments\n");
     return 2;
+  }
+  const char *file = getenv("FLOOD_PAYLOADS");
+  if (file && *file) {
+    FILE *f = fopen(file, "rb");
+    if (!f || fread(given, 148, POOL, f) != POOL) {
+      fprintf(stderr, "flood: FLOOD_PAYLOADS: need %d x 148 bytes in %s\n", POOL, file);
+      return 2;
+    }
+    fclose(f);
+    have_given = 1;
   }
   srand(42);
   for (int i = 0; i < POOL; i++) build(i, src, dst, wgjunk);

@@ -23,7 +23,10 @@
 #      agent stages them in uci and when all are visible, beside one peer (section 1);
 #   5. memory: VmRSS/VmHWM with 1, 100 and 1000 peers (kernel + uci), beside tcpdump.
 #
-# Knobs (environment): BENCH_RUNS (10 latency runs per path), BENCH_PPS (150000),
+# Knobs (environment): BENCH_BASE_BIN (another agent build, e.g. main's, whose capture
+# cost is measured in the same run), BENCH_LOW_PPS (4000: a flood below the agent's
+# frame budget, for the cost per packet without shedding),
+# BENCH_RUNS (10 latency runs per path), BENCH_PPS (150000),
 # BENCH_FLOOD_S (10), BENCH_IDLE_S (10 s per window), BENCH_GEN_NICE (-10: the
 # generator runs in its own scheduler autogroup at this nice level, so that other load
 # on the machine does not cap the offered rate; empty to leave it alone).
@@ -42,10 +45,12 @@ PPS=${BENCH_PPS:-150000}
 FLOOD_S=${BENCH_FLOOD_S:-10}
 IDLE_S=${BENCH_IDLE_S:-10}
 GEN_NICE=${BENCH_GEN_NICE--10}
+BASE_BIN=${BENCH_BASE_BIN:-}
 OUT_DIR=$root/target/bench
 REPORT=$OUT_DIR/hub-latest.md
 TCPDUMP_FILTER='udp dst port 51820 and udp[8] = 1 and udp[4:2] = 156'
 
+[ -z "$BASE_BIN" ] || [ -x "$BASE_BIN" ] || { echo "bench: BENCH_BASE_BIN=$BASE_BIN is not executable" >&2; exit 2; }
 for v in RUNS PPS FLOOD_S IDLE_S; do
   case "${!v}" in '' | *[!0-9]* | 0) echo "bench: BENCH_$v must be a positive integer" >&2; exit 2 ;; esac
 done
@@ -202,10 +207,24 @@ table ip wgr_bench {
 EOF
 rx_packets() { lab_exec r2 cat /sys/class/net/wan/statistics/rx_packets; }
 
-# gen KIND: runs the generator for FLOOD_S s; prints "achieved_pps gen_cpu_s".
+# 256 initiation-shaped payloads with a VALID mac1 for r2's key (what anyone who knows
+# the hub's public key can send): they pass mac1 and reach the verifier's token bucket.
+python3 - "$(lab_r2_pubkey)" "$OUT_DIR/mac1-garbage.bin" <<'PY'
+import base64, hashlib, os, sys
+pub = base64.b64decode(sys.argv[1])
+key = hashlib.blake2s(b"mac1----" + pub).digest()
+with open(sys.argv[2], "wb") as f:
+    for _ in range(256):
+        body = b"\x01\x00\x00\x00" + os.urandom(112)
+        f.write(body + hashlib.blake2s(body, digest_size=16, key=key).digest() + bytes(16))
+PY
+
+# gen KIND [PPS]: runs the generator for FLOOD_S s; prints "achieved_pps gen_cpu_s".
+# KIND mac1 is spoofed with the valid-mac1 payloads.
 gen() {
-  local kind=$1 out tf=$OUT_DIR/gen-time.txt
-  local cmd=(ip netns exec wgr-inet "$OUT_DIR/flood" "$LAB_INET4" "$LAB_R2_WAN4" "$PPS" "$FLOOD_S" "$kind")
+  local kind=$1 rate=${2:-$PPS} out tf=$OUT_DIR/gen-time.txt payloads=
+  if [ "$kind" = mac1 ]; then kind=spoofed payloads=$OUT_DIR/mac1-garbage.bin; fi
+  local cmd=(ip netns exec wgr-inet env FLOOD_PAYLOADS="$payloads" "$OUT_DIR/flood" "$LAB_INET4" "$LAB_R2_WAN4" "$rate" "$FLOOD_S" "$kind")
   local TIMEFORMAT='%U %S'
   if [ -n "$GEN_NICE" ]; then
     # shellcheck disable=SC2016 # $0/$@ belong to the inner sh
@@ -223,18 +242,20 @@ agent_seen() { # "handled dropped": packets the agent classified, and those its 
   agent_hub_status | jq -r '"\([.interfaces[0].ignored // {} | .[]] | add // 0) \(.interfaces[0].capture_drops // 0)"'
 }
 
-# phase NAME KIND WHO(none|agent|tcpdump): one flood window; sets ROW.
+declare -A CPU_MS HANDLED
+# phase NAME KIND WHO(none|agent|main|tcpdump) [PPS]: one flood window; sets ROW and
+# CPU_MS/HANDLED[WHO:KIND:PPS]. "main" is the agent of $BENCH_BASE_BIN (running).
 phase() {
-  local name=$1 kind=$2 who=$3 pid="" c0 c1 t0 t1 v0 v1 n0 n1 rx0 rx1 s0 s1 seen="" g
+  local name=$1 kind=$2 who=$3 rate=${4:-$PPS} pid="" c0 c1 t0 t1 v0 v1 n0 n1 rx0 rx1 s0 s1 seen="" g
   case "$who" in
-  agent) pid=$(agent_hub_pid) ;;
+  agent | main) pid=$(agent_hub_pid) ;;
   tcpdump)
     lab_spawn tcpdump-bench r2 tcpdump -n -i wan -w /dev/null "$TCPDUMP_FILTER"
     lab_wait_for 5 grep -q "listening on" "$(lab_log tcpdump-bench)" || die "tcpdump did not start"
     pid=$(lab_pid tcpdump-bench)
     ;;
   esac
-  [ "$who" = agent ] && s0=$(agent_seen)
+  [ "$who" != tcpdump ] && [ -n "$pid" ] && s0=$(agent_seen)
   if [ -n "$pid" ]; then
     c0=$(cpu_ns "$pid") t0=$(ticks "$pid")
     read -r v0 n0 < <(ctxsw "$pid")
@@ -242,7 +263,7 @@ phase() {
   rx0=$(rx_packets)
   local w0 w1
   w0=$(agent_ms)
-  g=$(gen "$kind")
+  g=$(gen "$kind" "$rate")
   w1=$(agent_ms)
   rx1=$(rx_packets)
   local rss=""
@@ -253,8 +274,8 @@ phase() {
   fi
   local handled=0 per="-"
   case "$who" in
-  agent)
-    sleep 1.2 # status is rewritten at most once a second
+  agent | main)
+    sleep 5.2 # counters reach the status file within 5 s
     s1=$(agent_seen)
     handled=$((${s1% *} - ${s0% *}))
     seen="$handled ($((${s1#* } - ${s0#* })) dropped)"
@@ -270,12 +291,18 @@ phase() {
   if [ -n "$pid" ] && [ "${handled:-0}" -gt 0 ] 2>/dev/null; then
     per=$(awk -v ns=$((c1 - c0)) -v n="$handled" 'BEGIN { printf "%.2f", ns / 1000 / n }')
   fi
-  local achieved=${g%% *} gcpu=${g##* } rxpps
+  local achieved=${g%% *} gcpu=${g##* } rxpps share arriving
   rxpps=$(awk -v a="$rx0" -v b="$rx1" -v ms=$((w1 - w0)) 'BEGIN { printf "%d", (b - a) / (ms / 1000) }')
   if [ -n "$pid" ]; then
-    ROW="| $name | $achieved / $rxpps | $who | $(ms_of_ns $((c1 - c0))) | $(s_of_ticks $((t1 - t0))) | $(((v1 - v0) + (n1 - n0))) | ${seen:--} | $per | ${rss:-?} | $gcpu |"
+    share=$(awk -v ns=$((c1 - c0)) -v ms=$((w1 - w0)) 'BEGIN { printf "%.1f", ns / 1e6 / ms * 100 }')
+    arriving=$(awk -v ns=$((c1 - c0)) -v n=$((rx1 - rx0)) 'BEGIN { printf "%.3f", (n > 0 ? ns / 1000 / n : 0) }')
+    CPU_MS[$who:$kind:$rate]=$(ms_of_ns $((c1 - c0)))
+    HANDLED[$who:$kind:$rate]=${handled:-0}
+    local label=$who
+    [ "$who" = main ] && label="agent of main (BENCH_BASE_BIN)"
+    ROW="| $name | $achieved / $rxpps | $label | $(ms_of_ns $((c1 - c0))) | $share | $(s_of_ticks $((t1 - t0))) | $(((v1 - v0) + (n1 - n0))) | ${seen:--} | $per | $arriving | ${rss:-?} | $gcpu |"
   else
-    ROW="| $name | $achieved / $rxpps | none (baseline) | - | - | - | - | - | - | $gcpu |"
+    ROW="| $name | $achieved / $rxpps | none (baseline) | - | - | - | - | - | - | - | - | $gcpu |"
   fi
   note "capture $name / $who: $ROW"
 }
@@ -283,15 +310,28 @@ phase() {
 OTHER="other UDP/TCP (not to 51820)"
 JUNK="initiation-shaped junk (type 1, 148 B, bad mac1), 256 sources"
 SPOOF="initiation-shaped junk, every packet from a new source (203.0.113.0/24 x ports)"
+MAC1="initiation-shaped garbage with a VALID mac1, every packet from a new source"
+LOW="initiation-shaped junk, 256 sources, below the agent's frame budget"
+LOW_PPS=${BENCH_LOW_PPS:-4000}
 CAP=()
 phase "$OTHER" other agent; CAP+=("$ROW")
 phase "$JUNK" wgjunk agent; CAP+=("$ROW")
 phase "$SPOOF" spoofed agent; CAP+=("$ROW")
+phase "$MAC1" mac1 agent; CAP+=("$ROW")
+phase "$LOW" wgjunk agent "$LOW_PPS"; CAP+=("$ROW")
+if [ -n "$BASE_BIN" ]; then
+  WGROAM_BIN=$BASE_BIN restart_agent
+  phase "$JUNK" wgjunk main; CAP+=("$ROW")
+  phase "$SPOOF" spoofed main; CAP+=("$ROW")
+  phase "$LOW" wgjunk main "$LOW_PPS"; CAP+=("$ROW")
+fi
 lab_stop agent-r2
 phase "$OTHER" other none; CAP+=("$ROW")
 phase "$OTHER" other tcpdump; CAP+=("$ROW")
 phase "$JUNK" wgjunk tcpdump; CAP+=("$ROW")
 phase "$SPOOF" spoofed tcpdump; CAP+=("$ROW")
+phase "$MAC1" mac1 tcpdump; CAP+=("$ROW")
+phase "$LOW" wgjunk tcpdump "$LOW_PPS"; CAP+=("$ROW")
 lab_exec r2 nft delete table ip wgr_bench
 
 # === 4. mass move ==================================================================
@@ -409,9 +449,35 @@ report() {
   echo
   echo "### Capture cost: ${FLOOD_S} s floods from the internet host to r2's WAN, target $PPS pps"
   echo
-  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its utime+stime s | its context switches | packets it handled (dropped by its socket queue) | its CPU µs per handled packet | its VmRSS KiB after | sender CPU s (incl. kernel path) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| traffic | pps achieved (sender / r2 wan rx) | capturing process | its CPU ms (schedstat) | its CPU share of one core % | its utime+stime s | its context switches | packets it handled (dropped: by the kernel, or shed over the agent's frame budget) | its CPU µs per handled packet | its CPU µs per arriving packet | its VmRSS KiB after | sender CPU s (incl. kernel path) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for row in "${CAP[@]}"; do echo "$row"; done
+  echo
+  echo "Ratios, same run (agent / tcpdump with the same traffic):"
+  echo
+  echo "| traffic | pps | agent CPU ms / tcpdump CPU ms | ratio | agent µs per handled packet / tcpdump's | ratio |$([ -n "$BASE_BIN" ] && echo " agent of main: CPU ms, µs per handled packet |")"
+  echo "|---|---|---|---|---|---|$([ -n "$BASE_BIN" ] && echo "---|")"
+  local k r a tc ah th base
+  for k in "wgjunk:$PPS" "spoofed:$PPS" "mac1:$PPS" "wgjunk:$LOW_PPS"; do
+    a=${CPU_MS[agent:$k]:-} tc=${CPU_MS[tcpdump:$k]:-}
+    ah=${HANDLED[agent:$k]:-0} th=${HANDLED[tcpdump:$k]:-0}
+    [ -n "$a" ] && [ -n "$tc" ] || continue
+    r=$(awk -v a="$a" -v t="$tc" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')
+    local pa pt pr
+    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.1f", (t > 0 ? a / t : 0) }')
+    base=""
+    if [ -n "$BASE_BIN" ]; then
+      base=" -"
+      if [ -n "${CPU_MS[main:$k]:-}" ]; then
+        base=" ${CPU_MS[main:$k]} ms, $(awk -v c="${CPU_MS[main:$k]}" -v n="${HANDLED[main:$k]:-0}" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }') µs |"
+      else
+        base=" - |"
+      fi
+    fi
+    echo "| ${k%%:*} | ${k#*:} | $a / $tc | $r | $pa / $pt | $pr |$base"
+  done
   echo
   echo "tcpdump: \`tcpdump -n -i wan -w /dev/null '$TCPDUMP_FILTER'\` (the agent's filter"
   echo "also accepts IPv6 and the hub's own responses). The kernel runs both filters in the"

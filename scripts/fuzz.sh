@@ -29,7 +29,7 @@ root=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 
-ALL_TARGETS=(wire_parse handshake_identify uci_parse config_load capture_classify)
+ALL_TARGETS=(wire_parse handshake_identify uci_parse config_load capture_classify capture_ring)
 read -r -a targets <<<"${FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 
 mode="time"
@@ -95,6 +95,15 @@ seeds() {
     done
     for f in "$hs"/response_*.l3.hex; do
       { printf '\x01'; unhex "$f"; } >"$dir/out-$(basename "$f" .hex)"
+    done
+    ;;
+  capture_ring)
+    # First byte: how many of the 4 blocks are the reader's (low 3 bits) and
+    # the frame budget (high 5 bits); then the blocks, 1024 bytes each: the
+    # kernel block recorded by the capture tests.
+    local blk=$root/tests/fixtures/capture/tpacket_v3_block.hex
+    for k in 1 3 4 255; do
+      { printf "\\x$(printf %02x "$k")"; unhex "$blk" | head -c 2048; } >"$dir/recorded-$k"
     done
     ;;
   handshake_identify)

@@ -253,6 +253,30 @@ fn check_roam(
                     i.roam.downstream.join(", "),
                     rc.grace_s
                 );
+                let netifd =
+                    cfg.uci && matches!(i.roam.delegate, None | Some(config::DelegateVia::Uci));
+                if netifd {
+                    println!(
+                        "{}: the prefix rides on the netifd dynamic interface {} (ubus add_dynamic; nothing in uci)",
+                        i.ifname,
+                        crate::delegation::carrier_name(&i.name)
+                    );
+                    // What netifd needs to hand it on; not fatal here (the
+                    // network config may change), `status` shows it live.
+                    for d in &i.roam.downstream {
+                        match network.iter().find(|s| s.name.as_deref() == Some(d)) {
+                            None => println!(
+                                "{}: warning: network.{d}: no such interface; nothing gets a /64 of {p} there — fix wgroam's downstream list or add the interface",
+                                i.ifname
+                            ),
+                            Some(s) if s.get_single("ip6assign").is_none() => println!(
+                                "{}: warning: network.{d}: no ip6assign; the LAN gets no /64 of {p} — uci set network.{d}.ip6assign=64; uci commit network; /etc/init.d/network reload",
+                                i.ifname
+                            ),
+                            Some(_) => {}
+                        }
+                    }
+                }
             }
         }
         Err(e) => problems.push(e),

@@ -12,6 +12,18 @@
 //!
 //! Everything else returns 0 and is dropped in the kernel. IPv4 fragments and
 //! IPv6 extension headers are refused (a handshake is never fragmented).
+//!
+//! Packets are *viewed* with the pnet family (`pnet_packet`), but the socket
+//! and this filter stay ours: `pnet_datalink::channel` opens the AF_PACKET
+//! socket itself, binds it and hands back boxed `DataLinkSender` /
+//! `DataLinkReceiver` trait objects that never expose the descriptor, and its
+//! `Config` has no filter option, so nothing can `SO_ATTACH_FILTER` on it;
+//! every frame of the interface would be copied to user space and dropped
+//! there (the hub's capture cost in BENCHMARKS.md is the filter's). Even
+//! where its `Config` accepts a ready `socket_fd` (so a filter could be
+//! attached first), the receiver polls that descriptor on its own per read
+//! and cannot join the agent's one poll loop, and it turns on promiscuous
+//! mode unless told not to: all it would add is a read call.
 
 use libc::sock_filter;
 

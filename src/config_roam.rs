@@ -20,12 +20,13 @@ pub const ROAM_OPTIONS: &[&str] = &[
     "metric",
     "health_url",
     "health_interval",
+    "announce_mtu",
 ];
 
 /// How the delegated prefix reaches the LAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DelegateVia {
-    /// OpenWrt: `network.<wg>.ip6prefix` + `ubus call network reload`.
+    /// OpenWrt: a netifd dynamic interface carrying the prefix (ubus only).
     Uci,
     /// Plain Linux: an address on the LAN device and radvd.
     Radvd,
@@ -54,6 +55,8 @@ pub struct RoamOptions {
     /// `http://` URL fetched from an address in the prefix.
     pub health_url: Option<String>,
     pub health_interval: u64,
+    /// Tell the LAN the tunnel's MTU (default on).
+    pub announce_mtu: bool,
 }
 
 pub(super) fn read(r: &mut Reader<'_>) -> RoamOptions {
@@ -126,15 +129,16 @@ pub(super) fn read(r: &mut Reader<'_>) -> RoamOptions {
     }
     o.delegate = match r.single("delegate").as_deref() {
         None => None,
-        Some("uci") => Some(DelegateVia::Uci),
+        Some("uci" | "netifd") => Some(DelegateVia::Uci),
         Some("radvd") => Some(DelegateVia::Radvd),
         Some("off") => Some(DelegateVia::Off),
         Some(v) => {
-            r.bad("delegate", v, "uci, radvd or off");
+            r.bad("delegate", v, "netifd (or uci), radvd or off");
             None
         }
     };
     o.health_interval = r.number("health_interval", 60, 5, 86_400);
+    o.announce_mtu = r.bool("announce_mtu", true);
     if let Some(u) = r.single("health_url") {
         if u.starts_with("http://") && u.len() > 7 && !u.contains(char::is_whitespace) {
             o.health_url = Some(u);

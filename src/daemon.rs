@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 
 use crate::capture_hub::HubCapture;
 use crate::config::Config;
-use crate::core::hub::{Event, Hub, HubPolicy, UciPeer};
+use crate::core::hub::{Event, Hub, HubPolicy, LinkId, UciPeer};
 use crate::core::{Action, Level, Now};
 use crate::logging::emit;
 use crate::signals::{self, Signal, Signals};
@@ -31,6 +31,8 @@ pub trait NetworkConfig {
 /// Minimum spacing of status file rewrites caused by counters alone (any
 /// real change is written at once).
 const STATUS_EVERY_MS: u64 = 5000;
+/// How soon the kernel is read again after a packet that may have moved it.
+const OBSERVE_SOON_MS: u64 = 100;
 
 pub struct HubRuntime<W: WireGuard> {
     cfg: Config,
@@ -49,15 +51,17 @@ pub struct HubRuntime<W: WireGuard> {
     relay: crate::relay::HubRelay,
     /// Pairing: the redeem listener (interfaces with a `pool`).
     pairing: Option<(crate::pairing::RedeemListener, crate::uci::UciCli)>,
+    /// Each interface's public key as last read (part of its link identity).
+    wg_public: HashMap<String, Option<crate::core::PublicKey>>,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
     pub fn new(cfg: Config, wg: W, net: Option<Box<dyn NetworkConfig>>, now: Now) -> Self {
-        let (remembered, problem) = crate::state::load(&cfg.state_file);
+        let (memory, problem) = crate::state::load(&cfg.state_file);
         if let Some(p) = problem {
             emit(Level::Warn, &p);
         }
-        let hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+        let hub = Hub::new(policy(&cfg), &names(&cfg), memory);
         let mut rt = Self {
             cfg,
             wg,
@@ -72,6 +76,7 @@ impl<W: WireGuard> HubRuntime<W> {
             last_status_ms: 0,
             relay: crate::relay::HubRelay::system(),
             pairing: None,
+            wg_public: HashMap::new(),
         };
         rt.load_uci_peers(now);
         rt
@@ -80,8 +85,10 @@ impl<W: WireGuard> HubRuntime<W> {
     /// Applies a new validated config (SIGHUP); learned state is kept.
     pub fn reload(&mut self, cfg: Config, now: Now) {
         if names(&cfg) != names(&self.cfg) || policy(&cfg) != policy(&self.cfg) {
-            let remembered = crate::state::from_json(&crate::state::to_json(&self.hub));
-            self.hub = Hub::new(policy(&cfg), &names(&cfg), remembered);
+            // What this run learnt, judged again against the kernel like a
+            // state file (same link, same handshakes: trusted).
+            let memory = crate::state::from_json(&crate::state::to_json(&self.hub));
+            self.hub = Hub::new(policy(&cfg), &names(&cfg), memory);
             self.captures.clear();
         }
         self.cfg = cfg;
@@ -134,6 +141,8 @@ impl<W: WireGuard> HubRuntime<W> {
             self.relay
                 .seen(&i.ifname, view.as_ref().map(|v| v.allowed_ips.clone()));
             let rt = self.runtime.entry(i.ifname.clone()).or_default();
+            self.wg_public
+                .insert(i.ifname.clone(), view.as_ref().and_then(|v| v.public_key));
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
                 rt.listen_port = v.listen_port;
@@ -143,6 +152,47 @@ impl<W: WireGuard> HubRuntime<W> {
                 }
                 v.peers
             });
+            // Everything captured up to now, after the read: every packet the
+            // kernel counted or roamed on is then in (a packet socket queues it
+            // before WireGuard processes it), so a roam is never mistaken for
+            // a push. The ring shows a block only once the kernel retires it,
+            // at most RETIRE_TOV_MS after its first frame (one jiffy more at a
+            // low HZ): wait that long first, so a packet that arrived just
+            // before the read is not missed. All of it, bounded.
+            if self
+                .captures
+                .get(&i.ifname)
+                .is_some_and(|c| c.fd().is_some())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    u64::from(2 * crate::capture::ring::RETIRE_TOV_MS) + 4,
+                ));
+            }
+            for _ in 0..64 {
+                self.drain_capture(now, &i.ifname);
+                if !self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(HubCapture::saturated)
+                {
+                    break;
+                }
+            }
+            let link = peers.as_ref().and_then(|_| {
+                let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
+                let ifindex = crate::capture::ifindex(&i.ifname).ok()?;
+                Some(LinkId {
+                    ifindex,
+                    public_key,
+                })
+            });
+            self.feed(
+                now,
+                Event::Link {
+                    iface: i.ifname.clone(),
+                    link,
+                },
+            );
             // The capture stays open while the link is re-created: it listens
             // on the WAN, and the peer's first packet after a restart is the
             // one that tells where it is now.
@@ -252,11 +302,18 @@ impl<W: WireGuard> HubRuntime<W> {
                 let events = c.drain(iface, now.mono_ms);
                 let drops = c.take_drops();
                 if drops > 0 {
+                    // A counter: written with the others (at most every 5 s),
+                    // not at every wakeup of a flood.
                     self.runtime
                         .entry(iface.to_string())
                         .or_default()
                         .capture_drops += drops;
-                    self.status_dirty = true;
+                }
+                let mut events = events;
+                if drops > 0 {
+                    events.push(Event::CaptureLoss {
+                        iface: iface.to_string(),
+                    });
                 }
                 events
             }
@@ -401,6 +458,7 @@ pub fn run_hub<W: WireGuard>(
         if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
             // A link came, went or changed: observe in this turn.
             next_poll = 0;
+            rt.relay.links_changed();
         }
         for (i, (_, name)) in caps.iter().enumerate() {
             if ready[first_cap + i] {
@@ -409,6 +467,11 @@ pub fn run_hub<W: WireGuard>(
         }
         for (i, _) in ready[first_pair..].iter().enumerate().filter(|(_, r)| **r) {
             rt.redeem(now, i);
+        }
+        if rt.hub.take_observe_soon() {
+            // An unproven or replayed initiation: if the kernel took it (it
+            // forgot the peer's timestamp), roll back before anyone uses it.
+            next_poll = next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
         }
         match signals.take() {
             Some(Signal::Stop) => {

@@ -34,6 +34,8 @@ pub const CHECK_MS: u64 = 1_000;
 pub trait RelayHost {
     /// A device's index; `None` when it does not exist.
     fn ifindex(&mut self, name: &str) -> Option<u32>;
+    /// A link appeared, went or changed (rtnetlink): indices may have.
+    fn links_changed(&mut self) {}
     /// `/proc/sys/<key>`, trimmed.
     fn read_sysctl(&mut self, key: &str) -> io::Result<String>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
@@ -45,15 +47,41 @@ pub trait RelayHost {
     fn ndp_dead(&mut self) -> Vec<String>;
 }
 
+/// Indices are looked up again after this long even without a link event
+/// (in case rtnetlink events are unavailable).
+const INDEX_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The real host: `/proc/sys`, the `nft` tool, NDP responder threads.
 #[derive(Default)]
 pub struct SystemHost {
     responders: HashMap<String, Responder>,
+    /// Device indices, kept until a link event: `if_nametoindex` opens a
+    /// socket each time, and the relay asks every second.
+    indices: HashMap<String, (u32, std::time::Instant)>,
 }
 
 impl RelayHost for SystemHost {
     fn ifindex(&mut self, name: &str) -> Option<u32> {
-        crate::capture::ifindex(name).ok()
+        if let Some((i, at)) = self.indices.get(name)
+            && at.elapsed() < INDEX_TTL
+        {
+            return Some(*i);
+        }
+        let i = crate::capture::ifindex(name).ok();
+        match i {
+            Some(i) => {
+                self.indices
+                    .insert(name.to_string(), (i, std::time::Instant::now()));
+            }
+            None => {
+                self.indices.remove(name);
+            }
+        }
+        i
+    }
+
+    fn links_changed(&mut self) {
+        self.indices.clear();
     }
 
     fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
@@ -346,6 +374,11 @@ impl HubRelay {
             "changed_sysctls": sysctls,
             "fw4_zone": self.fw4.as_ref().and_then(Fw4Sync::networks).filter(|n| !n.is_empty()).map(|n| serde_json::json!({"name": FW4_ZONE, "networks": n})),
         })
+    }
+
+    /// A link appeared, went or changed: device indices are looked up again.
+    pub fn links_changed(&mut self) {
+        self.host.links_changed();
     }
 
     /// Records one interface's WireGuard view: its peers' allowed IPs, or

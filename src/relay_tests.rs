@@ -381,3 +381,30 @@ fn root_sysctls_are_per_namespace() {
     });
     assert_eq!(host.read_sysctl(key).unwrap(), outside, "host untouched");
 }
+
+/// Device indices are remembered (no socket per lookup) until a link event
+/// says they may have changed.
+#[test]
+fn root_device_indices_are_cached_until_a_link_event() {
+    if !is_root() {
+        eprintln!("skip root_device_indices_are_cached_until_a_link_event: needs root");
+        return;
+    }
+    let ns = Netns::new(format!("wgr-idx-{}", std::process::id()));
+    let add = || ns.ip(&["link", "add", "ix0", "type", "veth", "peer", "name", "ix1"]);
+    add();
+    let index = || ns.run(|| crate::capture::ifindex("ix0").unwrap());
+    let mut host = SystemHost::default();
+    let first = index();
+    assert_eq!(ns.run(|| host.ifindex("ix0")), Some(first));
+    // Re-created: a new index, which the cache does not know yet...
+    ns.ip(&["link", "del", "ix0"]);
+    add();
+    let second = index();
+    assert_ne!(first, second);
+    assert_eq!(ns.run(|| host.ifindex("ix0")), Some(first), "cached");
+    // ...until the link event.
+    host.links_changed();
+    assert_eq!(ns.run(|| host.ifindex("ix0")), Some(second));
+    assert_eq!(ns.run(|| host.ifindex("nosuch0")), None);
+}

@@ -15,7 +15,7 @@ use crate::core::roam::{
     RoamStatus, TunnelSnapshot,
 };
 use crate::core::{Level, Now, PublicKey};
-use crate::delegation::{Delegator, RadvdDelegator, UciDelegator};
+use crate::delegation::{Delegator, Look, NetifdDelegator, RadvdDelegator, SysLinks};
 use crate::logging::emit;
 use crate::rtnl::{Monitor, Routing, Rtnl};
 use crate::signals::{self, Signal, Signals};
@@ -159,6 +159,7 @@ pub fn roam_config(
     }
     cfg.grace_s = o.grace;
     cfg.health_interval_s = o.health_url.as_ref().map(|_| o.health_interval);
+    cfg.announce_mtu = o.announce_mtu;
     cfg.validate()
         .map_err(|e| format!("wgroam.{}: {e}", iface.name))?;
     Ok(cfg)
@@ -217,12 +218,103 @@ impl Inbox {
         });
     }
 
+    /// A handle for a long-lived thread to post events.
+    fn poster(&self) -> Poster {
+        Poster {
+            tx: self.tx.clone(),
+            write: self.write.clone(),
+        }
+    }
+
     fn drain(&self) -> Vec<RoamEvent> {
         let mut buf = [0u8; 64];
         // SAFETY: reading into a valid buffer from our own pipe.
         while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {
         }
         self.rx.try_iter().collect()
+    }
+}
+
+/// Posts events into the [`Inbox`] from another thread.
+struct Poster {
+    tx: Sender<RoamEvent>,
+    write: std::sync::Arc<OwnedFd>,
+}
+
+impl Poster {
+    fn post(&self, e: RoamEvent) {
+        let _ = self.tx.send(e);
+        // SAFETY: writing one byte to our own non-blocking pipe.
+        unsafe { libc::write(self.write.as_raw_fd(), b"x".as_ptr().cast(), 1) };
+    }
+}
+
+/// Work for the delegation thread, carried out in order.
+enum Job {
+    Delegate(IpNet, u64),
+    Withdraw(IpNet, u64),
+    Look(IpNet, u64, bool),
+    SetMtu(String, u32),
+    Stop,
+}
+
+/// The delegator lives on its own thread: a netifd that does not answer
+/// (ubus waits up to its timeout per call) never holds up the tunnel's
+/// reactions. Jobs run in the order the core asked for them; the routes of
+/// the same step were already applied on the loop thread.
+struct DelegWorker {
+    tx: Sender<Job>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DelegWorker {
+    fn spawn(mut d: Box<dyn Delegator>, out: Poster) -> Self {
+        let (tx, rx) = channel::<Job>();
+        let handle = std::thread::spawn(move || {
+            for job in rx {
+                match job {
+                    Job::Delegate(prefix, seq) => {
+                        if let Err(error) = d.delegate(prefix) {
+                            out.post(RoamEvent::DelegationFailed { seq, error });
+                        }
+                    }
+                    Job::Withdraw(prefix, seq) => {
+                        if let Err(error) = d.withdraw(prefix) {
+                            out.post(RoamEvent::DelegationFailed { seq, error });
+                        }
+                    }
+                    Job::Look(prefix, seq, held) => {
+                        let report = (d.observer(prefix, held))();
+                        out.post(RoamEvent::DelegationObserved { seq, report });
+                    }
+                    Job::SetMtu(dev, mtu) => {
+                        if let Err(e) = d.set_ipv6_mtu(&dev, mtu) {
+                            emit(Level::Warn, &format!("delegation: {e}"));
+                        }
+                    }
+                    Job::Stop => {
+                        d.stop();
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            tx,
+            handle: Some(handle),
+        }
+    }
+
+    fn send(&self, job: Job) {
+        let _ = self.tx.send(job);
+    }
+
+    /// Stops the delegator (radvd goes) after the jobs already queued.
+    fn stop(&mut self) {
+        self.send(Job::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -233,8 +325,13 @@ pub struct RoamRuntime<W: WireGuard> {
     roam: Roam,
     rtnl: Rtnl,
     monitor: Monitor,
-    delegator: Box<dyn Delegator>,
+    delegator: DelegWorker,
+    /// The netifd dynamic interface's name, for `status`.
+    carrier: Option<String>,
     delegate_via: &'static str,
+    /// A delegation look is running on a helper thread; the next one waits.
+    look_running: bool,
+    look_queued: Option<(IpNet, u64, bool)>,
     uci: UciCli,
     inbox: Inbox,
     started: u64,
@@ -253,18 +350,22 @@ fn delegator(cfg: &Config, iface: &Interface, uci: &UciCli) -> (Box<dyn Delegato
     });
     match via {
         DelegateVia::Uci => (
-            Box::new(UciDelegator {
-                store: uci.clone(),
+            Box::new(NetifdDelegator {
                 ubus: UbusCli::from_env(),
+                uci: uci.clone(),
+                links: SysLinks,
                 iface: iface.name.clone(),
+                device: iface.ifname.clone(),
                 downstream: iface.roam.downstream.clone(),
             }),
-            "uci",
+            "netifd",
         ),
         DelegateVia::Radvd => (
             Box::new(RadvdDelegator::new(
                 &iface.roam.downstream[0],
                 &cfg.state_dir,
+                &iface.ifname,
+                iface.roam.announce_mtu,
             )),
             "radvd",
         ),
@@ -279,6 +380,12 @@ impl Delegator for NoDelegation {
     }
     fn withdraw(&mut self, _: IpNet) -> Result<(), String> {
         Ok(())
+    }
+    fn observer(&self, prefix: IpNet, held: bool) -> Look {
+        Box::new(move || crate::core::roam::DelegationReport {
+            carried: held.then_some(prefix),
+            ..Default::default()
+        })
     }
 }
 
@@ -308,17 +415,28 @@ impl<W: WireGuard> RoamRuntime<W> {
             .unwrap_or_default();
         let rc = roam_config(&iface, &network, &kernel)?;
         let roam = Roam::new(rc, env!("WGROAM_BUILD_EPOCH").parse().unwrap_or(0))?;
-        let (delegator, delegate_via) = delegator(&cfg, &iface, &uci);
+        let (mut delegator, delegate_via) = delegator(&cfg, &iface, &uci);
+        match delegator.start() {
+            Ok(Some(what)) => emit(Level::Notice, &format!("delegation: {what}")),
+            Ok(None) => {}
+            Err(e) => emit(Level::Warn, &format!("delegation: {e}")),
+        }
+        let inbox = Inbox::new().map_err(|e| format!("pipe: {e}"))?;
+        let carrier = delegator.carrier();
+        let delegator = DelegWorker::spawn(delegator, inbox.poster());
         Ok(Self {
+            inbox,
+            carrier,
             rtnl: Rtnl::open().map_err(|e| format!("rtnetlink: {e}"))?,
             monitor: Monitor::open().map_err(|e| format!("rtnetlink monitor: {e}"))?,
-            inbox: Inbox::new().map_err(|e| format!("pipe: {e}"))?,
             cfg,
             iface,
             wg,
             roam,
             delegator,
             delegate_via,
+            look_running: false,
+            look_queued: None,
             uci,
             started: now.wall,
             next_observe_ms: 0,
@@ -344,17 +462,64 @@ impl<W: WireGuard> RoamRuntime<W> {
             Vec::new()
         };
         let rc = roam_config(&iface, &network, &[])?;
+        let (old, new) = (&self.iface.roam, &iface.roam);
+        let rebuild = old.delegate != new.delegate
+            || old.downstream != new.downstream
+            || old.announce_mtu != new.announce_mtu
+            || self.cfg.uci != cfg.uci;
         self.iface = iface;
         self.cfg = cfg;
+        if rebuild {
+            // The delegator is built from these options: a new one, and a
+            // look soon so the core re-checks (and re-asks) under it.
+            let (d, via) = delegator(&self.cfg, &self.iface, &self.uci);
+            if via != self.delegate_via
+                && let Some(p) = self.roam.status().delegation.prefix()
+            {
+                // The old way must not keep carrying it (seq 0: stale,
+                // its result is ignored).
+                self.delegator.send(Job::Withdraw(p, 0));
+            }
+            self.delegator.stop();
+            self.carrier = d.carrier();
+            self.delegate_via = via;
+            self.delegator = DelegWorker::spawn(d, self.inbox.poster());
+            self.look_running = false;
+            self.look_queued = None;
+            self.roam.look_soon(signals::now());
+            emit(
+                Level::Info,
+                &format!(
+                    "delegation: now via {via} to {}",
+                    self.iface.roam.downstream.join(", ")
+                ),
+            );
+        }
         Ok(rc)
     }
 
     fn feed(&mut self, now: Now, event: RoamEvent) {
-        let actions = self.roam.handle(now, event);
-        for a in actions {
+        if matches!(event, RoamEvent::DelegationObserved { .. }) {
+            self.look_running = false;
+        }
+        for a in self.roam.handle(now, event) {
             self.status_dirty = true;
             self.act(a);
         }
+        if !self.look_running
+            && let Some((prefix, seq, held)) = self.look_queued.take()
+        {
+            self.start_look(prefix, seq, held);
+        }
+    }
+
+    fn start_look(&mut self, prefix: IpNet, seq: u64, held: bool) {
+        if self.look_running {
+            self.look_queued = Some((prefix, seq, held));
+            return;
+        }
+        self.look_running = true;
+        self.delegator.send(Job::Look(prefix, seq, held));
     }
 
     fn act(&mut self, a: RoamAction) {
@@ -411,16 +576,27 @@ impl<W: WireGuard> RoamRuntime<W> {
                 }
                 self.routes_dirty = true;
             }
-            RoamAction::Delegate { prefix } => {
-                if let Err(e) = self.delegator.delegate(prefix) {
-                    emit(Level::Error, &format!("delegation: {e}"));
+            RoamAction::Delegate { prefix, seq } => self.delegator.send(Job::Delegate(prefix, seq)),
+            RoamAction::Withdraw { prefix, seq } => self.delegator.send(Job::Withdraw(prefix, seq)),
+            RoamAction::ObserveDelegation { prefix, seq, held } => {
+                self.start_look(prefix, seq, held);
+            }
+            RoamAction::RemoveAddress { device, addr, len } => {
+                let r = crate::capture::ifindex(&device)
+                    .map_err(|e| e.to_string())
+                    .and_then(|i| {
+                        self.rtnl
+                            .del_address(i, IpAddr::V6(addr), len)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = r {
+                    emit(
+                        Level::Warn,
+                        &format!("delegation: cannot remove {addr}/{len} from {device}: {e}"),
+                    );
                 }
             }
-            RoamAction::Withdraw { prefix } => {
-                if let Err(e) = self.delegator.withdraw(prefix) {
-                    emit(Level::Error, &format!("delegation: {e}"));
-                }
-            }
+            RoamAction::SetIpv6Mtu { device, mtu } => self.delegator.send(Job::SetMtu(device, mtu)),
             RoamAction::HealthCheck => {
                 let Some(url) = self.iface.roam.health_url.clone() else {
                     return;
@@ -510,6 +686,7 @@ impl<W: WireGuard> RoamRuntime<W> {
                 self.roam.status(),
                 &self.iface,
                 self.delegate_via,
+                self.carrier.as_deref(),
                 now,
                 self.started,
             );
@@ -528,12 +705,26 @@ fn opt<T: ToString>(v: Option<T>) -> Value {
 }
 
 /// The roam's `status --json` document.
-pub fn roam_json(s: &RoamStatus, iface: &Interface, via: &str, now: Now, started: u64) -> Value {
+pub fn roam_json(
+    s: &RoamStatus,
+    iface: &Interface,
+    via: &str,
+    carrier: Option<&str>,
+    now: Now,
+    started: u64,
+) -> Value {
     let (state, prefix) = match s.delegation {
-        Delegation::Unknown => ("unknown", None),
+        _ if via == "off" => ("off", None),
+        Delegation::Unknown => ("off", None),
+        Delegation::Pending(p) => ("pending", Some(p)),
         Delegation::Delegated(p) => ("delegated", Some(p)),
         Delegation::Withdrawn(p) => ("withdrawn", Some(p)),
     };
+    let downstream: serde_json::Map<String, Value> = s
+        .downstream
+        .iter()
+        .map(|(n, a)| (n.clone(), opt(a.as_ref())))
+        .collect();
     json!({
         "version": 1,
         "role": "roam",
@@ -559,6 +750,10 @@ pub fn roam_json(s: &RoamStatus, iface: &Interface, via: &str, now: Now, started
                 "prefix": opt(prefix),
                 "via": via,
                 "changed": s.delegation_changed.as_ref().map(|c| json!({"at": c.at_wall, "what": c.what})),
+                "problem": s.delegation_problem,
+                "interface": carrier,
+                "downstream": downstream,
+                "mtu": s.lan_mtu,
             },
             "last_reaction": s.last_reaction.as_ref().map(|c| json!({"at": c.at_wall, "what": c.what})),
             "reactions": s.reactions,
@@ -755,6 +950,115 @@ mod tests {
             roam_config(&iface(""), &[], &[])
                 .unwrap_err()
                 .contains("hub_key")
+        );
+    }
+
+    #[test]
+    fn status_json_has_the_delegation_fields_and_the_human_form_shows_them() {
+        let k = PublicKey::from_base64(KEY).unwrap();
+        let rc = roam_config(
+            &iface(""),
+            &[],
+            &[(k, Some("198.51.100.2:51820".parse().unwrap()))],
+        )
+        .unwrap();
+        let mut st = Roam::new(rc, 0).unwrap().status().clone();
+        let p: IpNet = "2001:db8:100:1::/64".parse().unwrap();
+        st.delegation = Delegation::Pending(p);
+        st.delegation_problem = Some("odhcpd is not running (ubus object dhcp missing); the LAN gets no RA — /etc/init.d/odhcpd start".into());
+        st.downstream = vec![("lan".into(), None)];
+        st.lan_mtu = Some(1420);
+        let now = Now::new(5_000, 1_700_000_000);
+        let v = roam_json(&st, &iface(""), "netifd", Some("wgroam_wg0"), now, 1);
+        let d = &v["interfaces"][0]["delegation"];
+        assert_eq!(d["state"], "pending");
+        assert_eq!(d["prefix"], "2001:db8:100:1::/64");
+        assert_eq!(d["interface"], "wgroam_wg0");
+        assert_eq!(d["downstream"], json!({"lan": null}));
+        assert_eq!(d["mtu"], 1420);
+        assert!(
+            d["problem"]
+                .as_str()
+                .unwrap()
+                .starts_with("odhcpd is not running")
+        );
+        let text = crate::status::human(&v, now.wall);
+        assert!(
+            text.contains("  delegation pending 2001:db8:100:1::/64 via netifd (wgroam_wg0), lan -, LAN IPv6 MTU 1420\n    problem: odhcpd is not running"),
+            "{text}"
+        );
+        st.delegation = Delegation::Delegated(p);
+        st.delegation_problem = None;
+        st.downstream = vec![("lan".into(), Some(p))];
+        let v = roam_json(&st, &iface(""), "netifd", Some("wgroam_wg0"), now, 1);
+        let d = &v["interfaces"][0]["delegation"];
+        assert_eq!(d["state"], "delegated");
+        assert_eq!(d["problem"], Value::Null);
+        assert_eq!(d["downstream"], json!({"lan": "2001:db8:100:1::/64"}));
+        let v = roam_json(&st, &iface(""), "off", None, now, 1);
+        assert_eq!(v["interfaces"][0]["delegation"]["state"], "off");
+    }
+
+    #[test]
+    fn a_slow_netifd_never_holds_up_the_loop_and_jobs_keep_their_order() {
+        use crate::core::roam::DelegationReport;
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+
+        struct Slow(Arc<Mutex<Vec<&'static str>>>);
+        impl Delegator for Slow {
+            fn delegate(&mut self, _: IpNet) -> Result<(), String> {
+                std::thread::sleep(Duration::from_millis(300));
+                self.0.lock().unwrap().push("delegate");
+                Err("netifd is not answering (no answer in time)".into())
+            }
+            fn withdraw(&mut self, _: IpNet) -> Result<(), String> {
+                self.0.lock().unwrap().push("withdraw");
+                Ok(())
+            }
+            fn observer(&self, prefix: IpNet, held: bool) -> Look {
+                let l = self.0.clone();
+                Box::new(move || {
+                    l.lock().unwrap().push("look");
+                    DelegationReport {
+                        carried: held.then_some(prefix),
+                        ..Default::default()
+                    }
+                })
+            }
+            fn stop(&mut self) {
+                self.0.lock().unwrap().push("stop");
+            }
+        }
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Inbox::new().unwrap();
+        let mut w = DelegWorker::spawn(Box::new(Slow(calls.clone())), inbox.poster());
+        let p: IpNet = "2001:db8:100:1::/64".parse().unwrap();
+        let t = Instant::now();
+        w.send(Job::Delegate(p, 1));
+        w.send(Job::Withdraw(p, 2));
+        w.send(Job::Look(p, 2, false));
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "the loop does not wait"
+        );
+        let mut got = Vec::new();
+        while got.len() < 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+            got.extend(inbox.drain());
+        }
+        assert!(
+            matches!(&got[0], RoamEvent::DelegationFailed { seq: 1, error } if error.starts_with("netifd is not answering")),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[1], RoamEvent::DelegationObserved { seq: 2, report } if report.carried.is_none()),
+            "{got:?}"
+        );
+        w.stop();
+        assert_eq!(
+            *calls.lock().unwrap(),
+            vec!["delegate", "withdraw", "look", "stop"]
         );
     }
 }

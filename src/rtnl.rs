@@ -66,6 +66,8 @@ const IFA_LOCAL: u16 = 2;
 const IFA_FLAGS: u16 = 8;
 const IFA_F_DADFAILED: u32 = 0x08;
 const IFA_F_TENTATIVE: u32 = 0x40;
+const IFA_F_DEPRECATED: u32 = 0x20;
+const RTM_GETADDR: u16 = 22;
 // <linux/if.h>
 const IFF_UP: u32 = 0x1;
 const IFF_RUNNING: u32 = 0x40;
@@ -214,6 +216,47 @@ impl Routing for Rtnl {
     }
 }
 
+/// One address of an interface, as an address dump shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfAddr {
+    pub addr: IpAddr,
+    pub prefix_len: u8,
+    /// Preferred lifetime 0 (IFA_F_DEPRECATED).
+    pub deprecated: bool,
+    /// Duplicate address detection not finished (or failed).
+    pub tentative: bool,
+}
+
+impl Rtnl {
+    /// The addresses of interface `ifindex` (both families).
+    pub fn addresses(&mut self, ifindex: u32) -> io::Result<Vec<IfAddr>> {
+        // An all-zero ifaddrmsg: every family; the kernel ignores the index
+        // in a dump, so filter here.
+        let replies = self
+            .request(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, &[0; 8])
+            .map_err(|e| ctx("dump addresses", e))?;
+        Ok(replies
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Addr {
+                    del: false,
+                    index,
+                    addr: Some(addr),
+                    prefix_len,
+                    deprecated,
+                    tentative,
+                } if *index == ifindex => Some(IfAddr {
+                    addr: *addr,
+                    prefix_len: *prefix_len,
+                    deprecated: *deprecated,
+                    tentative: *tentative,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 /// The notification socket: links, addresses and routes of both families.
 pub struct Monitor {
     sock: Socket,
@@ -295,6 +338,9 @@ pub enum Msg {
         /// IFA_LOCAL where present (point-to-point links put the peer in
         /// IFA_ADDRESS), else IFA_ADDRESS.
         addr: Option<IpAddr>,
+        prefix_len: u8,
+        /// IFA_F_DEPRECATED: preferred lifetime 0.
+        deprecated: bool,
     },
     /// RTM_NEWROUTE / RTM_DELROUTE.
     Route { del: bool, msg: RouteMsg },
@@ -496,6 +542,8 @@ fn decode(nl_type: u16, b: &[u8]) -> Msg {
                 index: u32_at(h, 4)?,
                 tentative: flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED) != 0,
                 addr: local.or(address),
+                prefix_len: h[1],
+                deprecated: flags & IFA_F_DEPRECATED != 0,
             })
         }),
         RTM_NEWROUTE | RTM_DELROUTE => RouteMsg::decode(b).map(|msg| Msg::Route {
@@ -601,6 +649,7 @@ pub fn uplink_event(m: &Msg) -> Option<UplinkEvent> {
             index,
             tentative: false,
             addr,
+            ..
         } => (*index, UplinkChange::AddrAdded((*addr)?)),
         Msg::Addr {
             del: true,

@@ -51,6 +51,13 @@ pub fn hub_json(
                         "rx_bytes": p.rx,
                         "tx_bytes": p.tx,
                         "last_change": p.last_change.map(change_json),
+                        "stamp_trusted": p.trusted,
+                        "indices": i.indices.values().filter(|x| x.key == *k && x.confirmed).count(),
+                        "pending": p.pending.map(|x| json!({
+                            "to": x.to.to_string(),
+                            "why": x.why.as_str(),
+                            "applied": x.applied,
+                        })),
                         "initiations": p.diag.initiations,
                         "handshakes": p.diag.handshakes,
                         "replays": p.diag.replays,
@@ -168,6 +175,35 @@ pub fn human(v: &Value, now_wall: u64) -> String {
                 );
             }
             if let Some(problem) = p["problem"].as_str() {
+                s += &format!("    problem: {problem}\n");
+            }
+        }
+        if let Some(d) = i["delegation"].as_object() {
+            let lans: Vec<String> = d
+                .get("downstream")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .map(|(n, a)| format!("{n} {}", a.as_str().unwrap_or("-")))
+                .collect();
+            s += &format!(
+                "  delegation {} {} via {}{}{}{}\n",
+                d.get("state").and_then(Value::as_str).unwrap_or("?"),
+                d.get("prefix").and_then(Value::as_str).unwrap_or("-"),
+                d.get("via").and_then(Value::as_str).unwrap_or("?"),
+                d.get("interface")
+                    .and_then(Value::as_str)
+                    .map_or(String::new(), |c| format!(" ({c})")),
+                if lans.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", lans.join(", "))
+                },
+                d.get("mtu")
+                    .and_then(Value::as_u64)
+                    .map_or(String::new(), |m| format!(", LAN IPv6 MTU {m}")),
+            );
+            if let Some(problem) = d.get("problem").and_then(Value::as_str) {
                 s += &format!("    problem: {problem}\n");
             }
         }

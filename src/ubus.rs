@@ -1,6 +1,7 @@
 //! The `ubus` command (OpenWrt's bus to netifd and odhcpd), JSON in and out.
-//! Exit codes follow ubus: 4 is a missing object; a method returning error N
-//! exits 256-N.
+//! Exit codes follow ubus: the UBUS_STATUS_* number (4 a missing object,
+//! 7 a timeout); some builds exit 256-N instead, so both are read. Every call
+//! carries a timeout (`-t`): a hung netifd must not hang the agent.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,11 +11,46 @@ use serde_json::Value;
 /// Environment variable naming the ubus binary (tests use a recorder).
 pub const UBUS_BIN_ENV: &str = "WGROAM_UBUS_BIN";
 
-pub trait Ubus {
-    /// `ubus call OBJECT METHOD [ARGS]`; the reply as JSON (`Null` if empty).
-    fn call(&self, object: &str, method: &str, args: Option<&Value>) -> Result<Value, String>;
+/// Seconds one ubus call may take (`ubus -t`).
+pub const UBUS_TIMEOUT_S: u32 = 3;
+
+/// What went wrong with a call, as far as the caller decides on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UbusErrorKind {
+    /// The object does not exist (UBUS_STATUS_NOT_FOUND).
+    NotFound,
+    /// No answer in time (UBUS_STATUS_TIMEOUT).
+    Timeout,
+    /// ubusd not reachable, or ubus not runnable.
+    NoBus,
+    Other,
 }
 
+/// A failed call: its kind and one line for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UbusError {
+    pub kind: UbusErrorKind,
+    pub msg: String,
+}
+
+impl std::fmt::Display for UbusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl From<UbusError> for String {
+    fn from(e: UbusError) -> String {
+        e.msg
+    }
+}
+
+pub trait Ubus {
+    /// `ubus call OBJECT METHOD [ARGS]`; the reply as JSON (`Null` if empty).
+    fn call(&self, object: &str, method: &str, args: Option<&Value>) -> Result<Value, UbusError>;
+}
+
+#[derive(Debug, Clone)]
 pub struct UbusCli {
     pub bin: PathBuf,
 }
@@ -28,40 +64,61 @@ impl UbusCli {
     }
 }
 
-fn describe(code: Option<i32>) -> String {
-    match code {
-        Some(4) => "object not found (is netifd running?)".into(),
-        Some(c) if c > 128 => format!("method failed with ubus error {}", 256 - c),
-        Some(c) => format!("exit code {c}"),
-        None => "killed by a signal".into(),
+fn classify(code: Option<i32>, stderr: &str) -> (UbusErrorKind, String) {
+    let status = code.map(|c| if c > 128 { 256 - c } else { c });
+    let low = stderr.to_ascii_lowercase();
+    match status {
+        Some(4) => (
+            UbusErrorKind::NotFound,
+            "object not found (is netifd running?)".into(),
+        ),
+        Some(7) => (UbusErrorKind::Timeout, "no answer in time".into()),
+        _ if low.contains("not found") => (UbusErrorKind::NotFound, "not found".into()),
+        _ if low.contains("timed out") => (UbusErrorKind::Timeout, "no answer in time".into()),
+        _ if low.contains("failed to connect") || status == Some(10) => {
+            (UbusErrorKind::NoBus, "cannot connect to ubusd".into())
+        }
+        Some(c) if code.is_some_and(|c| c > 128) => (
+            UbusErrorKind::Other,
+            format!("method failed with ubus error {c}"),
+        ),
+        Some(c) => (UbusErrorKind::Other, format!("exit code {c}")),
+        None => (UbusErrorKind::Other, "killed by a signal".into()),
     }
 }
 
 impl Ubus for UbusCli {
-    fn call(&self, object: &str, method: &str, args: Option<&Value>) -> Result<Value, String> {
+    fn call(&self, object: &str, method: &str, args: Option<&Value>) -> Result<Value, UbusError> {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(["call", object, method]);
+        cmd.args(["-t", &UBUS_TIMEOUT_S.to_string(), "call", object, method]);
         if let Some(a) = args {
             cmd.arg(a.to_string());
         }
         let line = format!("ubus call {object} {method}");
-        let out = cmd
-            .output()
-            .map_err(|e| format!("{line}: cannot run {}: {e}", self.bin.display()))?;
+        let out = cmd.output().map_err(|e| UbusError {
+            kind: UbusErrorKind::NoBus,
+            msg: format!("{line}: cannot run {}: {e}", self.bin.display()),
+        })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.trim();
-            return Err(format!(
-                "{line}: {}{}{err}",
-                describe(out.status.code()),
-                if err.is_empty() { "" } else { ": " }
-            ));
+            let (kind, what) = classify(out.status.code(), err);
+            return Err(UbusError {
+                kind,
+                msg: format!(
+                    "{line}: {what}{}{err}",
+                    if err.is_empty() { "" } else { ": " }
+                ),
+            });
         }
         let text = String::from_utf8_lossy(&out.stdout);
         if text.trim().is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_str(&text).map_err(|e| format!("{line}: reply is not JSON ({e})"))
+        serde_json::from_str(&text).map_err(|e| UbusError {
+            kind: UbusErrorKind::Other,
+            msg: format!("{line}: reply is not JSON ({e})"),
+        })
     }
 }
 
@@ -93,7 +150,10 @@ mod tests {
             .unwrap();
         assert_eq!(v["up"], true);
         let args = std::fs::read_to_string(dir.join("args")).unwrap();
-        assert_eq!(args.trim(), r#"call network.interface.wg0 status {"a":1}"#);
+        assert_eq!(
+            args.trim(),
+            r#"-t 3 call network.interface.wg0 status {"a":1}"#
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -102,13 +162,19 @@ mod tests {
         let (dir, bin) = script("exit 4");
         let e = UbusCli { bin }.call("network", "reload", None).unwrap_err();
         assert_eq!(
-            e,
+            e.msg,
             "ubus call network reload: object not found (is netifd running?)"
         );
+        assert_eq!(e.kind, UbusErrorKind::NotFound);
         std::fs::remove_dir_all(dir).unwrap();
         let (dir, bin) = script("echo 'Command failed: Not found' >&2; exit 252");
         let e = UbusCli { bin }.call("network", "reload", None).unwrap_err();
-        assert!(e.contains("ubus error 4") && e.contains("Not found"), "{e}");
+        assert_eq!(e.kind, UbusErrorKind::NotFound, "{e}");
+        assert!(e.msg.contains("Not found"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+        let (dir, bin) = script("echo 'Command failed: Request timed out' >&2; exit 7");
+        let e = UbusCli { bin }.call("network", "reload", None).unwrap_err();
+        assert_eq!(e.kind, UbusErrorKind::Timeout, "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -278,3 +278,50 @@ fn join_refuses_a_bad_invite_with_one_line_and_exit_2() {
         assert!(l.starts_with("wgroam join: invite: "), "{l}");
     }
 }
+
+#[test]
+fn check_of_a_roam_names_the_carrier_and_a_lan_without_ip6assign() {
+    let Some(uci) = common::real_uci("check_of_a_roam_names_the_carrier") else {
+        return;
+    };
+    let s = Scratch::new("check-roam");
+    let conf = s.0.join("wgroam");
+    let confdir = s.0.join("etc");
+    let savedir = s.0.join("save");
+    fs::create_dir_all(&confdir).unwrap();
+    fs::write(
+        &conf,
+        "config agent 'agent'\n\toption role 'roam'\n\n\
+         config interface 'wgrnx8'\n\toption prefix '2001:db8:100:100::/56'\n\
+         \tlist downstream 'lan'\n\tlist downstream 'guest'\n",
+    )
+    .unwrap();
+    fs::write(
+        confdir.join("network"),
+        "config interface 'lan'\n\toption proto 'static'\n\n\
+         config interface 'wgrnx8'\n\toption proto 'wireguard'\n\n\
+         config wireguard_wgrnx8 'hub'\n\toption public_key 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg='\n\
+         \toption endpoint_host '198.51.100.2'\n\tlist allowed_ips '::/0'\n",
+    )
+    .unwrap();
+    let o = Command::new(BIN)
+        .args(["check", "--config", conf.to_str().unwrap()])
+        .args(["--uci-confdir", confdir.to_str().unwrap()])
+        .args(["--uci-savedir", savedir.to_str().unwrap()])
+        .env("WGROAM_UCI_BIN", &uci)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("wgrnx8: the prefix rides on the netifd dynamic interface wgroam_wgrnx8 (ubus add_dynamic; nothing in uci)\n"),
+        "{out}"
+    );
+    assert!(out.contains("wgrnx8: warning: network.lan: no ip6assign; the LAN gets no /64 of 2001:db8:100:100::/56 — uci set network.lan.ip6assign=64; uci commit network; /etc/init.d/network reload\n"), "{out}");
+    assert!(
+        out.contains("wgrnx8: warning: network.guest: no such interface;"),
+        "{out}"
+    );
+    // check writes nothing to uci.
+    assert!(!savedir.join("network").exists());
+}

@@ -361,6 +361,71 @@ fn in_namespace(ns: &str) {
         );
     }
 
+    // (e) The address dump sees what netifd leaves after a withdrawal: a
+    // deprecated address (preferred 0, valid 7200) inside the prefix.
+    ip(
+        ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:100:1::1/64",
+            "dev",
+            "d1",
+            "nodad",
+            "valid_lft",
+            "7200",
+            "preferred_lft",
+            "0",
+        ],
+    );
+    ip(
+        ns,
+        &[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:100:2::1/64",
+            "dev",
+            "d1",
+            "nodad",
+        ],
+    );
+    let dump = rt.addresses(d1).expect("dump addresses");
+    let find = |a: &str| dump.iter().find(|x| x.addr == addr(a)).copied();
+    let dep = find("2001:db8:100:1::1").expect("deprecated one listed");
+    assert!(dep.deprecated && dep.prefix_len == 64, "{dep:?}");
+    let live = find("2001:db8:100:2::1").expect("live one listed");
+    assert!(!live.deprecated && !live.tentative, "{live:?}");
+    assert!(dump.iter().all(|x| x.addr != addr("2001:db8:100:1::2")));
+    assert!(
+        rt.addresses(d0)
+            .unwrap()
+            .iter()
+            .all(|x| x.addr != addr("2001:db8:100:1::1")),
+        "only the interface asked about"
+    );
+    // Without nodad the new address is tentative while DAD runs (~1 s).
+    ip(
+        ns,
+        &["-6", "addr", "add", "2001:db8:100:3::1/64", "dev", "d1"],
+    );
+    let fresh = rt
+        .addresses(d1)
+        .unwrap()
+        .into_iter()
+        .find(|x| x.addr == addr("2001:db8:100:3::1"))
+        .expect("fresh one listed");
+    assert!(fresh.tentative, "{fresh:?}");
+    rt.del_address(d1, addr("2001:db8:100:1::1"), 64)
+        .expect("del deprecated");
+    assert!(
+        rt.addresses(d1)
+            .unwrap()
+            .iter()
+            .all(|x| x.addr != addr("2001:db8:100:1::1"))
+    );
+
     // A removed link is reported as gone.
     ip(ns, &["link", "del", "d0"]);
     wait_for(&mut mon, "link removal", |e| {

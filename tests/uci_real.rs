@@ -42,7 +42,8 @@ impl Scratch {
     }
 }
 
-/// Config files under `dir` (recursively), skipping captured ubus JSON.
+/// Config files under `dir` (recursively), skipping captured ubus JSON and
+/// the notes and captures next to them.
 fn config_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -54,7 +55,11 @@ fn config_files(dir: &Path, out: &mut Vec<PathBuf>) {
             if p.file_name().is_some_and(|n| n != "ubus") {
                 config_files(&p, out);
             }
-        } else {
+        } else if !p
+            .extension()
+            .is_some_and(|e| e == "md" || e == "txt" || e == "json")
+        {
+            // Notes and captures (netifd-delegation/) are not uci files.
             out.push(p);
         }
     }
@@ -509,4 +514,56 @@ fn add_and_delete_sections_through_the_real_tool() {
     assert_eq!(find_section(&view, "hub").unwrap().get("description"), None);
     uci.commit("network").unwrap();
     assert_eq!(uci.load("network").unwrap(), view);
+}
+
+#[test]
+fn an_ip6prefix_an_older_wgroam_staged_is_reverted_at_start_and_nothing_else() {
+    use wgroam::delegation::{Delegator, NetifdDelegator, SysLinks};
+    let Some(bin) = real_uci("an_ip6prefix_an_older_wgroam_staged_is_reverted_at_start") else {
+        return;
+    };
+    let (s, uci) = router(&bin, "revert-ip6prefix");
+    let file = s.conf().join("network");
+    let original = read(&file);
+    // What the uci-based delegation of older versions left behind after a
+    // few cycles (fixtures README section 4), plus a change of the user's.
+    let set = Change::set("network", "wg0", "ip6prefix", "2001:db8:100:100::/56");
+    uci.stage(std::slice::from_ref(&set)).unwrap();
+    uci.stage(&[Change::delete_option("network", "wg0", "ip6prefix")])
+        .unwrap();
+    uci.stage(&[set]).unwrap();
+    uci.stage(&[Change::set("network", "lan", "ip6hint", "10")])
+        .unwrap();
+    assert_eq!(uci.pending("network").unwrap().len(), 4);
+    let mut d = NetifdDelegator {
+        // start() must not call ubus at all.
+        ubus: wgroam::ubus::UbusCli {
+            bin: PathBuf::from("/nonexistent/ubus"),
+        },
+        uci: uci.clone(),
+        links: SysLinks,
+        iface: "wg0".into(),
+        device: "wg0".into(),
+        downstream: vec!["lan".into()],
+    };
+    let did = d.start().unwrap();
+    assert!(did.unwrap().contains("network.wg0.ip6prefix"));
+    assert_eq!(
+        run_uci(&bin, &s, &["changes", "network"]).trim(),
+        "network.lan.ip6hint='10'",
+        "only the old ip6prefix reverted"
+    );
+    assert_eq!(d.start().unwrap(), None, "a second start finds nothing");
+    assert_eq!(read(&file), original, "flash untouched");
+    // A committed ip6prefix (the user's own, static setup) is left alone.
+    run_uci(&bin, &s, &["revert", "network"]);
+    run_uci(&bin, &s, &["set", "network.wg0.ip6prefix=2001:db8:5::/48"]);
+    run_uci(&bin, &s, &["commit", "network"]);
+    let committed = read(&file);
+    assert_eq!(d.start().unwrap(), None);
+    assert_eq!(read(&file), committed);
+    assert_eq!(
+        run_uci(&bin, &s, &["get", "network.wg0.ip6prefix"]).trim(),
+        "2001:db8:5::/48"
+    );
 }

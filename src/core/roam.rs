@@ -45,6 +45,23 @@
 //! [`ROUTE_PROTO`] are ever deleted. A restarted agent finds its routes in the
 //! dump and does nothing.
 //!
+//! # Delegation
+//!
+//! The prefix is *commanded* ([`RoamAction::Delegate`] / [`RoamAction::Withdraw`],
+//! each a new generation `seq`) and *confirmed* from looks
+//! ([`RoamAction::ObserveDelegation`] → [`RoamEvent::DelegationObserved`]):
+//! `Pending` until the carrier holds the prefix, every downstream has an
+//! assignment inside it and the RA daemon announces it; after
+//! [`DELEG_PROBLEM_AFTER_MS`] the blocker becomes `status.delegation_problem`
+//! (logged once). Looks are scheduled, not per poll: 0.3 s after a command,
+//! every 0.5 s while pending, every 5 s while delegated, and 0.3 s after a
+//! link change of the tunnel device or a link/address change of a
+//! downstream device. A carrier netifd dropped is asked for again (backing
+//! off) once the tunnel device is present. Withdrawn: the `::/0` routes go in
+//! the same step *before* the command (odhcpd's router lifetime counts any
+//! `::/0`), and deprecated addresses the looks find inside the prefix are
+//! deleted ([`RoamAction::RemoveAddress`]).
+//!
 //! # Daemon contract
 //!
 //! - Send [`RoamEvent::Observed`] about once a second and
@@ -55,6 +72,10 @@
 //! - Send [`RoamEvent::ClockSynced`] when NTP is first seen to have set the
 //!   clock, before the [`RoamEvent::Observed`] of the same look.
 //! - Call `handle(now, RoamEvent::Tick)` no later than [`Roam::poll_at`].
+//! - Carry out delegation commands and looks in the order given; answer each
+//!   look with [`RoamEvent::DelegationObserved`] and a failed command with
+//!   [`RoamEvent::DelegationFailed`], echoing its `seq` (older ones are
+//!   ignored).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -78,6 +99,20 @@ const SESSION_LIFETIME_S: u64 = 180;
 const DEBOUNCE_CAP_FACTOR: u64 = 10;
 /// Forced handshakes after a stall back off up to this spacing.
 const MAX_STALL_BACKOFF_MS: u64 = 60_000;
+/// The first look at the delegation after a command (netifd needs a moment).
+const DELEG_FIRST_LOOK_MS: u64 = 300;
+/// Looks while netifd has not confirmed yet.
+const DELEG_PENDING_LOOK_MS: u64 = 500;
+/// Looks while delegated: notices netifd dropping the dynamic interface.
+const DELEG_HELD_LOOK_MS: u64 = 5_000;
+/// Looks after a withdrawal (deprecated addresses to clean up), for a while.
+const DELEG_WITHDRAWN_LOOK_MS: u64 = 1_000;
+const DELEG_WITHDRAWN_BUSY_MS: u64 = 10_000;
+const DELEG_WITHDRAWN_IDLE_LOOK_MS: u64 = 30_000;
+/// Unconfirmed this long: `status` names the problem, one log line says so.
+pub const DELEG_PROBLEM_AFTER_MS: u64 = 3_000;
+/// Asking netifd again while it does not hold the prefix backs off up to this.
+const DELEG_MAX_RETRY_MS: u64 = 30_000;
 
 // ---------------------------------------------------------------------------
 // Plain values
@@ -360,6 +395,10 @@ pub struct RoamConfig {
     pub grace_s: u64,
     /// Run the health check this often; `None` never.
     pub health_interval_s: Option<u64>,
+    /// Tell the LAN the tunnel's MTU (netifd copies it to the downstream's
+    /// IPv6 MTU; radvd announces it). Off: a downstream IPv6 MTU netifd
+    /// lowered to the tunnel's is put back to the link MTU.
+    pub announce_mtu: bool,
 }
 
 impl RoamConfig {
@@ -379,6 +418,7 @@ impl RoamConfig {
             heartbeat_interval_s: 5,
             grace_s: 30,
             health_interval_s: None,
+            announce_mtu: true,
         }
     }
 
@@ -510,7 +550,53 @@ pub enum RoamEvent {
         ok: bool,
         detail: String,
     },
+    /// The answer to [`RoamAction::ObserveDelegation`] with the same `seq`.
+    DelegationObserved {
+        seq: u64,
+        report: DelegationReport,
+    },
+    /// Carrying out [`RoamAction::Delegate`] / [`RoamAction::Withdraw`] of
+    /// generation `seq` failed (one line, cause and fix).
+    DelegationFailed {
+        seq: u64,
+        error: String,
+    },
     Tick,
+}
+
+/// What the system holds of the delegation (netifd's dynamic interface and
+/// the downstream interfaces' assignments, or radvd), looked at by the adapter.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DelegationReport {
+    /// The prefix the carrier holds and is up with; `None`: absent (netifd
+    /// deleted the dynamic interface, or it was never added).
+    pub carried: Option<IpNet>,
+    pub downstream: Vec<DownstreamReport>,
+    /// Something that blocks delegation, as one line naming cause and fix.
+    pub problem: Option<String>,
+    /// The WireGuard device's MTU.
+    pub tunnel_mtu: Option<u32>,
+}
+
+/// One downstream interface as the adapter saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DownstreamReport {
+    /// The netifd interface (`lan`), or the device on plain Linux.
+    pub name: String,
+    /// Its device (`br-lan`) and the device's index, when known.
+    pub device: Option<String>,
+    pub ifindex: Option<u32>,
+    /// Its assignment inside the prefix that was asked about.
+    pub assigned: Option<IpNet>,
+    /// The device's IPv6 MTU (what the RA announces) and its link MTU.
+    pub mtu6: Option<u32>,
+    pub link_mtu: Option<u32>,
+    /// odhcpd's RAs on the device carry a /64 of the prefix (`None`:
+    /// unknown, e.g. an odhcpd without `ipv6ra`).
+    pub announced: Option<bool>,
+    /// Addresses on the device inside the prefix asked about with preferred
+    /// lifetime 0 (netifd's leftovers after a withdrawal): address, length.
+    pub deprecated: Vec<(Ipv6Addr, u8)>,
 }
 
 /// What the roam core asks the adapters to do.
@@ -543,14 +629,38 @@ pub enum RoamAction {
     AddRoute(Route),
     /// Delete a route (matching its protocol); ESRCH counts as done.
     DelRoute(Route),
-    /// Hand the prefix to the LAN (uci `network.<wg>.ip6prefix` + `ubus call
-    /// network reload`, or an address on the LAN and radvd on plain Linux).
+    /// Hand the prefix to the LAN (a netifd dynamic interface on the tunnel
+    /// device carrying it, or an address on the LAN and radvd on plain
+    /// Linux). Failure: [`RoamEvent::DelegationFailed`] with `seq`.
     Delegate {
         prefix: IpNet,
+        seq: u64,
     },
-    /// Take the prefix back: clients deprecate it.
+    /// Take the prefix back: clients deprecate it. The routes into the
+    /// tunnel are deleted by actions before this one.
     Withdraw {
         prefix: IpNet,
+        seq: u64,
+    },
+    /// Look at what the system holds of `prefix`; answer with
+    /// [`RoamEvent::DelegationObserved`] carrying `seq`.
+    ObserveDelegation {
+        prefix: IpNet,
+        seq: u64,
+        /// The prefix should be held (not withdrawn): look for blockers too.
+        held: bool,
+    },
+    /// Delete a deprecated address netifd left inside a withdrawn prefix.
+    RemoveAddress {
+        device: String,
+        addr: Ipv6Addr,
+        len: u8,
+    },
+    /// Set `device`'s IPv6 MTU (what its RAs announce) and make the RA
+    /// daemon take it (odhcpd reads it only when it reloads).
+    SetIpv6Mtu {
+        device: String,
+        mtu: u32,
     },
     /// Run the health check; answer with `HealthResult`.
     HealthCheck,
@@ -560,13 +670,26 @@ pub enum RoamAction {
     },
 }
 
-/// The prefix delegation as last commanded.
+/// The prefix delegation: what was commanded, and (for `Delegated`) whether
+/// the system confirmed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delegation {
-    /// Nothing commanded yet since start.
+    /// Nothing commanded yet since start (or no prefix).
     Unknown,
+    /// Asked for, not confirmed yet.
+    Pending(IpNet),
+    /// Confirmed: the carrier holds it, every downstream has an assignment.
     Delegated(IpNet),
     Withdrawn(IpNet),
+}
+
+impl Delegation {
+    pub fn prefix(&self) -> Option<IpNet> {
+        match self {
+            Self::Unknown => None,
+            Self::Pending(p) | Self::Delegated(p) | Self::Withdrawn(p) => Some(*p),
+        }
+    }
 }
 
 /// A moment labelled for `status`.
@@ -606,6 +729,12 @@ pub struct RoamStatus {
     pub gateway_v6: Option<Gateway>,
     pub delegation: Delegation,
     pub delegation_changed: Option<Stamped>,
+    /// What blocks the delegation (cause and fix), once it blocked a while.
+    pub delegation_problem: Option<String>,
+    /// Each downstream interface and its assignment from the prefix.
+    pub downstream: Vec<(String, Option<IpNet>)>,
+    /// The first downstream's IPv6 MTU (what its RAs announce).
+    pub lan_mtu: Option<u32>,
     pub last_reaction: Option<Stamped>,
     pub reactions: u64,
     pub handshakes_forced: u64,
@@ -666,6 +795,26 @@ pub struct Roam {
     inflight: BTreeMap<(bool, Route), u64>,
     next_health_ms: Option<u64>,
 
+    // Delegation.
+    /// What was commanded (`Unknown`, `Delegated` or `Withdrawn`).
+    want: Delegation,
+    /// Bumped with every command; older reports are stale.
+    deleg_gen: u64,
+    /// When the current command was issued.
+    deleg_since_ms: u64,
+    next_deleg_look_ms: Option<u64>,
+    /// Re-asking netifd while it does not hold the prefix: not before this.
+    deleg_retry_ms: u64,
+    deleg_retry_gap_ms: u64,
+    /// The latest report of the current generation, and a failed command.
+    deleg_report: Option<DelegationReport>,
+    deleg_error: Option<String>,
+    /// The blocker seen while pending, and since when (shown once stable).
+    problem_cand: Option<String>,
+    problem_cand_since: u64,
+    /// Downstream devices: their link and address events trigger a look.
+    deleg_watch: BTreeSet<u32>,
+
     /// Last message per topic: conditions are logged once, not per event.
     logged: BTreeMap<&'static str, String>,
 }
@@ -695,6 +844,9 @@ impl Roam {
                 gateway_v6: None,
                 delegation: Delegation::Unknown,
                 delegation_changed: None,
+                delegation_problem: None,
+                downstream: Vec::new(),
+                lan_mtu: None,
                 last_reaction: None,
                 reactions: 0,
                 handshakes_forced: 0,
@@ -723,6 +875,17 @@ impl Roam {
             routes: None,
             inflight: BTreeMap::new(),
             next_health_ms: None,
+            want: Delegation::Unknown,
+            deleg_gen: 0,
+            deleg_since_ms: 0,
+            next_deleg_look_ms: None,
+            deleg_retry_ms: 0,
+            deleg_retry_gap_ms: 0,
+            deleg_report: None,
+            deleg_error: None,
+            problem_cand: None,
+            problem_cand_since: 0,
+            deleg_watch: BTreeSet::new(),
             logged: BTreeMap::new(),
         })
     }
@@ -742,6 +905,20 @@ impl Roam {
         &self.cfg
     }
 
+    /// The delegation adapter changed (configuration reload): look at the
+    /// delegation soon and ask again at once if it is not held.
+    pub fn look_soon(&mut self, now: Now) {
+        if self.want != Delegation::Unknown {
+            self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+            self.deleg_retry_ms = now.mono_ms;
+            self.deleg_retry_gap_ms = 1_000;
+            if let Delegation::Delegated(p) = self.status.delegation {
+                self.status.delegation = Delegation::Pending(p);
+                self.deleg_since_ms = now.mono_ms;
+            }
+        }
+    }
+
     /// The routes the core wants right now (for `status` and tests).
     pub fn desired_routes(&self) -> Vec<Route> {
         let mut v = Vec::new();
@@ -758,13 +935,30 @@ impl Roam {
             metric: c.metric,
             proto: ROUTE_PROTO,
         };
-        if let Some(p) = c.prefix {
-            v.push(into_tunnel(p));
-        }
-        if let Some(t) = c.tunnel_addr {
-            let t = IpNet::host(IpAddr::V6(t));
-            if !c.prefix.is_some_and(|p| p.contains_net(&t)) {
-                v.push(into_tunnel(t));
+        if matches!(self.want, Delegation::Withdrawn(_)) && c.prefix.is_some() {
+            // Withdrawn: no ::/0 into the tunnel at all, or odhcpd keeps
+            // announcing this router as a default router. Heartbeats to the
+            // hub still need a way into the tunnel.
+            if let (Some(IpAddr::V6(h)), Some(_)) = (c.hub_tunnel_addr, c.tunnel_addr) {
+                v.push(Route {
+                    table: c.table,
+                    dst: IpNet::host(IpAddr::V6(h)),
+                    src: None,
+                    gateway: None,
+                    oif: Some(oif),
+                    metric: c.metric,
+                    proto: ROUTE_PROTO,
+                });
+            }
+        } else {
+            if let Some(p) = c.prefix {
+                v.push(into_tunnel(p));
+            }
+            if let Some(t) = c.tunnel_addr {
+                let t = IpNet::host(IpAddr::V6(t));
+                if !c.prefix.is_some_and(|p| p.contains_net(&t)) {
+                    v.push(into_tunnel(t));
+                }
             }
         }
         if let Some(pin) = self.pin_route() {
@@ -793,9 +987,17 @@ impl Roam {
             at.push(t + 2 * iv);
         }
         if let (Some(d), Some(_)) = (self.down_since_ms(u64::MAX), c.prefix)
-            && !matches!(self.status.delegation, Delegation::Withdrawn(_))
+            && !matches!(self.want, Delegation::Withdrawn(_))
         {
             at.push(d + c.grace_s * 1000);
+        }
+        if self.want != Delegation::Unknown {
+            at.extend(self.next_deleg_look_ms);
+            if matches!(self.status.delegation, Delegation::Pending(_))
+                && self.status.delegation_problem.is_none()
+            {
+                at.push(self.deleg_since_ms + DELEG_PROBLEM_AFTER_MS);
+            }
         }
         at.extend(self.next_health_ms);
         at.extend(self.inflight.values().map(|t| t + ROUTE_RETRY_MS));
@@ -848,6 +1050,19 @@ impl Roam {
                 }
             }
             RoamEvent::HealthResult { ok, detail } => self.health_result(now, ok, detail, &mut out),
+            RoamEvent::DelegationObserved { seq, report } => {
+                if seq == self.deleg_gen {
+                    self.delegation_observed(now, report, &mut out);
+                }
+            }
+            RoamEvent::DelegationFailed { seq, error } => {
+                if seq == self.deleg_gen {
+                    self.deleg_error = Some(error.clone());
+                    if matches!(self.want, Delegation::Withdrawn(_)) {
+                        self.set_problem(error, &mut out);
+                    }
+                }
+            }
             RoamEvent::Tick => {}
         }
         self.step(now, &mut out);
@@ -915,6 +1130,10 @@ impl Roam {
                 format!("{name}: interface re-created (index {})", s.ifindex),
             );
             self.inflight.clear();
+            if self.want != Delegation::Unknown {
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+            }
         }
         if !self.present {
             // A baseline, not growth: the counters predate us. A live
@@ -924,6 +1143,12 @@ impl Roam {
             }
             // Merges with the start reaction when that is still pending.
             self.schedule(now, "tunnel interface present", false);
+            if self.want != Delegation::Unknown {
+                // netifd may have dropped the carrier with the device.
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+                self.deleg_retry_gap_ms = 1_000;
+            }
             self.last_rx_ms = s
                 .last_handshake
                 .is_some_and(|t| now.wall.saturating_sub(t) < SESSION_LIFETIME_S)
@@ -996,7 +1221,34 @@ impl Roam {
     }
 
     fn uplink(&mut self, now: Now, ev: UplinkEvent) {
+        if self.deleg_watch.contains(&ev.ifindex)
+            && self.want != Delegation::Unknown
+            && !matches!(ev.change, UplinkChange::RouteChanged | UplinkChange::Lost)
+        {
+            // A downstream's link or addresses changed (netifd took its
+            // assignment away, or gave it back): look soon.
+            let soon = now.mono_ms + DELEG_FIRST_LOOK_MS;
+            self.next_deleg_look_ms = Some(self.next_deleg_look_ms.map_or(soon, |t| t.min(soon)));
+        }
         if self.ifindex == Some(ev.ifindex) && ev.ifindex != 0 {
+            // The tunnel device went down or up: netifd deletes the dynamic
+            // interface on the way down; look now instead of at the next
+            // periodic look, and ask again at once when it is gone.
+            if matches!(
+                ev.change,
+                UplinkChange::LinkUp | UplinkChange::LinkDown | UplinkChange::LinkGone
+            ) && self.want != Delegation::Unknown
+            {
+                self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+                self.deleg_retry_ms = now.mono_ms;
+                self.deleg_retry_gap_ms = 1_000;
+            }
+            if ev.change == UplinkChange::LinkUp {
+                // Route adds that failed while it was down ("Network is
+                // down") are retried now, not after ROUTE_RETRY_MS.
+                self.inflight
+                    .retain(|(add, r), _| !(*add && r.oif == Some(ev.ifindex)));
+            }
             return;
         }
         let i = ev.ifindex;
@@ -1138,7 +1390,12 @@ impl Roam {
             }
         }
         self.liveness(now, out);
-        self.delegation(now, out);
+        // Routes go before the delegation command of the same step: on a
+        // withdrawal the ::/0 routes must be gone before netifd/odhcpd send
+        // the goodbye RA (its router lifetime counts them), on a restore
+        // they must be there when clients get the prefix.
+        let mut deleg = Vec::new();
+        self.delegation(now, &mut deleg);
         if let Some(t) = self.next_health_ms
             && now.mono_ms >= t
         {
@@ -1146,6 +1403,7 @@ impl Roam {
             self.next_health_ms = self.cfg.health_interval_s.map(|s| now.mono_ms + s * 1000);
         }
         self.reconcile_routes(now, out);
+        out.extend(deleg);
         self.status.endpoint = self.chosen();
         self.status.tunnel_present = self.present;
         let down = self.down_since_ms(now.mono_ms);
@@ -1260,24 +1518,25 @@ impl Roam {
 
     fn delegation(&mut self, now: Now, out: &mut Vec<RoamAction>) {
         let name = self.cfg.iface.clone();
-        let applied = self.status.delegation;
+        let applied = self.want;
         let Some(prefix) = self.cfg.prefix else {
             if let Delegation::Delegated(old) = applied {
-                self.set_delegation(now, Delegation::Withdrawn(old), "no prefix configured", out);
+                self.command(now, Delegation::Withdrawn(old), "no prefix configured", out);
             }
+            self.deleg_looks(now, out);
             return;
         };
         if let Delegation::Delegated(old) = applied
             && old != prefix
         {
-            self.set_delegation(now, Delegation::Withdrawn(old), "prefix changed", out);
+            self.command(now, Delegation::Withdrawn(old), "prefix changed", out);
         }
-        let applied = self.status.delegation;
+        let applied = self.want;
         match self.down_since_ms(now.mono_ms) {
             None => {
                 if applied != Delegation::Delegated(prefix) {
                     let why = format!("{name}: tunnel up");
-                    self.set_delegation(now, Delegation::Delegated(prefix), &why, out);
+                    self.command(now, Delegation::Delegated(prefix), &why, out);
                 }
             }
             Some(since) => {
@@ -1286,30 +1545,354 @@ impl Roam {
                     && !matches!(applied, Delegation::Withdrawn(_))
                 {
                     let why = format!("{name}: tunnel down for {}s", down_ms / 1000);
-                    self.set_delegation(now, Delegation::Withdrawn(prefix), &why, out);
+                    self.command(now, Delegation::Withdrawn(prefix), &why, out);
+                }
+            }
+        }
+        self.deleg_looks(now, out);
+    }
+
+    /// Looks at the delegation when due; a `problem` once it stayed
+    /// unconfirmed for [`DELEG_PROBLEM_AFTER_MS`].
+    fn deleg_looks(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(prefix) = self.want.prefix() else {
+            return;
+        };
+        if matches!(self.status.delegation, Delegation::Pending(_)) {
+            self.track_problem(now, out);
+        }
+        if self.next_deleg_look_ms.is_some_and(|t| now.mono_ms >= t) {
+            out.push(RoamAction::ObserveDelegation {
+                prefix,
+                seq: self.deleg_gen,
+                held: matches!(self.want, Delegation::Delegated(_)),
+            });
+            let gap = match self.status.delegation {
+                Delegation::Pending(_) => DELEG_PENDING_LOOK_MS,
+                Delegation::Delegated(_) => DELEG_HELD_LOOK_MS,
+                Delegation::Withdrawn(_)
+                    if now.since_ms(self.deleg_since_ms) < DELEG_WITHDRAWN_BUSY_MS =>
+                {
+                    DELEG_WITHDRAWN_LOOK_MS
+                }
+                _ => DELEG_WITHDRAWN_IDLE_LOOK_MS,
+            };
+            self.next_deleg_look_ms = Some(now.mono_ms + gap);
+        }
+    }
+
+    /// While pending: a blocker is shown once the delegation has been
+    /// pending for [`DELEG_PROBLEM_AFTER_MS`] *and* that same blocker has
+    /// lasted as long (netifd, then odhcpd ~1 s later, pass through
+    /// transient states a user must not be told to fix).
+    fn track_problem(&mut self, now: Now, out: &mut Vec<RoamAction>) {
+        let Some(text) = self.derive_problem() else {
+            return;
+        };
+        if self.problem_cand.as_ref() != Some(&text) {
+            self.problem_cand = Some(text.clone());
+            self.problem_cand_since = now.mono_ms;
+        }
+        if now.since_ms(self.deleg_since_ms) >= DELEG_PROBLEM_AFTER_MS
+            && now.since_ms(self.problem_cand_since) >= DELEG_PROBLEM_AFTER_MS
+        {
+            self.set_problem(text, out);
+        }
+    }
+
+    /// Shows `problem` in `status`; logged once when it appears or changes.
+    fn set_problem(&mut self, problem: String, out: &mut Vec<RoamAction>) {
+        if self.status.delegation_problem.as_ref() != Some(&problem) {
+            log(
+                out,
+                Level::Warn,
+                format!("{}: delegation problem: {problem}", self.cfg.iface),
+            );
+            self.status.delegation_problem = Some(problem);
+        }
+    }
+
+    /// What blocks the delegation, from the latest look and command.
+    fn derive_problem(&self) -> Option<String> {
+        let prefix = self.want.prefix()?;
+        let report = self.deleg_report.as_ref();
+        let problem = report
+            .and_then(|r| r.problem.clone())
+            .or_else(|| self.deleg_error.clone())
+            .or_else(|| {
+                let r = report?;
+                if r.carried != Some(prefix) {
+                    return Some(format!(
+                        "the tunnel interface does not hold {prefix} (is {} up?)",
+                        self.cfg.iface
+                    ));
+                }
+                let missing: Vec<&str> = r
+                    .downstream
+                    .iter()
+                    .filter(|d| !d.assigned.is_some_and(|a| prefix.contains_net(&a)))
+                    .map(|d| d.name.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    return Some(format!(
+                        "{} got no assignment from {prefix}; check ip6assign and ip6class there",
+                        missing.join(", ")
+                    ));
+                }
+                let silent: Vec<String> = r
+                    .downstream
+                    .iter()
+                    .filter(|d| d.announced == Some(false))
+                    .map(|d| d.device.clone().unwrap_or_else(|| d.name.clone()))
+                    .collect();
+                (!silent.is_empty()).then(|| {
+                    format!(
+                        "odhcpd is not announcing {prefix} on {} — /etc/init.d/odhcpd reload",
+                        silent.join(", ")
+                    )
+                })
+            })
+            .unwrap_or_else(|| {
+                format!(
+                    "{prefix} not confirmed after {}s (no answer yet)",
+                    DELEG_PROBLEM_AFTER_MS / 1000
+                )
+            });
+        Some(problem)
+    }
+
+    fn clear_problem(&mut self, out: &mut Vec<RoamAction>) {
+        self.problem_cand = None;
+        if self.status.delegation_problem.take().is_some() {
+            log(
+                out,
+                Level::Notice,
+                format!("{}: delegation problem resolved", self.cfg.iface),
+            );
+        }
+    }
+
+    /// Issues a delegate/withdraw command (a new generation).
+    fn command(&mut self, now: Now, to: Delegation, why: &str, out: &mut Vec<RoamAction>) {
+        let what = match to {
+            Delegation::Delegated(p) => format!("{why}; delegating {p} to the LAN"),
+            Delegation::Withdrawn(p) => format!("{why}; withdrawing {p} from the LAN"),
+            Delegation::Unknown | Delegation::Pending(_) => return,
+        };
+        log(out, Level::Notice, what.clone());
+        self.want = to;
+        self.status.delegation_changed = Some(Stamped {
+            at_wall: now.wall,
+            what,
+        });
+        self.deleg_retry_gap_ms = 1_000;
+        self.issue(now, out, false);
+    }
+
+    /// Sends the current command (a new generation). A `retry` of the same
+    /// attempt keeps its problem and the problem's clock.
+    fn issue(&mut self, now: Now, out: &mut Vec<RoamAction>, retry: bool) {
+        self.deleg_gen += 1;
+        let seq = self.deleg_gen;
+        if !retry {
+            self.deleg_since_ms = now.mono_ms;
+            self.deleg_report = None;
+            self.deleg_error = None;
+            self.clear_problem(out);
+        }
+        self.next_deleg_look_ms = Some(now.mono_ms + DELEG_FIRST_LOOK_MS);
+        self.deleg_retry_ms = now.mono_ms + self.deleg_retry_gap_ms;
+        self.deleg_retry_gap_ms = (self.deleg_retry_gap_ms * 2).min(DELEG_MAX_RETRY_MS);
+        match self.want {
+            Delegation::Delegated(prefix) => {
+                self.status.delegation = Delegation::Pending(prefix);
+                out.push(RoamAction::Delegate { prefix, seq });
+            }
+            Delegation::Withdrawn(prefix) => {
+                self.status.delegation = Delegation::Withdrawn(prefix);
+                out.push(RoamAction::Withdraw { prefix, seq });
+            }
+            _ => {}
+        }
+    }
+
+    /// Deletes the deprecated addresses netifd left inside `p` on the
+    /// downstreams `which` selects (only deprecated ones: deleting one
+    /// before netifd deprecated it is undone by netifd).
+    fn drop_deprecated(
+        &self,
+        p: IpNet,
+        r: &DelegationReport,
+        which: impl Fn(&DownstreamReport) -> bool,
+        out: &mut Vec<RoamAction>,
+    ) {
+        for d in r.downstream.iter().filter(|d| which(d)) {
+            let Some(dev) = &d.device else { continue };
+            for (a, len) in &d.deprecated {
+                if p.contains(IpAddr::V6(*a)) {
+                    log(
+                        out,
+                        Level::Info,
+                        format!(
+                            "{}: removing deprecated {a}/{len} from {dev} (inside {p}, no longer delegated)",
+                            self.cfg.iface
+                        ),
+                    );
+                    out.push(RoamAction::RemoveAddress {
+                        device: dev.clone(),
+                        addr: *a,
+                        len: *len,
+                    });
                 }
             }
         }
     }
 
-    fn set_delegation(&mut self, now: Now, to: Delegation, why: &str, out: &mut Vec<RoamAction>) {
-        let what = match to {
+    fn delegation_observed(&mut self, now: Now, r: DelegationReport, out: &mut Vec<RoamAction>) {
+        let name = self.cfg.iface.clone();
+        self.status.downstream = r
+            .downstream
+            .iter()
+            .map(|d| (d.name.clone(), d.assigned))
+            .collect();
+        self.status.lan_mtu = r.downstream.first().and_then(|d| d.mtu6);
+        self.deleg_watch = r.downstream.iter().filter_map(|d| d.ifindex).collect();
+        match self.want {
             Delegation::Delegated(p) => {
-                out.push(RoamAction::Delegate { prefix: p });
-                format!("{why}; delegating {p} to the LAN")
+                let confirmed = r.carried == Some(p)
+                    && r.problem.is_none()
+                    && r.downstream.iter().all(|d| {
+                        d.assigned.is_some_and(|a| p.contains_net(&a)) && d.announced != Some(false)
+                    });
+                if r.carried.is_none() {
+                    // netifd dropped it by itself (device gone): lan's
+                    // address is left deprecated; clean it now, not only at
+                    // the withdrawal (odhcpd would name it as DNS server).
+                    self.drop_deprecated(p, &r, |d| d.assigned.is_none(), out);
+                }
+                // The LAN's IPv6 MTU is what odhcpd announces. netifd copies
+                // the tunnel's when it assigns the prefix, but may set the
+                // link's again when it (re)sets the LAN device up.
+                for d in &r.downstream {
+                    let (Some(dev), Some(m6), Some(link), Some(tun)) =
+                        (&d.device, d.mtu6, d.link_mtu, r.tunnel_mtu)
+                    else {
+                        continue;
+                    };
+                    let want = if self.cfg.announce_mtu && m6 > tun {
+                        Some(tun)
+                    } else if !self.cfg.announce_mtu && m6 == tun && m6 < link {
+                        Some(link)
+                    } else {
+                        None
+                    };
+                    if let Some(mtu) = want {
+                        log(
+                            out,
+                            Level::Info,
+                            format!(
+                                "{name}: {dev}: IPv6 MTU {m6} -> {mtu} ({})",
+                                if self.cfg.announce_mtu {
+                                    "the tunnel's, announce_mtu is on"
+                                } else {
+                                    "the link's, announce_mtu is off"
+                                }
+                            ),
+                        );
+                        out.push(RoamAction::SetIpv6Mtu {
+                            device: dev.clone(),
+                            mtu,
+                        });
+                    }
+                }
+                let was = self.status.delegation;
+                if r.carried == Some(p) {
+                    // The command evidently went through after all (netifd
+                    // back): its old error is no longer the problem.
+                    self.deleg_error = None;
+                }
+                self.deleg_report = Some(r.clone());
+                if confirmed {
+                    self.clear_problem(out);
+                    self.deleg_retry_gap_ms = 1_000;
+                    if was != Delegation::Delegated(p) {
+                        let lans: Vec<String> = r
+                            .downstream
+                            .iter()
+                            .map(|d| {
+                                format!(
+                                    "{} {}",
+                                    d.name,
+                                    d.assigned.map_or("-".into(), |a| a.to_string())
+                                )
+                            })
+                            .collect();
+                        log(
+                            out,
+                            Level::Notice,
+                            format!("{name}: {p} delegated (confirmed: {})", lans.join(", ")),
+                        );
+                        self.status.delegation = Delegation::Delegated(p);
+                        self.next_deleg_look_ms = Some(now.mono_ms + DELEG_HELD_LOOK_MS);
+                    }
+                    return;
+                }
+                if r.carried != Some(p) && !self.present {
+                    // The device is gone: adding now would only make netifd
+                    // wait for it; the device's return looks again.
+                    if was == Delegation::Delegated(p) {
+                        self.status.delegation = Delegation::Pending(p);
+                        self.deleg_since_ms = now.mono_ms;
+                    }
+                } else if r.carried != Some(p) {
+                    if was == Delegation::Delegated(p) {
+                        log(
+                            out,
+                            Level::Notice,
+                            format!(
+                                "{name}: {p} no longer held (netifd dropped it); delegating again"
+                            ),
+                        );
+                        self.deleg_retry_gap_ms = 1_000;
+                        self.issue(now, out, false);
+                        return;
+                    }
+                    if now.mono_ms >= self.deleg_retry_ms {
+                        log(
+                            out,
+                            Level::Info,
+                            format!("{name}: {p} still not held; asking again"),
+                        );
+                        self.deleg_report = Some(r);
+                        self.issue(now, out, true);
+                        return;
+                    }
+                }
+                if was == Delegation::Delegated(p) {
+                    // Held, but a downstream lost its assignment (or odhcpd
+                    // went away): pending again, the problem follows.
+                    self.status.delegation = Delegation::Pending(p);
+                    self.deleg_since_ms = now.mono_ms;
+                    self.next_deleg_look_ms = Some(now.mono_ms + DELEG_PENDING_LOOK_MS);
+                }
+                self.track_problem(now, out);
             }
             Delegation::Withdrawn(p) => {
-                out.push(RoamAction::Withdraw { prefix: p });
-                format!("{why}; withdrawing {p} from the LAN")
+                self.drop_deprecated(p, &r, |_| true, out);
+                if r.carried == Some(p) && now.mono_ms >= self.deleg_retry_ms {
+                    log(
+                        out,
+                        Level::Info,
+                        format!("{name}: {p} still held after the withdrawal; asking again"),
+                    );
+                    self.deleg_report = Some(r);
+                    self.issue(now, out, true);
+                    return;
+                }
+                self.deleg_report = Some(r);
             }
-            Delegation::Unknown => return,
-        };
-        log(out, Level::Notice, what.clone());
-        self.status.delegation = to;
-        self.status.delegation_changed = Some(Stamped {
-            at_wall: now.wall,
-            what,
-        });
+            _ => {}
+        }
     }
 
     fn reconcile_routes(&mut self, now: Now, out: &mut Vec<RoamAction>) {

@@ -79,8 +79,28 @@ fn split(src: &str) -> Route {
     route("::/0", Some(src), None, TUN, 1024, ROUTE_PROTO)
 }
 
+/// netifd and odhcpd as the core's adapter reports them (the adapter's own
+/// tests check the report against the observed daemons).
+#[derive(Debug, Clone)]
+struct Netifd {
+    /// netifd takes a delegation (false: e.g. no downstream with ip6assign).
+    accepts: bool,
+    /// What the look reports as the blocker while it does not accept.
+    problem: Option<String>,
+    held: Option<IpNet>,
+    /// lan's addresses left deprecated by a withdrawal.
+    deprecated: Vec<(Ipv6Addr, u8)>,
+    lan_mtu6: u32,
+    /// Answer looks at all (false: they are lost, e.g. a hung ubus).
+    answering: bool,
+    /// odhcpd has sent an RA with the assignment (`dhcp ipv6ra`).
+    announcing: bool,
+    adds: usize,
+}
+
 /// The core plus a simulated kernel and hub.
 struct World {
+    netifd: Netifd,
     roam: Roam,
     now: Now,
     kernel: Vec<Route>,
@@ -103,6 +123,16 @@ impl World {
 
     fn with_clock(c: RoamConfig, not_before: u64) -> Self {
         Self {
+            netifd: Netifd {
+                accepts: true,
+                problem: None,
+                held: None,
+                deprecated: Vec::new(),
+                lan_mtu6: 1500,
+                answering: true,
+                announcing: true,
+                adds: 0,
+            },
             roam: Roam::new(c, not_before).unwrap(),
             now: T0,
             kernel: vec![
@@ -129,11 +159,65 @@ impl World {
         w
     }
 
+    fn report(&self, prefix: IpNet) -> DelegationReport {
+        let n = &self.netifd;
+        let assigned = n
+            .held
+            .filter(|h| *h == prefix)
+            .and_then(|h| IpNet::truncate(h.addr(), 64));
+        DelegationReport {
+            carried: n.held,
+            downstream: vec![DownstreamReport {
+                name: "lan".into(),
+                device: Some("br-lan".into()),
+                ifindex: Some(LAN),
+                announced: assigned.map(|_| n.announcing),
+                assigned,
+                mtu6: Some(n.lan_mtu6),
+                link_mtu: Some(1500),
+                deprecated: n
+                    .deprecated
+                    .iter()
+                    .filter(|(a, _)| prefix.contains(IpAddr::V6(*a)))
+                    .copied()
+                    .collect(),
+            }],
+            problem: if n.accepts { None } else { n.problem.clone() },
+            tunnel_mtu: Some(1420),
+        }
+    }
+
     fn ev(&mut self, e: RoamEvent) -> Vec<RoamAction> {
-        let a = self.roam.handle(self.now, e);
+        let mut a = self.roam.handle(self.now, e);
+        let mut answers = Vec::new();
         for x in &a {
             self.log.push((self.now.mono_ms, x.clone()));
             match x {
+                RoamAction::Delegate { prefix, .. } => {
+                    self.netifd.adds += 1;
+                    if self.netifd.accepts {
+                        self.netifd.held = Some(*prefix);
+                        // netifd copies the tunnel's MTU to lan's IPv6 MTU.
+                        self.netifd.lan_mtu6 = 1420;
+                    }
+                }
+                RoamAction::Withdraw { prefix, .. } if self.netifd.held.take().is_some() => {
+                    let lan = IpNet::truncate(prefix.addr(), 64).unwrap();
+                    let IpAddr::V6(a) = lan.addr() else { panic!() };
+                    let mut o = a.octets();
+                    o[15] = 1;
+                    self.netifd.deprecated.push((o.into(), 64));
+                }
+                RoamAction::ObserveDelegation { prefix, seq, .. } if self.netifd.answering => {
+                    answers.push(RoamEvent::DelegationObserved {
+                        seq: *seq,
+                        report: self.report(*prefix),
+                    });
+                }
+                RoamAction::RemoveAddress { addr, len, .. } => {
+                    self.netifd.deprecated.retain(|d| *d != (*addr, *len));
+                }
+                RoamAction::SetIpv6Mtu { mtu, .. } => self.netifd.lan_mtu6 = *mtu,
                 RoamAction::AddRoute(r)
                     if self.apply_routes && !self.kernel.iter().any(|k| k.same_as(r)) =>
                 {
@@ -159,6 +243,10 @@ impl World {
                 }
                 _ => {}
             }
+        }
+        for e in answers {
+            let more = self.ev(e);
+            a.extend(more);
         }
         a
     }
@@ -308,7 +396,10 @@ fn start_with_a_live_tunnel_routes_and_delegates_without_forcing_a_handshake() {
     assert_eq!(
         a.iter().filter(|a| not_log(a)).cloned().collect::<Vec<_>>(),
         vec![
-            RoamAction::Delegate { prefix: prefix() },
+            RoamAction::Delegate {
+                prefix: prefix(),
+                seq: 1
+            },
             RoamAction::AddRoute(split("2001:db8:100:1::/64")),
             RoamAction::AddRoute(split("2001:db8:100::2/128")),
         ],
@@ -883,12 +974,16 @@ fn bad_reload_is_logged_once_and_keeps_the_last_good_state() {
     assert_eq!(
         acts,
         vec![
-            RoamAction::Withdraw { prefix: prefix() },
-            RoamAction::Delegate {
-                prefix: net("2001:db8:100:2::/64")
-            },
             RoamAction::DelRoute(split("2001:db8:100:1::/64")),
             RoamAction::AddRoute(split("2001:db8:100:2::/64")),
+            RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+            RoamAction::Delegate {
+                prefix: net("2001:db8:100:2::/64"),
+                seq: 3
+            },
         ]
     );
     assert!(
@@ -1001,8 +1096,18 @@ fn missing_interface_keeps_routes_and_its_return_reacts() {
             _ => None,
         })
         .collect();
-    assert_eq!(adds.len(), 2);
-    assert!(adds.iter().all(|r| r.oif == Some(8)));
+    // Still withdrawn: no ::/0 into the tunnel, only the way to the hub.
+    assert_eq!(
+        adds,
+        vec![route(
+            "2001:db8:100::1/128",
+            None,
+            None,
+            8,
+            1024,
+            ROUTE_PROTO
+        )]
+    );
     let log = w.run(1_000, 50);
     assert_eq!(
         count(&log, is_set),
@@ -1117,4 +1222,502 @@ fn an_interface_that_appears_after_start_gets_the_endpoint_and_routes() {
     );
     assert_eq!(count(&log, is_hs), 1, "no live session: handshake at once");
     assert_eq!(count(&log, |a| matches!(a, RoamAction::AddRoute(_))), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Delegation: confirmed by netifd, problems, re-adding, withdrawal order.
+
+fn is_deleg(a: &RoamAction) -> bool {
+    matches!(a, RoamAction::Delegate { .. })
+}
+
+fn is_look(a: &RoamAction) -> bool {
+    matches!(a, RoamAction::ObserveDelegation { .. })
+}
+
+fn warns_with(log: &[(u64, RoamAction)], text: &str) -> usize {
+    count(
+        log,
+        |a| matches!(a, RoamAction::Log { level: Level::Warn, msg } if msg.contains(text)),
+    )
+}
+
+#[test]
+fn delegated_only_once_netifd_confirms_it() {
+    let mut w = World::new(cfg());
+    w.observe();
+    w.dump();
+    assert_eq!(
+        w.roam.status().delegation,
+        Delegation::Pending(prefix()),
+        "asked, not confirmed"
+    );
+    let log = w.run(300, 100);
+    assert_eq!(count(&log, is_look), 1, "one look 300 ms after the command");
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Delegated(prefix()));
+    assert_eq!(
+        s.downstream,
+        vec![("lan".to_string(), Some(prefix()))],
+        "lan's assignment from the prefix"
+    );
+    assert_eq!(s.lan_mtu, Some(1420), "netifd copied the tunnel MTU");
+    assert!(s.delegation_problem.is_none());
+    assert!(log.iter().any(|(_, a)| matches!(a,
+        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: 2001:db8:100:1::/64 delegated (confirmed: lan 2001:db8:100:1::/64)")));
+}
+
+#[test]
+fn a_delegation_netifd_does_not_take_stays_pending_with_one_problem_line() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.netifd.problem = Some("network.lan: no ip6assign; the LAN gets no /64 of 2001:db8:100:1::/64 — uci set network.lan.ip6assign=64; uci commit network; /etc/init.d/network reload".into());
+    w.observe();
+    w.dump();
+    let log = w.run(2_500, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    assert!(
+        w.roam.status().delegation_problem.is_none(),
+        "not before the bound"
+    );
+    assert_eq!(warns_with(&log, "delegation problem"), 0);
+    let log = w.run(60_000, 100);
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Pending(prefix()));
+    assert_eq!(s.delegation_problem, w.netifd.problem);
+    assert_eq!(
+        warns_with(&log, "delegation problem: network.lan: no ip6assign"),
+        1,
+        "one log line when it appears, not one per look"
+    );
+    // netifd is asked again, backing off, not on every look.
+    let adds = w.netifd.adds;
+    assert!((3..=8).contains(&adds), "{adds} add_dynamic calls in 62 s");
+    assert!(count(&log, is_look) <= 62 * 2 + 1);
+    // The user fixes it: confirmed at the next look or retry, problem gone.
+    w.netifd.accepts = true;
+    let log = w.run(31_000, 100);
+    let s = w.roam.status();
+    assert_eq!(s.delegation, Delegation::Delegated(prefix()));
+    assert!(s.delegation_problem.is_none());
+    assert!(log.iter().any(|(_, a)| matches!(a,
+        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: delegation problem resolved")));
+}
+
+#[test]
+fn no_answer_or_a_failed_command_is_a_problem_too() {
+    let mut w = World::new(cfg());
+    w.netifd.answering = false;
+    w.observe();
+    w.dump();
+    w.run(3_100, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("2001:db8:100:1::/64 not confirmed after 3s (no answer yet)")
+    );
+    // The command itself failed: its error is the problem.
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.observe();
+    w.dump();
+    let seq = w
+        .log
+        .iter()
+        .find_map(|(_, a)| match a {
+            RoamAction::Delegate { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap();
+    let err = "netifd is not answering (ubus call network add_dynamic: no answer in time) — check 'logread -e netifd'; /etc/init.d/network restart";
+    w.ev(RoamEvent::DelegationFailed {
+        seq,
+        error: err.into(),
+    });
+    w.run(3_100, 100);
+    assert_eq!(w.roam.status().delegation_problem.as_deref(), Some(err));
+    // A stale report (an older generation) changes nothing.
+    let before = w.roam.status().clone();
+    w.ev(RoamEvent::DelegationObserved {
+        seq: 0,
+        report: DelegationReport::default(),
+    });
+    assert_eq!(w.roam.status().delegation, before.delegation);
+}
+
+#[test]
+fn netifd_dropping_the_dynamic_interface_is_noticed_and_repaired() {
+    let mut w = World::steady(cfg());
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    // Looks while delegated are seconds apart, not per 500 ms poll.
+    let log = w.run(60_000, 100);
+    let looks = count(&log, is_look);
+    assert!((10..=13).contains(&looks), "{looks} looks in 60 s");
+    // The tunnel device is re-created (ifdown/ifup): netifd deleted the
+    // dynamic interface. The periodic look finds it within 5 s.
+    w.netifd.held = None;
+    let log = w.run(5_500, 100);
+    assert_eq!(count(&log, is_deleg), 1, "added again");
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    // A link event of the tunnel device makes the look happen at once.
+    w.netifd.held = None;
+    w.uplink(TUN, UplinkChange::LinkDown);
+    w.uplink(TUN, UplinkChange::LinkUp);
+    let t0 = w.now.mono_ms;
+    let log = w.run(1_000, 100);
+    let t = times(&log, is_deleg);
+    assert_eq!(t.len(), 1);
+    assert!(t[0] - t0 <= 500, "re-added within 0.5 s of the link event");
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+}
+
+#[test]
+fn withdrawal_deletes_the_default_routes_first_then_removes_then_cleans_the_lan_address() {
+    let mut w = World::steady(cfg());
+    w.netifd
+        .deprecated
+        .push(("2001:db8:999::1".parse().unwrap(), 64));
+    w.answering = false;
+    let log = w.run(40_000, 100);
+    let at = times(&log, |a| matches!(a, RoamAction::Withdraw { .. }))[0];
+    let same: Vec<&RoamAction> = log
+        .iter()
+        .filter(|(t, a)| *t == at && (is_route(a) || matches!(a, RoamAction::Withdraw { .. })))
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        same,
+        vec![
+            &RoamAction::DelRoute(split("2001:db8:100:1::/64")),
+            &RoamAction::DelRoute(split("2001:db8:100::2/128")),
+            &RoamAction::AddRoute(route(
+                "2001:db8:100::1/128",
+                None,
+                None,
+                TUN,
+                1024,
+                ROUTE_PROTO
+            )),
+            &RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+        ],
+        "no ::/0 left when netifd/odhcpd send the goodbye"
+    );
+    assert!(
+        !w.kernel.iter().any(|r| r.is_ours() && r.dst.is_default()),
+        "no default route of ours left"
+    );
+    // netifd left lan's address deprecated; the next look removes it, and
+    // only it (the other address is not inside our prefix).
+    let removed: Vec<(u64, RoamAction)> = log
+        .iter()
+        .filter(|(_, a)| matches!(a, RoamAction::RemoveAddress { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        removed,
+        vec![(
+            at + 300,
+            RoamAction::RemoveAddress {
+                device: "br-lan".into(),
+                addr: "2001:db8:100:1::1".parse().unwrap(),
+                len: 64
+            }
+        )]
+    );
+    assert_eq!(
+        w.netifd.deprecated,
+        vec![("2001:db8:999::1".parse().unwrap(), 64)]
+    );
+    assert_eq!(w.roam.status().delegation, Delegation::Withdrawn(prefix()));
+    // The hub answers again: routes back first, then the delegation,
+    // confirmed well within 2 s of the first answer.
+    w.answering = true;
+    let log = w.run(10_000, 100);
+    let back = times(&log, is_deleg)[0];
+    let routes: Vec<u64> = times(
+        &log,
+        |a| matches!(a, RoamAction::AddRoute(r) if r.dst.is_default()),
+    );
+    assert_eq!(routes.len(), 2);
+    assert!(routes.iter().all(|t| *t == back));
+    let idx = |f: &dyn Fn(&RoamAction) -> bool| log.iter().position(|(_, a)| f(a)).unwrap();
+    assert!(idx(&|a| matches!(a, RoamAction::AddRoute(r) if r.dst.is_default())) < idx(&is_deleg));
+    let confirmed = log
+        .iter()
+        .find(|(_, a)| matches!(a, RoamAction::Log { msg, .. } if msg.contains("delegated (confirmed")))
+        .map(|(t, _)| *t)
+        .unwrap();
+    assert!(confirmed - back <= 500, "{}", confirmed - back);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert!(
+        !w.kernel.iter().any(|r| r.dst.prefix_len() == 128
+            && r.is_ours()
+            && r.dst.addr() == ip("2001:db8:100::1")),
+        "the hub route is gone again"
+    );
+}
+
+#[test]
+fn announce_mtu_off_puts_the_lan_ipv6_mtu_back() {
+    let w = World::steady(cfg());
+    assert_eq!(w.netifd.lan_mtu6, 1420);
+    assert_eq!(
+        count(&w.log, |a| matches!(a, RoamAction::SetIpv6Mtu { .. })),
+        0,
+        "on by default: netifd's copy of the tunnel MTU stays"
+    );
+    let mut c = cfg();
+    c.announce_mtu = false;
+    let w = World::steady(c);
+    assert_eq!(w.netifd.lan_mtu6, 1500);
+    assert_eq!(w.roam.status().lan_mtu, Some(1420), "as last seen");
+    let mut w = w;
+    w.run(6_000, 100);
+    assert_eq!(w.roam.status().lan_mtu, Some(1500));
+    assert!(
+        w.log
+            .iter()
+            .all(|(_, a)| !matches!(a, RoamAction::SetIpv6Mtu { .. })),
+        "once"
+    );
+}
+
+#[test]
+fn removing_the_prefix_withdraws_it_but_keeps_the_routers_own_route() {
+    let mut w = World::steady(cfg());
+    let mut c = cfg();
+    c.prefix = None;
+    let a: Vec<RoamAction> = w
+        .ev(RoamEvent::Configured(c))
+        .into_iter()
+        .filter(|a| is_route(a) || matches!(a, RoamAction::Withdraw { .. }))
+        .collect();
+    assert_eq!(
+        a,
+        vec![
+            RoamAction::DelRoute(split("2001:db8:100:1::/64")),
+            RoamAction::Withdraw {
+                prefix: prefix(),
+                seq: 2
+            },
+        ]
+    );
+    w.run(5_000, 100);
+    assert!(w.kernel.contains(&split("2001:db8:100::2/128")));
+}
+
+#[test]
+fn a_downstream_address_change_is_looked_at_at_once() {
+    let mut w = World::steady(cfg());
+    // netifd took lan's assignment away (e.g. a reload without ip6assign):
+    // lan's address changes; the look follows within 0.3 s, not 5 s.
+    w.netifd.held = None;
+    let t0 = w.now.mono_ms;
+    w.uplink(LAN, UplinkChange::AddrRemoved(ip("2001:db8:100:1::1")));
+    let log = w.run(1_000, 100);
+    let looks = times(&log, is_look);
+    assert_eq!(looks[0] - t0, 300, "{looks:?}");
+    assert_eq!(count(&log, is_deleg), 1);
+    // Events of other interfaces do not cause looks.
+    let log = w.run(4_000, 100);
+    assert_eq!(count(&log, is_look), 0);
+    w.uplink(WAN, UplinkChange::AddrRemoved(ip("100.64.0.9")));
+    let log = w.run(500, 100);
+    assert_eq!(count(&log, is_look), 0);
+}
+
+#[test]
+fn delegated_waits_for_odhcpd_to_announce_it() {
+    let mut w = World::new(cfg());
+    w.netifd.announcing = false;
+    w.observe();
+    w.dump();
+    w.run(900, 100);
+    assert_eq!(
+        w.roam.status().delegation,
+        Delegation::Pending(prefix()),
+        "netifd assigned it, odhcpd has not sent an RA with it yet"
+    );
+    w.netifd.announcing = true;
+    w.run(600, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert_eq!(w.netifd.adds, 1, "not asked twice for that");
+}
+
+#[test]
+fn a_carrier_netifd_dropped_with_the_device_is_re_added_only_when_the_device_is_back() {
+    let mut w = World::steady(cfg());
+    // wireguard.sh teardown: the device goes, netifd drops the carrier and
+    // leaves lan's address deprecated.
+    w.netifd.held = None;
+    w.netifd
+        .deprecated
+        .push(("2001:db8:100:1::1".parse().unwrap(), 64));
+    w.ev(RoamEvent::Observed(None));
+    w.uplink(TUN, UplinkChange::LinkGone);
+    let from = w.log.len();
+    for _ in 0..6 {
+        w.advance(500);
+        w.ev(RoamEvent::Observed(None));
+        w.ev(RoamEvent::Tick);
+    }
+    assert_eq!(
+        count(&w.log[from..], is_deleg),
+        0,
+        "no add while the device is missing"
+    );
+    assert!(
+        w.netifd.deprecated.is_empty(),
+        "lan's deprecated address cleaned at once, not at the withdrawal"
+    );
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    // The device is back: added again at once.
+    let snap = TunnelSnapshot {
+        ifindex: TUN,
+        endpoint: Some(sa("198.51.100.2:51820")),
+        last_handshake: w.handshake,
+        rx: w.rx,
+        tx: w.tx,
+    };
+    w.ev(RoamEvent::Observed(Some(snap)));
+    let log = w.run(1_000, 100);
+    assert_eq!(count(&log, is_deleg), 1);
+}
+
+#[test]
+fn a_lan_mtu_netifd_reset_to_the_links_is_lowered_again() {
+    let mut w = World::steady(cfg());
+    // netifd (re)set the LAN device up after copying the tunnel's MTU.
+    w.netifd.lan_mtu6 = 1500;
+    let log = w.run(6_000, 100);
+    let sets: Vec<&RoamAction> = log
+        .iter()
+        .map(|(_, a)| a)
+        .filter(|a| matches!(a, RoamAction::SetIpv6Mtu { .. }))
+        .collect();
+    assert_eq!(
+        sets,
+        vec![&RoamAction::SetIpv6Mtu {
+            device: "br-lan".into(),
+            mtu: 1420
+        }]
+    );
+    assert_eq!(w.netifd.lan_mtu6, 1420);
+}
+
+#[test]
+fn the_problem_follows_the_current_look_not_an_old_error() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.observe();
+    w.dump();
+    let seq = w
+        .log
+        .iter()
+        .find_map(|(_, a)| match a {
+            RoamAction::Delegate { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .unwrap();
+    w.ev(RoamEvent::DelegationFailed {
+        seq,
+        error: "netifd is not running (…; ubus object network missing) — /etc/init.d/network start"
+            .into(),
+    });
+    w.run(3_100, 100);
+    assert!(
+        w.roam
+            .status()
+            .delegation_problem
+            .as_deref()
+            .unwrap()
+            .starts_with("netifd is not running")
+    );
+    // netifd is back and holds it, but odhcpd stays silent (its RA table
+    // is empty after the restart).
+    w.netifd.accepts = true;
+    w.netifd.announcing = false;
+    w.run(10_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("odhcpd is not announcing 2001:db8:100:1::/64 on br-lan — /etc/init.d/odhcpd reload")
+    );
+    w.netifd.announcing = true;
+    w.run(1_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    assert!(w.roam.status().delegation_problem.is_none());
+}
+
+#[test]
+fn a_route_add_that_failed_while_the_tunnel_was_down_is_retried_when_it_is_up() {
+    let mut w = World::steady(cfg());
+    // netifd restarted: our routes flushed, and the add fails while the
+    // link bounces.
+    w.kernel.retain(|r| !r.is_ours());
+    w.apply_routes = false;
+    w.uplink(TUN, UplinkChange::LinkDown);
+    w.dump();
+    w.run(1_000, 100);
+    w.apply_routes = true;
+    let mut log = w.uplink(TUN, UplinkChange::LinkUp);
+    log.extend(w.dump());
+    assert_eq!(
+        log.iter()
+            .filter(|a| matches!(a, RoamAction::AddRoute(_)))
+            .count(),
+        2,
+        "at once, not after {ROUTE_RETRY_MS} ms"
+    );
+}
+
+#[test]
+fn a_new_delegation_adapter_is_checked_and_asked_at_once() {
+    let mut w = World::steady(cfg());
+    // Reloaded with another way to delegate: nothing holds it there yet.
+    w.netifd.held = None;
+    w.roam.look_soon(w.now);
+    assert_eq!(w.roam.status().delegation, Delegation::Pending(prefix()));
+    let t0 = w.now.mono_ms;
+    let log = w.run(1_000, 100);
+    let t = times(&log, is_deleg);
+    assert_eq!(t.len(), 1);
+    assert!(t[0] - t0 <= 300);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+}
+
+#[test]
+fn a_transient_blocker_while_the_user_fixes_things_is_not_reported() {
+    let mut w = World::new(cfg());
+    w.netifd.accepts = false;
+    w.netifd.problem = Some("network.lan: no ip6assign; …".into());
+    w.observe();
+    w.dump();
+    w.run(10_000, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("network.lan: no ip6assign; …")
+    );
+    // The user commits ip6assign and reloads: netifd assigns, odhcpd's RA
+    // follows ~1 s later; meanwhile the look sees "not announcing".
+    w.netifd.accepts = true;
+    w.netifd.held = Some(prefix());
+    w.netifd.announcing = false;
+    let from = w.log.len();
+    w.run(1_000, 100);
+    w.netifd.announcing = true;
+    w.run(1_000, 100);
+    assert_eq!(w.roam.status().delegation, Delegation::Delegated(prefix()));
+    let warns = warns_with(&w.log[from..], "delegation problem");
+    assert_eq!(warns, 0, "nobody is told to reload odhcpd for a 1 s lag");
+    // A blocker that lasts is reported, also when it replaces another.
+    w.netifd.announcing = false;
+    w.uplink(LAN, UplinkChange::AddrRemoved(ip("2001:db8:100:1::1")));
+    w.run(8_000, 100);
+    assert_eq!(
+        w.roam.status().delegation_problem.as_deref(),
+        Some("odhcpd is not announcing 2001:db8:100:1::/64 on br-lan — /etc/init.d/odhcpd reload")
+    );
 }

@@ -324,6 +324,19 @@ impl UciStore for UciCli {
         let out = self.run_ok(&["changes", package], None, package)?;
         Ok(parse::logical_lines(&out))
     }
+
+    fn revert(&self, package: &str, section: &str, option: &str) -> Result<()> {
+        Self::check_package(package, "revert")?;
+        let ok =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok(section) || !ok(option) {
+            return Err(UciError::new(format!(
+                "uci revert: invalid name '{package}.{section}.{option}'"
+            )));
+        }
+        let target = format!("{package}.{section}.{option}");
+        self.run_ok(&["revert", &target], None, package).map(drop)
+    }
 }
 
 #[cfg(test)]

@@ -448,6 +448,9 @@ pub trait UciStore {
     fn commit(&self, package: &str) -> Result<()>;
     /// `package`'s staged changes, one `uci changes` line each.
     fn pending(&self, package: &str) -> Result<Vec<String>>;
+    /// Drops every staged change of one option (`uci revert
+    /// package.section.option`); the committed value is untouched.
+    fn revert(&self, package: &str, section: &str, option: &str) -> Result<()>;
 }
 
 macro_rules! forward_store {
@@ -464,6 +467,9 @@ macro_rules! forward_store {
             }
             fn pending(&self, package: &str) -> Result<Vec<String>> {
                 (**self).pending(package)
+            }
+            fn revert(&self, package: &str, section: &str, option: &str) -> Result<()> {
+                (**self).revert(package, section, option)
             }
         }
     )*};
@@ -623,6 +629,40 @@ impl UciStore for MemoryUci {
             )));
         }
         Ok(st.pending.get(package).cloned().unwrap_or_default())
+    }
+
+    fn revert(&self, package: &str, section: &str, option: &str) -> Result<()> {
+        let mut st = self.lock();
+        let Some(committed) = st.committed.get(package).cloned() else {
+            return Err(UciError::new(format!(
+                "uci revert {package}.{section}.{option}: package not found"
+            )));
+        };
+        let key = format!("{package}.{section}.{option}");
+        if let Some(lines) = st.pending.get_mut(package) {
+            lines.retain(|l| {
+                let l = l.strip_prefix('-').unwrap_or(l);
+                !(l == key
+                    || l.starts_with(&format!("{key}="))
+                    || l.starts_with(&format!("{key}+=")))
+            });
+        }
+        let was = parse::find_section(&committed, section).and_then(|s| s.get(option).cloned());
+        if let Some(staged) = st.staged.get_mut(package)
+            && let Some(sec) = staged
+                .iter_mut()
+                .find(|s| s.name.as_deref() == Some(section) || s.reference() == section)
+        {
+            match (sec.options.iter().position(|(n, _)| n == option), was) {
+                (Some(i), Some(v)) => sec.options[i].1 = v,
+                (Some(i), None) => {
+                    sec.options.remove(i);
+                }
+                (None, Some(v)) => sec.options.push((option.to_string(), v)),
+                (None, None) => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -55,8 +55,10 @@ restart_round() {
   done
   took=$(($(agent_ms) - start))
   t "round $n: inbound ping from inet to the LAN client works again, ${took} ms after r1's packet"
-  why=$(agent_hub_status | jq -r '.interfaces[0].peers[0].last_change.why')
-  [ "$why" = index ] || fail "round $n: last_change.why is '$why', expected index"
+  # The kernel confirms the endpoint the agent set (its handshake completed
+  # there): only then is it the agent's endpoint, and staged (next poll).
+  why_is_index() { [ "$(agent_hub_status | jq -r '.interfaces[0].peers[0].last_change.why')" = index ]; }
+  lab_wait_for 1 why_is_index || fail "round $n: last_change.why is '$(agent_hub_status | jq -r '.interfaces[0].peers[0].last_change.why')', expected index"
   [ "$(lab_r2_endpoint)" = "$LAB_NAT_OUT4:$p2" ] || fail "kernel endpoint is $(lab_r2_endpoint)"
   lab_wait_for 1 agent_hub_uci_is endpoint_port "$p2" || fail "uci not staged with :$p2"
   [ "$took" -le 1000 ] || fail "round $n: recovery took ${took} ms (> 1000 ms)"

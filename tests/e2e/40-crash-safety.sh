@@ -61,7 +61,7 @@ uci_r2() { "$(agent_uci_bin)" -c "$LAB_DIR/r2/etc" -t "$LAB_DIR/r2/save" "$@"; }
 check_files() {
   local when=$1 d=$LAB_DIR/r2 err dups n
   if [ -e "$d/state.json" ]; then
-    jq -e '.version == 1 and (.peers | type == "array")' "$d/state.json" >/dev/null ||
+    jq -e '.version == 2 and (.peers | type == "array")' "$d/state.json" >/dev/null ||
       fail "$when: state.json does not parse: $(head -c 200 "$d/state.json")"
   fi
   if [ -e "$d/run/status.json" ]; then

@@ -92,7 +92,7 @@ log=$LAB_DIR/logs/agent-r2.log
 # started a handshake or carried a session the restarted link lost, through the
 # initiation or the session index: any of these is a move.
 follows=$(grep -cE ' \((kernel|initiation|index)\)$' "$log" || true)
-restores=$(grep -c ' (restored)$' "$log" || true)
+restores=$(grep -cE ' \(restored(: [^)]*)?\)$' "$log" || true)
 t "log: $follows moves (kernel/initiation/index), $restores restores, $(wc -l <"$log") lines"
 [ "$follows" -ge "$moved" ] || fail "only $follows moves for $moved port changes"
 [ "$restores" -ge "$moved" ] || fail "only $restores restores for $moved restarts with a stale port"

@@ -272,12 +272,22 @@ EOF2
 nat_unblock_wireguard() { ip netns exec wgr-nat nft delete table ip wgr_block 2>/dev/null || true; }
 
 # agent_roam_setup_uci [EXTRA...]: OpenWrt mode for r1: a uci tree (network with
-# wg1, its hub peer section and lan) and a ubus stand-in that records every command
-# line into $LAB_DIR/r1/ubus.log (there is no ubusd in any registry).
+# wg1, its hub peer section and lan) and the netifd/odhcpd model
+# (tests/netifd-model): its `ubus` is what the agent gets as WGROAM_UBUS_BIN, its
+# netifd reads the same uci tree (save dir included) with the real uci tool, and its
+# odhcpd drives a real radvd on r1's LAN device, so the LAN client gets real RAs.
+# EXTRA lines go into the agent's interface section. Environment:
+#   NETIFD_MODEL_HANDLER  sh (default: OpenWrt's wireguard.sh) or ucode (wireguard.uc)
+#   R1_LAN_IP6ASSIGN      lan's ip6assign (default 64; "none": no such option)
+#   R1_ODHCPD             1 (default) runs the odhcpd model, 0 leaves it stopped
+# r1's LAN address 2001:db8:100:1::1 (lab default) is removed: netifd owns lan's IPv6
+# addresses (it adds the assignment's ::1). No ULA on lan.
 agent_roam_setup_uci() {
-  local d=$LAB_DIR/r1 line
+  local d=$LAB_DIR/r1 line uci assign=${R1_LAN_IP6ASSIGN:-64}
   mkdir -p "$d/etc" "$d/save" "$d/run" "$d/bin" || return 1
-  cat >"$d/etc/network" <<EOF2 || return 1
+  uci=$(agent_uci_bin) || return 1
+  {
+    cat <<EOF2
 config interface 'wan'
 	option device 'wan'
 	option proto 'dhcp'
@@ -287,6 +297,9 @@ config interface 'lan'
 	option proto 'static'
 	option ipaddr '$LAB_R1_LAN4'
 	option netmask '255.255.255.0'
+EOF2
+    if [ "$assign" != none ]; then printf "\toption ip6assign '%s'\n" "$assign"; fi
+    cat <<EOF2
 
 config interface 'wg1'
 	option proto 'wireguard'
@@ -299,12 +312,19 @@ config wireguard_wg1 'hub'
 	option endpoint_port '$LAB_R2_PORT'
 	list allowed_ips '::/0'
 EOF2
+  } >"$d/etc/network" || return 1
+  ip -n wgr-r1 -6 addr del "$LAB_R1_LAN6/64" dev lan 2>/dev/null || true
   cat >"$d/bin/ubus" <<EOF2 || return 1
 #!/bin/sh
-echo "ubus \$*" >>"$d/ubus.log"
+exec /usr/bin/python3 '$_agent_root/tests/netifd-model/netifd_model.py' ubus '$d/model' "\$@"
 EOF2
-  chmod +x "$d/bin/ubus"
-  : >"$d/ubus.log"
+  chmod +x "$d/bin/ubus" || return 1
+  lab_exec r1 /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" init "$d/model" \
+    --uci "$uci" --confdir "$d/etc" --savedir "$d/save" \
+    --handler "${NETIFD_MODEL_HANDLER:-sh}" || return 1
+  lab_spawn netifd-model r1 /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" \
+    netifd "$d/model" || return 1
+  if [ "${R1_ODHCPD:-1}" = 1 ]; then r1_odhcpd_start || return 1; fi
   {
     echo "config agent 'agent'"
     echo "	option role 'roam'"
@@ -318,6 +338,35 @@ EOF2
   } >"$d/wgroam.conf" || return 1
 }
 
+# r1_odhcpd_start / r1_odhcpd_stop: the odhcpd model (its `dhcp` ubus object exists
+# only while it runs; its radvd goes with it).
+r1_odhcpd_start() {
+  lab_spawn odhcpd-model r1 /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" \
+    odhcpd "$LAB_DIR/r1/model" || return 1
+  lab_wait_for 5 test -s "$LAB_DIR/r1/model/ipv6ra.json" ||
+    { echo "odhcpd model did not start: $(cat "$(lab_log odhcpd-model)")" >&2; return 1; }
+}
+r1_odhcpd_stop() { lab_stop odhcpd-model; }
+
+# r1_netifd_restart: /etc/init.d/network restart on r1 (model: flushes IPv6 addresses
+# and routes, forgets dynamic interfaces). r1_odhcpd_reload: /etc/init.d/odhcpd reload.
+r1_netifd_restart() {
+  lab_exec r1 /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" ctl "$LAB_DIR/r1/model" restart-netifd
+}
+r1_odhcpd_reload() { kill -HUP "$(lab_pid odhcpd-model)"; }
+
+# r1_ubus ARGS...: the model's ubus, in r1 (as a user on the router would type it).
+r1_ubus() { lab_exec r1 "$LAB_DIR/r1/bin/ubus" "$@"; }
+
+# r1_model_events [KIND...]: what the model recorded (JSON lines), e.g. link-recreated.
+r1_model_events() {
+  /usr/bin/python3 "$_agent_root/tests/netifd-model/netifd_model.py" ctl "$LAB_DIR/r1/model" events "$@"
+}
+
+# ra_json CAPTURE_NAME: the router advertisements of a lab_capture_start capture (made
+# with -vvv) as JSON lines (tests/lab/ra_capture.py).
+ra_json() { /usr/bin/python3 "$_agent_root/tests/lab/ra_capture.py" <"$(lab_capture_file "$1")"; }
+
 agent_roam_start_uci() {
   local bin uci d=$LAB_DIR/r1
   bin=$(agent_bin) || return 1
@@ -329,3 +378,37 @@ agent_roam_start_uci() {
 
 # r1_uci ARGS...: the real uci tool on r1's tree (committed + staged).
 r1_uci() { "$(agent_uci_bin)" -c "$LAB_DIR/r1/etc" -t "$LAB_DIR/r1/save" "$@"; }
+
+# r1_rehandshake: r1 forgets its session with r2 (the hub peer is removed and added
+# again with its configuration, as a restart of r1's WireGuard does); its next packet
+# starts a new handshake with a fresh timestamp.
+r1_rehandshake() {
+  local pub ka
+  pub=$(lab_r2_pubkey) || return 1
+  ka=$(cat "$LAB_DIR/keepalive") || return 1
+  ip netns exec wgr-r1 wg set wg1 peer "$pub" remove &&
+    ip netns exec wgr-r1 wg set wg1 peer "$pub" endpoint "$LAB_R2_WAN4:$LAB_R2_PORT" \
+      allowed-ips ::/0 persistent-keepalive "$ka"
+}
+
+# record_r1_start / record_r1_stop INIT_HEX TRANSPORT_HEX: an attacker on r1's path
+# records r1's handshake initiations and transport packets to the hub (pcap on r2's
+# WAN), then writes each kind as hex lines (see spoof.py extract).
+record_r1_start() {
+  lab_spawn tcpdump-rec r2 tcpdump --immediate-mode -n -U -i wan -w "$LAB_DIR/rec.pcap" \
+    "src host $LAB_NAT_OUT4 and udp dst port 51820 and (udp[8] = 1 or udp[8] = 4)"
+  lab_wait_for 5 test -s "$LAB_DIR/rec.pcap"
+}
+record_r1_stop() {
+  sleep 0.2
+  lab_stop tcpdump-rec
+  python3 "$_agent_root/tests/e2e/spoof.py" extract "$LAB_DIR/rec.pcap" "$1" "$2"
+}
+
+# endpoint_sampler_start / endpoint_sampler_stop: r2's kernel endpoint of r1, read
+# every 20 ms into $LAB_DIR/endpoints.log (one line per read).
+endpoint_sampler_start() {
+  : >"$LAB_DIR/endpoints.log"
+  lab_spawn sampler r2 sh -c "while :; do wg show wg0 endpoints >>'$LAB_DIR/endpoints.log' 2>/dev/null; sleep 0.02; done"
+}
+endpoint_sampler_stop() { lab_stop sampler; }

@@ -126,11 +126,14 @@ if [ "$ep" = "$NAT_OUT4:$np" ] && [ "$np" != "$p1" ]; then
 else
   fail "r2's kernel endpoint is '$ep'; the NAT maps r1:40002 to ':$np' (old :$p1)"
 fi
-if grep -qF "endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:$p2 (index)" "/tmp/$AGENT.log"; then
+# Confirmed (and staged) when the hub's handshake there completes: the next poll.
+if wait_file_has 2 "/tmp/$AGENT.log" "endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:$p2 (index)"; then
   pass "agent logged the move to :$p2 as (index)"
 else
   fail "agent log has no line 'endpoint $NAT_OUT4:$p1 -> $NAT_OUT4:$p2 (index)'"
 fi
+why_is_index() { [ "$(agent_field why)" = index ]; }
+wait_for 2 why_is_index || true
 why=$(agent_field why)
 if [ "$why" = index ]; then pass "agent: last_change.why is index"; else fail "agent: last_change.why is '$why', expected index"; fi
 ns r2 wgroam status --state-dir "$STATE" | sed 's/^/  /'
