@@ -35,7 +35,7 @@ pub fn invite(a: &InviteArgs, uci: UciCli) -> i32 {
     };
     let state_dir = a.state_dir.clone().unwrap_or(cfg.state_dir.clone());
     if a.list {
-        return list(&state_dir);
+        return list(&state_dir, a.json);
     }
     if let Some(name) = &a.revoke {
         return revoke(&state_dir, name);
@@ -199,12 +199,36 @@ pub fn invite(a: &InviteArgs, uci: UciCli) -> i32 {
     0
 }
 
-fn list(state_dir: &Path) -> i32 {
+fn list(state_dir: &Path, json: bool) -> i32 {
     let store = match lock(state_dir) {
         Ok(s) => s,
         Err(e) => return fail(1, &format!("cannot open the invite store: {e}")),
     };
     let now = now_wall();
+    if json {
+        // [{name, interface, state (pending|expired|revoked|used), expires, prefix?, tunnel_addr?}]
+        let v: Vec<serde_json::Value> = store
+            .invites
+            .iter()
+            .map(|v| {
+                let mut o =
+                    serde_json::json!({"name": v.name, "interface": v.iface, "expires": v.expires});
+                o["state"] = match &v.state {
+                    InviteState::Pending if now >= v.expires => "expired".into(),
+                    InviteState::Pending => "pending".into(),
+                    InviteState::Revoked => "revoked".into(),
+                    InviteState::Redeemed { grant, .. } => {
+                        o["prefix"] = grant.prefix.to_string().into();
+                        o["tunnel_addr"] = grant.tunnel_addr.to_string().into();
+                        "used".into()
+                    }
+                };
+                o
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return 0;
+    }
     for v in &store.invites {
         let state = match &v.state {
             InviteState::Pending if now >= v.expires => "expired".to_string(),

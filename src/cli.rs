@@ -107,6 +107,9 @@ pub struct Invite {
     /// revoke a pending invite by name
     #[argh(option)]
     pub revoke: Option<String>,
+    /// with --list: machine-readable JSON (for the LuCI app)
+    #[argh(switch)]
+    pub json: bool,
     /// config file, default /etc/config/wgroam
     #[argh(option)]
     pub config: Option<PathBuf>,

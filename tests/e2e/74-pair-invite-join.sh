@@ -85,6 +85,8 @@ lab_wait_for 5 sh -c "! kill -0 $(agent_hub_pid) 2>/dev/null" || fail "hub agent
 refused "hub unreachable" "no answer from the hub" "$tok"
 agent_hub_start
 pair_invite --list | grep -q "^later  wg0  pending" || fail "list: $(pair_invite --list)"
+[ "$(pair_invite --list --json | jq -r '.[] | select(.name == "altered") | .state')" = revoked ] ||
+  fail "list --json: $(pair_invite --list --json)"
 
 # --- join ---------------------------------------------------------------------
 t0=$(agent_ms)
