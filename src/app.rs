@@ -16,19 +16,50 @@ use crate::wg::{System, WireGuard};
 
 /// Exit codes: 0 fine, 1 runtime failure, 2 bad config or usage, 3 not running.
 pub fn main() -> i32 {
-    let args: Args = argh::from_env();
+    let args: Args = parse_args();
     if args.version {
         println!("wgroam {}", env!("WGROAM_PKG_VERSION"));
         return 0;
     }
     let Some(cmd) = args.cmd else {
-        eprintln!("wgroam: no command; expected run, status or check (see wgroam --help)");
+        eprintln!(
+            "wgroam: no command; expected run, status, check, invite or join (see wgroam --help)"
+        );
         return 2;
     };
     match cmd {
         Cmd::Run(r) => run(&r, &args.uci_confdir, &args.uci_savedir),
         Cmd::Status(s) => status(&s),
         Cmd::Check(c) => check(&c, &args.uci_confdir, &args.uci_savedir),
+        Cmd::Invite(i) => {
+            crate::app_pair::invite(&i, uci_for(&args.uci_confdir, &args.uci_savedir))
+        }
+        Cmd::Join(j) => crate::join::join(&j, uci_for(&args.uci_confdir, &args.uci_savedir)),
+    }
+}
+
+/// `argh::from_env`, except that `join -` (the invite from stdin) gets
+/// through: argh takes a lone `-` for an unknown option.
+fn parse_args() -> Args {
+    let raw: Vec<String> = crate::join::stdin_arg(std::env::args().collect());
+    let strs: Vec<&str> = raw.iter().map(String::as_str).collect();
+    let (cmd, rest) = strs
+        .split_first()
+        .map_or(("wgroam", &[][..]), |(c, r)| (*c, r));
+    let name = std::path::Path::new(cmd)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(cmd);
+    match <Args as argh::FromArgs>::from_args(&[name], rest) {
+        Ok(a) => a,
+        Err(argh::EarlyExit { output, status }) => {
+            if status.is_ok() {
+                println!("{output}");
+                std::process::exit(0);
+            }
+            eprintln!("{output}\nRun {name} --help for more information.");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -91,8 +122,10 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
     };
     let result = match cfg.role {
         Role::Hub => {
-            let net = network(&cfg, uci);
-            let rt = HubRuntime::new(cfg, System, net, signals::now());
+            let net = network(&cfg, uci.clone());
+            // The redeem listener opens a socket per interface with a pool
+            // (none without); SIGHUP re-opens it for the new config.
+            let rt = HubRuntime::new(cfg, System, net, signals::now()).with_pairing(uci);
             run_hub(rt, &signals, &reload)
         }
         Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())
@@ -153,6 +186,12 @@ fn check_hub(problems: &mut Vec<String>, i: &config::Interface, net: Option<&dyn
             }
             Err(e) => problems.push(e),
         }
+    }
+    if let Some(p) = i.pair {
+        println!(
+            "{}: would hand out /{} prefixes of {} to paired travel routers (redeem on UDP {})",
+            i.ifname, p.size, p.pool, p.redeem_port
+        );
     }
     if i.capture {
         match crate::capture_hub::probe(i.capture_device.as_deref()) {

@@ -43,6 +43,8 @@ pub struct Interface {
     pub roam: RoamOptions,
     /// Hub: peer-prefix routes, forwarding, relay policy, NDP proxy.
     pub net: HubNet,
+    /// Hub: pairing pool and redeem port (`None` without `pool`).
+    pub pair: Option<PairOptions>,
 }
 
 /// A validated configuration.
@@ -97,6 +99,9 @@ const INTERFACE_OPTIONS: &[&str] = &[
     "forwarding",
     "relay",
     "ndp_proxy",
+    "pool",
+    "pool_size",
+    "redeem_port",
 ];
 
 /// A value as shown in a problem line: control characters (newlines, escape
@@ -484,6 +489,10 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
         }
         seen.push(ifname.clone());
         let net = hub_net(&mut r, &ifname);
+        let pair = match cfg.role {
+            Role::Hub => pair_opts::read(&mut r),
+            Role::Roam => None,
+        };
         cfg.interfaces.push(Interface {
             name,
             ifname,
@@ -492,6 +501,7 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
             capture_device,
             roam,
             net,
+            pair,
         });
     }
     for sec in sections {
@@ -519,6 +529,10 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
 #[path = "config_roam.rs"]
 mod roam_opts;
 pub use roam_opts::{DelegateVia, ROAM_OPTIONS, RoamOptions};
+
+#[path = "config_pair.rs"]
+mod pair_opts;
+pub use pair_opts::PairOptions;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

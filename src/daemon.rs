@@ -49,6 +49,8 @@ pub struct HubRuntime<W: WireGuard> {
     last_status_ms: u64,
     /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
     relay: crate::relay::HubRelay,
+    /// Pairing: the redeem listener (interfaces with a `pool`).
+    pairing: Option<(crate::pairing::RedeemListener, crate::uci::UciCli)>,
     /// Each interface's public key as last read (part of its link identity).
     wg_public: HashMap<String, Option<crate::core::PublicKey>>,
 }
@@ -73,6 +75,7 @@ impl<W: WireGuard> HubRuntime<W> {
             staged: Vec::new(),
             last_status_ms: 0,
             relay: crate::relay::HubRelay::system(),
+            pairing: None,
             wg_public: HashMap::new(),
         };
         rt.load_uci_peers(now);
@@ -89,6 +92,13 @@ impl<W: WireGuard> HubRuntime<W> {
             self.captures.clear();
         }
         self.cfg = cfg;
+        if let Some((l, uci)) = self.pairing.take() {
+            drop(l);
+            self.pairing = Some((
+                crate::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
+                uci,
+            ));
+        }
         self.load_uci_peers(now);
         emit(Level::Notice, "config reloaded");
     }
@@ -149,7 +159,11 @@ impl<W: WireGuard> HubRuntime<W> {
             // at most RETIRE_TOV_MS after its first frame (one jiffy more at a
             // low HZ): wait that long first, so a packet that arrived just
             // before the read is not missed. All of it, bounded.
-            if self.captures.get(&i.ifname).is_some_and(|c| c.fd().is_some()) {
+            if self
+                .captures
+                .get(&i.ifname)
+                .is_some_and(|c| c.fd().is_some())
+            {
                 std::thread::sleep(std::time::Duration::from_millis(
                     u64::from(2 * crate::capture::ring::RETIRE_TOV_MS) + 4,
                 ));
@@ -360,6 +374,34 @@ impl<W: WireGuard> HubRuntime<W> {
         }
     }
 
+    /// Listens for pairing redeems (issue 14) on the interfaces with a pool.
+    pub fn with_pairing(mut self, uci: crate::uci::UciCli) -> Self {
+        self.pairing = Some((
+            crate::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
+            uci,
+        ));
+        self
+    }
+
+    fn pairing_fds(&self) -> Vec<RawFd> {
+        self.pairing
+            .as_ref()
+            .map(|(l, _)| l.fds())
+            .unwrap_or_default()
+    }
+
+    /// Answers the redeems waiting on listener `idx`; a new peer is read
+    /// from uci at once so its endpoint is followed like any other's.
+    fn redeem(&mut self, now: Now, idx: usize) {
+        let Some((l, _)) = self.pairing.as_mut() else {
+            return;
+        };
+        if l.drain(idx, &self.wg, now.wall) {
+            self.load_uci_peers(now);
+            self.status_dirty = true;
+        }
+    }
+
     pub fn poll_ms(&self) -> u64 {
         self.cfg.poll_ms
     }
@@ -408,6 +450,8 @@ pub fn run_hub<W: WireGuard>(
         fds.extend(links.as_ref().map(|l| l.fd()));
         let first_cap = fds.len();
         fds.extend(caps.iter().map(|(fd, _)| *fd));
+        let first_pair = fds.len();
+        fds.extend(rt.pairing_fds());
         let timeout = next_poll.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
         let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
         let now = signals::now();
@@ -420,6 +464,9 @@ pub fn run_hub<W: WireGuard>(
             if ready[first_cap + i] {
                 rt.drain_capture(now, name);
             }
+        }
+        for (i, _) in ready[first_pair..].iter().enumerate().filter(|(_, r)| **r) {
+            rt.redeem(now, i);
         }
         if rt.hub.take_observe_soon() {
             // An unproven or replayed initiation: if the kernel took it (it

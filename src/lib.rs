@@ -5,6 +5,7 @@
 //! adapter behind a small trait so the core can be driven by fakes in tests.
 
 pub mod app;
+pub mod app_pair;
 pub mod bpf;
 pub mod capture;
 pub mod capture_hub;
@@ -17,12 +18,15 @@ pub mod daemon;
 pub mod delegation;
 pub mod handshake;
 pub mod health;
+pub mod join;
 pub mod linkwatch;
 pub mod logging;
 pub mod ndp;
 pub mod network;
+pub mod pairing;
 pub mod persist;
 pub mod probe;
+pub mod qr;
 pub mod relay;
 pub mod roam_runtime;
 pub mod rtnl;

@@ -81,6 +81,18 @@ pub trait WireGuard {
         key: &PublicKey,
         endpoint: Option<SocketAddr>,
     ) -> io::Result<()>;
+    /// Adds a new peer live (pairing), leaving every other peer's session
+    /// alone; a peer with this key already there gets these allowed IPs.
+    fn add_peer(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        allowed_ips: &[(std::net::IpAddr, u8)],
+    ) -> io::Result<()> {
+        let _ = (ifname, choice, key, allowed_ips);
+        Err(io::Error::other("adding peers is not supported here"))
+    }
 }
 
 /// The real thing.
@@ -389,6 +401,25 @@ impl WireGuard for System {
             .add_peer(PeerConfigBuilder::new(&Key(key.0)).remove())
             .add_peer(again);
         apply_userspace(ifname, update)
+    }
+
+    fn add_peer(
+        &self,
+        ifname: &str,
+        choice: BackendChoice,
+        key: &PublicKey,
+        allowed_ips: &[(std::net::IpAddr, u8)],
+    ) -> io::Result<()> {
+        let d = get(ifname, choice)?.ok_or_else(|| no_interface(ifname))?;
+        let mut b = PeerConfigBuilder::new(&Key(key.0)).replace_allowed_ips();
+        for (a, l) in allowed_ips {
+            b = b.add_allowed_ip(*a, *l);
+        }
+        if d.backend == Backend::Kernel {
+            let peer = b.into_peer_config().to_nla(WGPEER_F_REPLACE_ALLOWEDIPS);
+            return kernel_send(kernel_set_request(ifname, vec![peer]));
+        }
+        apply_userspace(ifname, DeviceUpdate::new().add_peer(b))
     }
 }
 

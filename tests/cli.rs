@@ -118,7 +118,7 @@ fn no_command_is_a_usage_error_with_a_one_line_hint() {
     assert_eq!(text(&o.stdout), "");
     let l = one_line(&text(&o.stderr), "no command");
     assert!(l.contains("no command"), "{l}");
-    assert!(l.contains("run, status or check"), "{l}");
+    assert!(l.contains("run, status, check, invite or join"), "{l}");
     assert!(l.contains("--help"), "{l}");
 }
 
@@ -266,6 +266,17 @@ fn check_of_a_bad_config_exits_2() {
     assert!(
         text(&o.stderr).contains("wgroam.agent.role: 'hubb' is not valid; expected hub or roam")
     );
+}
+
+#[test]
+fn join_refuses_a_bad_invite_with_one_line_and_exit_2() {
+    for bad in ["hello", "wgroam1:AAAA", "-"] {
+        let o = wgroam(&["join", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert_eq!(text(&o.stdout), "");
+        let l = one_line(&text(&o.stderr), bad);
+        assert!(l.starts_with("wgroam join: invite: "), "{l}");
+    }
 }
 
 #[test]
