@@ -63,8 +63,10 @@
 			var v = attrs[k];
 			if (v == null || v === false)
 				return;
-			if (typeof v === 'function' && k.substr(0, 2) === 'on')
-				el.addEventListener(k.substr(2), v);
+			/* as LuCI's dom.attr: a function value is an event listener
+			 * for the event of that name ('click': fn) */
+			if (typeof v === 'function')
+				el.addEventListener(k, v);
 			else
 				el.setAttribute(k, typeof v === 'object' ? JSON.stringify(v) : String(v));
 		});
