@@ -14,8 +14,18 @@
  *    one JSON object (else ubus code 2, UBUS_STATUS_INVALID_ARGUMENT).
  *
  *   node status-page.js --config WGROAM_CONFIG --wgroam BIN --shot PNG
+ *        [--view wgroam/status] [--fill 'SELECTOR|VALUE']... [--click SELECTOR]
+ *        [--wait SELECTOR]... [--accept-dialogs]
  *        [--expect TEXT]... [--expect-attr 'SELECTOR|ATTR|VALUE']...
- *        [--poll] [--width 390]
+ *        [--save-text 'SELECTOR|FILE']... [--poll] [--width 390]
+ *
+ * Steps run in the order given, after the view rendered: --fill types VALUE
+ * into an input, --click clicks (and waits for the rpc calls it starts),
+ * --wait waits for an element (15 s). --save-text writes an element's text
+ * to FILE at the end (e.g. the invite token, for the caller to check).
+ * LuCI's `uqr` module (the QR encoder luci-proto-wireguard uses, vendored
+ * in LuCI from the npm package uqr) is served from tests/luci/node_modules/uqr
+ * wrapped as a LuCI class: uqr.renderSVG(text, opts) -> SVG string.
  *
  * Prints the page text; exit 1 when an expectation fails.
  */
@@ -32,7 +42,7 @@ const app = path.join(root, 'openwrt/luci-app-wgroam');
 const plugin = path.join(root, 'openwrt/files/wgroam.rpcd');
 
 function parseArgs(argv) {
-	const o = { expect: [], expectAttr: [], width: 1024, poll: false };
+	const o = { expect: [], expectAttr: [], width: 1024, poll: false, view: 'wgroam/status', steps: [], saveText: [] };
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i];
 		if (a === '--config') o.config = argv[++i];
@@ -42,6 +52,9 @@ function parseArgs(argv) {
 		else if (a === '--expect-attr') o.expectAttr.push(argv[++i]);
 		else if (a === '--width') o.width = +argv[++i];
 		else if (a === '--poll') o.poll = true;
+		else if (a === '--view') o.view = argv[++i];
+		else if (a === '--fill' || a === '--click' || a === '--wait') o.steps.push([a.slice(2), argv[++i]]);
+		else if (a === '--save-text') o.saveText.push(argv[++i]);
 		else throw new Error('unknown argument ' + a);
 	}
 	if (!o.config || !o.wgroam)
@@ -50,11 +63,11 @@ function parseArgs(argv) {
 }
 
 /* The ACL groups the status menu entry depends on, and what they grant. */
-function loadAcl() {
+function loadAcl(view) {
 	const menu = JSON.parse(fs.readFileSync(path.join(app, 'root/usr/share/luci/menu.d/luci-app-wgroam.json')));
-	const entry = Object.values(menu).find(e => e.action && e.action.path === 'wgroam/status');
+	const entry = Object.values(menu).find(e => e.action && e.action.path === view);
 	if (!entry)
-		throw new Error('menu: no entry for view wgroam/status');
+		throw new Error('menu: no entry for view ' + view);
 	const groups = (entry.depends && entry.depends.acl) || [];
 	const grants = {};
 	for (const f of fs.readdirSync(path.join(app, 'root/usr/share/rpcd/acl.d'))) {
@@ -79,7 +92,7 @@ function runPlugin(env, args, input) {
 async function main() {
 	const o = parseArgs(process.argv.slice(2));
 	const env = Object.assign({}, process.env, { WGROAM_BIN: o.wgroam, WGROAM_CONFIG: o.config });
-	const acl = loadAcl();
+	const acl = loadAcl(o.view);
 	const listed = JSON.parse(runPlugin(env, ['list']).out);
 	const calls = [];
 
@@ -116,6 +129,11 @@ async function main() {
 			return send(200, 'text/html', fs.readFileSync(path.join(__dirname, 'standin/index.html')));
 		if (url === '/luci-static/resources/luci.js')
 			return send(200, 'text/javascript', fs.readFileSync(path.join(__dirname, 'standin/luci.js')));
+		if (url === '/luci-static/resources/uqr.js') {
+			const cjs = fs.readFileSync(path.join(__dirname, 'node_modules/uqr/dist/index.cjs'), 'utf8').replace(/^'use strict';/, '');
+			return send(200, 'text/javascript', "'use strict';\n'require baseclass';\nvar exports = {};\n" + cjs +
+				'\nreturn baseclass.extend({ encode: exports.encode, renderSVG: exports.renderSVG, renderANSI: exports.renderANSI, renderUnicode: exports.renderUnicode });\n');
+		}
 		if (url === '/luci-static/standin.css')
 			return send(200, 'text/css', fs.readFileSync(path.join(__dirname, 'standin/standin.css')));
 		const m = /^\/luci-static\/resources\/([a-z0-9_\/-]+\.js)$/.exec(url);
@@ -140,12 +158,26 @@ async function main() {
 		const errors = [];
 		page.on('pageerror', e => errors.push(String(e)));
 		page.on('console', m => { if (m.type() === 'error') errors.push(m.text()); });
-		await page.goto(base + '/#view=wgroam/status');
+		page.on('dialog', d => d.accept());
+		await page.goto(base + '/#view=' + o.view);
 		await page.waitForFunction(() => window.__viewRendered || window.__viewError, null, { timeout: 15000 });
 		const viewError = await page.evaluate(() => window.__viewError || null);
 		if (viewError) {
 			console.log('FAIL: the view did not render: ' + viewError);
 			failed++;
+		}
+		for (const [kind, arg] of o.steps) {
+			if (kind === 'fill') {
+				const [sel, v] = arg.split('|');
+				await page.fill(sel, v);
+			} else if (kind === 'click') {
+				const n0 = calls.length;
+				await page.click(arg);
+				await page.waitForTimeout(200);
+				console.log('clicked %s (%d rpc call(s): %s)', arg, calls.length - n0, calls.slice(n0).join(', '));
+			} else {
+				await page.waitForSelector(arg, { timeout: 15000 });
+			}
 		}
 		if (o.poll) {
 			/* The refresh: a node rendered now is replaced by the next poll. */
@@ -181,6 +213,11 @@ async function main() {
 		console.log('ubus calls made by the view: %s', Array.from(new Set(calls)).join(', ') || 'none');
 		if (denied.length) { console.log('FAIL: calls outside the ACL: %s', denied.join(', ')); failed++; }
 		if (errors.length) { console.log('FAIL: errors in the page: %s', errors.join(' | ')); failed++; }
+		for (const spec of o.saveText) {
+			const [sel, file] = spec.split('|');
+			const t = await page.evaluate(s => { const el = document.querySelector(s); return el ? el.textContent : ''; }, sel);
+			fs.writeFileSync(file, t);
+		}
 		if (o.shot) {
 			await page.screenshot({ path: o.shot, fullPage: true });
 			console.log('screenshot: %s', o.shot);
