@@ -22,7 +22,8 @@
  * Steps run in the order given, after the view rendered: --fill types VALUE
  * into an input, --click clicks (and waits for the rpc calls it starts),
  * --wait waits for an element (15 s). --save-text writes an element's text
- * to FILE at the end (e.g. the invite token, for the caller to check).
+ * to FILE at the end (e.g. the invite token, for the caller to check);
+ * 'SELECTOR|FILE|html' its innerHTML.
  * LuCI's `uqr` module (the QR encoder luci-proto-wireguard uses, vendored
  * in LuCI from the npm package uqr) is served from tests/luci/node_modules/uqr
  * wrapped as a LuCI class: uqr.renderSVG(text, opts) -> SVG string.
@@ -214,8 +215,8 @@ async function main() {
 		if (denied.length) { console.log('FAIL: calls outside the ACL: %s', denied.join(', ')); failed++; }
 		if (errors.length) { console.log('FAIL: errors in the page: %s', errors.join(' | ')); failed++; }
 		for (const spec of o.saveText) {
-			const [sel, file] = spec.split('|');
-			const t = await page.evaluate(s => { const el = document.querySelector(s); return el ? el.textContent : ''; }, sel);
+			const [sel, file, what] = spec.split('|');
+			const t = await page.evaluate(([s, w]) => { const el = document.querySelector(s); return el ? (w === 'html' ? el.innerHTML : el.textContent) : ''; }, [sel, what]);
 			fs.writeFileSync(file, t);
 		}
 		if (o.shot) {
