@@ -85,8 +85,10 @@ have=
 if [ -f "$luci_tests/node_modules/playwright-core/package.json" ]; then
   have=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$luci_tests/node_modules/playwright-core/package.json" | head -n1)
 fi
-if [ "$have" != "$want" ]; then
-  echo "install-deps: npm ci in tests/luci (playwright-core $want)"
+# uqr: LuCI's QR encoder (vendored in LuCI from this npm package), served
+# to the views by the stand-in (tests/luci/status-page.js).
+if [ "$have" != "$want" ] || [ ! -f "$luci_tests/node_modules/uqr/dist/index.cjs" ]; then
+  echo "install-deps: npm ci in tests/luci (playwright-core $want, uqr)"
   (cd "$luci_tests" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --quiet >/dev/null)
 fi
 echo "install-deps: ok"

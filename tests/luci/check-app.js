@@ -160,6 +160,9 @@ check('self-test: an ACL missing wgroam.status is rejected', compare(used, grant
 const more = clone(acls);
 for (const a of more) for (const g of Object.keys(a)) if (a[g].read && a[g].read.ubus) a[g].read.ubus.file = ['exec'];
 check('self-test: an ACL granting an extra method is rejected', compare(used, grants(more, groups), writesUci).some(p => /file.exec granted but no view uses it/.test(p)));
+const nojoin = clone(acls);
+for (const a of nojoin) for (const g of Object.keys(a)) if (a[g].write && a[g].write.ubus) a[g].write.ubus.wgroam = a[g].write.ubus.wgroam.filter(m => m !== 'join');
+check('self-test: an ACL missing wgroam.join (the Join a hub view) is rejected', compare(used, grants(nojoin, groups), writesUci).some(p => /wgroam.join used but not granted/.test(p)));
 const files = clone(acls);
 for (const a of files) for (const g of Object.keys(a)) if (a[g].read) a[g].read.file = { '/usr/sbin/wgroam': ['exec'] };
 check('self-test: an ACL granting file access is rejected', compare(used, grants(files, groups), writesUci).some(p => /beyond ubus\/uci/.test(p)));
