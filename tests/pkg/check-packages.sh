@@ -345,6 +345,27 @@ check "rpcd plugin: agent not running: one JSON object with its message and exit
   '3 status: the agent (pid 77) is not running; last status at /var/run/wgroam/status.json "x"'
 check "rpcd plugin: an unknown method is refused" \
   sh -c '! echo "{}" | "$@" call frobnicate >/dev/null 2>&1' sh "${SH[@]}" "$plugin"
+# The pairing methods with the packaged binary (when it runs here): what
+# needs no WireGuard device. The full invite -> invites -> revoke cycle and the
+# views: tests/e2e/81-luci-pairing.sh.
+if [ -n "$binary" ] && "$binary" --version >/dev/null 2>&1; then
+  mkdir -p "$tmp/pair/run"
+  printf "config agent 'agent'\n\toption role 'hub'\n\toption state_dir '%s'\n\nconfig interface 'wgpkgnone'\n\toption pool '2001:db8:100::/48'\n" \
+    "$tmp/pair/run" >"$tmp/pair/wgroam"
+  pcall() { printf '%s' "$2" | WGROAM_BIN=$binary WGROAM_CONFIG=$tmp/pair/wgroam "${SH[@]}" "$plugin" call "$1"; }
+  check "rpcd plugin: invites with none made is {\"invites\":[]}" test "$(pcall invites '{}')" = '{"invites":[]}'
+  check "rpcd plugin: revoke of an unknown invite: wgroam's one-line error and exit 2" \
+    test "$(pcall revoke '{"name":"nosuch"}')" = '{"error":"wgroam invite: --revoke: no invite named '"'nosuch'"' (see wgroam invite --list)","exit":2}'
+  check "rpcd plugin: a name with a space is refused naming the field" \
+    test "$(pcall revoke '{"name":"a b"}' | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["exit"], m["error"].split(":")[0])')" = "2 name"
+  check "rpcd plugin: an option smuggled as a value is refused" \
+    test "$(pcall invite '{"name":"--list","endpoint":"h:1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["exit"])')" = 2
+  check "rpcd plugin: invite on a hub whose WireGuard device does not exist: wgroam's error, exit 1" \
+    test "$(pcall invite '{"endpoint":"h.example.org:1"}' | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["exit"], "wgpkgnone" in m["error"] and "\n" not in m["error"])')" = "1 True"
+  check "rpcd plugin: join with a damaged token: wgroam join's error, exit 2" \
+    test "$(pcall join '{"token":"wgroam1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}' | python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["exit"], m["error"].startswith("wgroam join: invite: "))')" = "2 True"
+  check "rpcd plugin: refused calls wrote no invite" test "$(pcall invites '{}')" = '{"invites":[]}'
+fi
 
 # ------------------------------------------------------------ hotplug: iface
 # A live fake agent whose process name is "wgroam", logging the signals it gets.
