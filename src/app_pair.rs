@@ -33,6 +33,9 @@ pub fn invite(a: &InviteArgs, uci: UciCli) -> i32 {
             return 2;
         }
     };
+    // Creating and revoking an invite are logged like the agent's own lines
+    // (`logread -e wgroam`); the token and its secret never are.
+    crate::logging::init(cfg.log_level, false);
     let state_dir = a.state_dir.clone().unwrap_or(cfg.state_dir.clone());
     if a.list {
         return list(&state_dir, a.json);
