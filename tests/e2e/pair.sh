@@ -62,6 +62,12 @@ pair_r3_up() {
     net.ipv6.conf.all.forwarding=1 >/dev/null || return 1
   ip -n wgr-inet link add r3 type veth peer name wan netns wgr-r3 || return 1
   ip -n wgr-inet link set r3 master br0 up || return 1
+  # The new bridge port must not change the internet host's MAC (lab.sh's bridge
+  # trap): r2's neighbour entry would blackhole everything through the hub.
+  if [ "$(ip -n wgr-inet -j link show br0 | jq -r '.[0].address')" != "$LAB_INET_MAC" ]; then
+    echo "pair_r3_up: the internet bridge's MAC changed when r3 was attached" >&2
+    return 1
+  fi
   _lab_ip wgr-r3 <<'EOF2' || return 1
 link set lo up
 link set wan up

@@ -60,6 +60,13 @@
 #   again with probability 1/1000, so tests that need a new port must retry.
 # - In a function called in a condition (`if f`, `f || g`), bash ignores `set -e`;
 #   build steps below therefore check every command explicitly.
+# - A Linux bridge without an explicitly set address takes the lowest MAC of its
+#   ports, so adding a port (pair.sh's second travel router r3) can change the
+#   internet host's MAC. r2's neighbour entry for 2001:db8:ffff::1 keeps the old MAC,
+#   whose frames the host now drops as "other host", until NUD gives up on it (~8-10
+#   s): everything through the hub (r1's and r3's pings) blackholes meanwhile, in
+#   about one run of six (random MACs). A real upstream router's MAC does not change
+#   when a customer connects: br0 gets a fixed address (LAB_INET_MAC).
 
 LAB_DIR=${LAB_DIR:-/run/wgroam-lab}
 LAB_OWNER_FILE=${LAB_OWNER_FILE:-/run/wgroam-lab.owner}
@@ -73,6 +80,8 @@ LAB_WG_IFACES=(wg0 wg1)
 # shellcheck disable=SC2034
 {
   LAB_INET4=198.51.100.1
+  # The internet host's bridge MAC, fixed (see the bridge trap above; literal in lab_up).
+  LAB_INET_MAC=02:77:72:00:00:01
   LAB_INET6=2001:db8:ffff::1
   LAB_R2_WAN4=198.51.100.2
   LAB_R2_WAN6=2001:db8:ffff::2
@@ -391,7 +400,7 @@ _lab_build() {
   # Links. Each pair is created from one side straight into the other namespace.
   _lab_ip wgr-inet <<'EOF' || return 1
 link set lo up
-link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+link add br0 address 02:77:72:00:00:01 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
 link add r2 type veth peer name wan netns wgr-r2
 link add nat type veth peer name wan netns wgr-nat
 link set r2 master br0
