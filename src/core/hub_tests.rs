@@ -1091,3 +1091,24 @@ fn every_completed_handshake_is_written_so_a_restart_can_trust_the_file() {
     );
     assert!(peer(&h).trusted);
 }
+
+#[test]
+fn a_data_roam_made_while_the_agent_was_down_is_confirmed_by_the_next_traffic() {
+    // e2e 40 (kill -9 at a state write): the file holds HOME, trusted; the
+    // kernel roamed to NEW on authenticated data while no agent ran.
+    let (h, t) = confirmed_hub();
+    let mem = memory_of(&h);
+    let mut h = hub_with(mem);
+    let new = "203.0.113.5:30600";
+    let t1 = t.after_ms(3000);
+    observe(&mut h, t1, vec![snap(1, Some(new), Some(t.wall), 400)]);
+    assert_eq!(peer(&h).endpoint, Some(ep(HOME)), "nothing confirmed yet");
+    transport(&mut h, t1.after_ms(100), new, 0xbbbb, 7, 64);
+    let a = observe(
+        &mut h,
+        t1.after_ms(500),
+        vec![snap(1, Some(new), Some(t.wall), 464)],
+    );
+    assert_eq!(peer(&h).endpoint, Some(ep(new)), "actions: {a:?}");
+    assert_eq!(stages(&a), vec![ep(new)]);
+}
