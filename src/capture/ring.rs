@@ -549,8 +549,12 @@ pub(crate) mod tests {
 
     /// A real block of TPACKET_V3 frames, recorded from the kernel (6.18)
     /// by `capture::tests::root_ring_real_block` on a veth in a throw-away
-    /// namespace: see there for what was sent.
+    /// namespace: see there for what was sent. The kernel writes the ring's
+    /// headers in the host's byte order and the recording comes from a
+    /// little-endian host, so big-endian targets (mips under qemu-user) skip it;
+    /// the blocks laid out by `block()` above cover them.
     #[test]
+    #[cfg(target_endian = "little")]
     fn recorded_kernel_block() {
         let block = hex(include_str!(
             "../../tests/fixtures/capture/tpacket_v3_block.hex"
