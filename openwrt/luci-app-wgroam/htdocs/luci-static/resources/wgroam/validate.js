@@ -191,7 +191,7 @@ var rules = {
 		table: number(1, 4294967294),
 		metric: number(1, 4294967295),
 		delegate: function(label, opt, v) {
-			return ['uci', 'radvd', 'off'].indexOf(v) >= 0 || bad(label, opt, v, 'uci, radvd or off');
+			return ['netifd', 'uci', 'radvd', 'off'].indexOf(v) >= 0 || bad(label, opt, v, 'netifd (or uci), radvd or off');
 		},
 		downstream: function(label, opt, v) {
 			return validIfname(v) || bad(label, opt, v, "a LAN interface name, e.g. 'lan'");

@@ -149,8 +149,9 @@ return view.extend({
 				checked(s.option(d[1], d[0], d[2], d[3]), 'interface');
 			});
 			o = checked(s.option(form.ListValue, 'delegate', _('Delegation')), 'interface');
-			o.value('', _('default (uci with agent uci 1, else radvd)'));
-			o.value('uci');
+			o.value('', _('default (netifd with agent uci 1, else radvd)'));
+			o.value('netifd', _('netifd (a dynamic interface over ubus)'));
+			o.value('uci', _('uci (same as netifd)'));
 			o.value('radvd');
 			o.value('off');
 		}
