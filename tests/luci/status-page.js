@@ -2,7 +2,7 @@
 /*
  * Drives luci-app-wgroam's status view in a real headless browser (Debian's
  * chromium through playwright-core) against a stand-in of LuCI's runtime
- * (standin/luci.js) and of rpcd + uhttpd's /ubus endpoint (here):
+ * (standin/runtime-standin.js) and of rpcd + uhttpd's /ubus endpoint (here):
  *  - the ACL files of the app (root/usr/share/rpcd/acl.d/*.json) decide, as
  *    rpcd does, whether the session may call object/method (the session
  *    holds the ACL groups the menu entry depends on); anything else is
@@ -129,7 +129,7 @@ async function main() {
 		if (url === '/' || url === '/index.html')
 			return send(200, 'text/html', fs.readFileSync(path.join(__dirname, 'standin/index.html')));
 		if (url === '/luci-static/resources/luci.js')
-			return send(200, 'text/javascript', fs.readFileSync(path.join(__dirname, 'standin/luci.js')));
+			return send(200, 'text/javascript', fs.readFileSync(path.join(__dirname, 'standin/runtime-standin.js')));
 		if (url === '/luci-static/resources/uqr.js') {
 			const cjs = fs.readFileSync(path.join(__dirname, 'node_modules/uqr/dist/index.cjs'), 'utf8').replace(/^'use strict';/, '');
 			return send(200, 'text/javascript', "'use strict';\n'require baseclass';\nvar exports = {};\n" + cjs +

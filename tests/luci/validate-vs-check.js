@@ -28,7 +28,7 @@ if (!bin) {
 /* LuCI's loader, as the stand-in runtime does it, in a fresh context. */
 const ctx = vm.createContext({ document: {}, Node: function() {} });
 ctx.window = ctx;
-vm.runInContext(fs.readFileSync(path.join(__dirname, 'standin/luci.js'), 'utf8'), ctx);
+vm.runInContext(fs.readFileSync(path.join(__dirname, 'standin/runtime-standin.js'), 'utf8'), ctx);
 const src = fs.readFileSync(path.join(root, 'openwrt/luci-app-wgroam/htdocs/luci-static/resources/wgroam/validate.js'), 'utf8');
 const C = vm.runInContext(`(function(window, document, L, baseclass) { ${src} })`, ctx)(ctx, ctx.document, ctx.L, ctx.L.Class);
 const wv = new C();
