@@ -1390,16 +1390,7 @@ impl Hub {
             to,
             why,
         });
-        let from_s = from.map_or_else(|| "none".to_string(), |f| f.to_string());
-        log(
-            out,
-            Level::Notice,
-            format!(
-                "{name}: peer {} endpoint {from_s} -> {to} ({})",
-                key.short(),
-                why.as_str()
-            ),
-        );
+        log_move(out, name, key, from, to, why.as_str());
         out.push(Action::Persist);
         self.stage(now, name, key, to, out);
     }
@@ -1425,15 +1416,7 @@ impl Hub {
             to,
             why: Why::Restored,
         });
-        let from_s = from.map_or_else(|| "none".to_string(), |f| f.to_string());
-        log(
-            out,
-            Level::Notice,
-            format!(
-                "{name}: peer {} endpoint {from_s} -> {to} (restored: {cause})",
-                key.short()
-            ),
-        );
+        log_move(out, name, key, from, to, &format!("restored: {cause}"));
         if peer.present {
             peer.kernel_endpoint = Some(to);
             out.push(Action::SetEndpoint {
@@ -1526,6 +1509,23 @@ fn set_cause(
             format!("{name}: peer {} handshake failing: {cause}", key.short()),
         );
     }
+}
+
+/// The one line every endpoint move logs (stable: `logread -e wgroam`, tests).
+fn log_move(
+    out: &mut Vec<Action>,
+    name: &str,
+    key: PublicKey,
+    from: Option<SocketAddr>,
+    to: SocketAddr,
+    why: &str,
+) {
+    let from = from.map_or_else(|| "none".to_string(), |f| f.to_string());
+    log(
+        out,
+        Level::Notice,
+        format!("{name}: peer {} endpoint {from} -> {to} ({why})", key.short()),
+    );
 }
 
 fn log(out: &mut Vec<Action>, level: Level, msg: String) {
