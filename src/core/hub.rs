@@ -1524,7 +1524,10 @@ fn log_move(
     log(
         out,
         Level::Notice,
-        format!("{name}: peer {} endpoint {from} -> {to} ({why})", key.short()),
+        format!(
+            "{name}: peer {} endpoint {from} -> {to} ({why})",
+            key.short()
+        ),
     );
 }
 
