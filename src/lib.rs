@@ -1,41 +1,21 @@
 //! wgroam: keeps an IPv6 split tunnel alive for a roaming OpenWrt router.
 //!
-//! The decision logic lives in [`core`] and never touches the operating system;
-//! everything that does (WireGuard, uci, ubus, capture, netlink, syslog) is an
-//! adapter behind a small trait so the core can be driven by fakes in tests.
+//! The tree is the design:
+//!
+//! | folder | what lives there | may touch the OS |
+//! |---|---|---|
+//! | [`core`] | the decisions: events in, actions out, time passed in | no (enforced by clippy, see `clippy.toml`) |
+//! | [`wire`] | packet formats: WireGuard messages, Noise verification, BPF | no |
+//! | [`os`] | one adapter per system, each a small trait, the real one and a fake | yes |
+//! | [`hub`] | the hub's glue: peers from uci, capture, relay, state, status | yes (through `os`) |
+//! | [`roam`] | the roam's glue: setup, delegation, health, status | yes (through `os`) |
+//! | [`config`] | `/etc/config/wgroam`: parsing and validation | no |
+//! | [`app`] | one file per command (`run`, `check`, `status`, `invite`, `join`) and the CLI | yes |
 
 pub mod app;
-pub mod app_pair;
-pub mod bpf;
-pub mod capture;
-pub mod capture_hub;
-pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod core;
-pub mod crashpoint;
-pub mod daemon;
-pub mod delegation;
-pub mod handshake;
-pub mod health;
-pub mod join;
-pub mod linkwatch;
-pub mod logging;
-pub mod ndp;
-pub mod network;
-pub mod pairing;
-pub mod persist;
-pub mod probe;
-pub mod qr;
-pub mod relay;
-pub mod roam_runtime;
-pub mod rtnl;
-pub mod signals;
-pub mod state;
-pub mod status;
-#[cfg(test)]
-pub mod testns;
-pub mod ubus;
-pub mod uci;
-pub mod wg;
+pub mod hub;
+pub mod os;
+pub mod roam;
 pub mod wire;

@@ -23,11 +23,11 @@ use common::{Scratch, real_uci};
 use wgroam::config;
 use wgroam::core::hub::{Event, PeerSnapshot};
 use wgroam::core::{Now, PublicKey};
-use wgroam::daemon::{HubRuntime, NetworkConfig};
-use wgroam::network::UciNetwork;
-use wgroam::uci::UciCli;
-use wgroam::uci::parse::parse_config;
-use wgroam::wg::{BackendChoice, DeviceView, WireGuard};
+use wgroam::hub::network::UciNetwork;
+use wgroam::hub::run::{HubRuntime, NetworkConfig};
+use wgroam::os::uci::UciCli;
+use wgroam::os::uci::parse::parse_config;
+use wgroam::os::wg::{BackendChoice, DeviceView, WireGuard};
 
 const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 

@@ -16,9 +16,9 @@ mod common;
 
 use common::{Scratch, real_uci};
 use wgroam::config::{Config, from_sections};
-use wgroam::relay::Fw4Sync;
-use wgroam::uci::parse::{Section, Value, parse_config};
-use wgroam::uci::{UciCli, UciStore};
+use wgroam::hub::relay::Fw4Sync;
+use wgroam::os::uci::parse::{Section, Value, parse_config};
+use wgroam::os::uci::{UciCli, UciStore};
 
 const FIXTURE: &str = "tests/fixtures/uci/openwrt-defaults/firewall.fw4-default";
 

@@ -13,8 +13,9 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wgroam::core::roam::{Gateway, IpNet, ROUTE_PROTO, Route, UplinkChange, UplinkEvent};
-use wgroam::rtnl::{Family, Monitor, Routing, Rtnl};
+use wgroam::core::net::{IpNet, ROUTE_PROTO, Route};
+use wgroam::core::roam::{Gateway, UplinkChange, UplinkEvent};
+use wgroam::os::rtnl::{Family, Monitor, Routing, Rtnl};
 
 /// Deletes the namespace when dropped, also when the test fails.
 struct Netns(String);

@@ -10,8 +10,8 @@ use std::process::Command;
 mod common;
 
 use common::real_uci;
-use wgroam::uci::parse::{self, Value};
-use wgroam::uci::{Change, UciCli, UciStore, find_section};
+use wgroam::os::uci::parse::{self, Value};
+use wgroam::os::uci::{Change, UciCli, UciStore, find_section};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -518,7 +518,7 @@ fn add_and_delete_sections_through_the_real_tool() {
 
 #[test]
 fn an_ip6prefix_an_older_wgroam_staged_is_reverted_at_start_and_nothing_else() {
-    use wgroam::delegation::{Delegator, NetifdDelegator, SysLinks};
+    use wgroam::roam::delegation::{Delegator, NetifdDelegator, SysLinks};
     let Some(bin) = real_uci("an_ip6prefix_an_older_wgroam_staged_is_reverted_at_start") else {
         return;
     };
@@ -537,7 +537,7 @@ fn an_ip6prefix_an_older_wgroam_staged_is_reverted_at_start_and_nothing_else() {
     assert_eq!(uci.pending("network").unwrap().len(), 4);
     let mut d = NetifdDelegator {
         // start() must not call ubus at all.
-        ubus: wgroam::ubus::UbusCli {
+        ubus: wgroam::os::ubus::UbusCli {
             bin: PathBuf::from("/nonexistent/ubus"),
         },
         uci: uci.clone(),

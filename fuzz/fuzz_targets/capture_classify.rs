@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wgroam::capture::Direction;
-use wgroam::capture_hub::{Who, classify};
+use wgroam::os::capture::Direction;
+use wgroam::hub::capture::{Who, classify};
 use wgroam::core::hub::Event;
 use wgroam::wire;
 
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     // are recognised by their mac1.
     let peers = [(
         wgroam::core::PublicKey(*responder().public_key()),
-        wgroam::handshake::mac1_key(responder().public_key()),
+        wgroam::wire::noise::mac1_key(responder().public_key()),
     )];
     let who = Who {
         responder: responder(),

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wgroam::capture::ring::{Frames, Ring};
-use wgroam::capture_hub::{Who, classify};
+use wgroam::os::capture::ring::{Frames, Ring};
+use wgroam::hub::capture::{Who, classify};
 
 #[path = "fixture.rs"]
 mod fixture;
@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let mut ring = unsafe { Ring::new(mem.as_mut_ptr().cast(), BLOCK, BLOCKS, budget) };
     let peers = [(
         wgroam::core::PublicKey(*responder().public_key()),
-        wgroam::handshake::mac1_key(responder().public_key()),
+        wgroam::wire::noise::mac1_key(responder().public_key()),
     )];
     let who = Who {
         responder: responder(),

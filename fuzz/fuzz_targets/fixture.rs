@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use wgroam::handshake::Responder;
+use wgroam::wire::noise::Responder;
 
 fn unhex(s: &str) -> Vec<u8> {
     let s = s.trim();

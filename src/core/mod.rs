@@ -6,6 +6,7 @@
 
 pub mod hub;
 pub mod key;
+pub mod net;
 pub mod pairing;
 pub mod relay;
 pub mod roam;

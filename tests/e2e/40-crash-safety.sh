@@ -17,7 +17,7 @@
 # A temporary file a kill leaves behind (.NAME.tmp) is overwritten by the next write:
 # none is left once the restarted agent has written again.
 # The kill comes from the agent itself: a build with the cargo feature crash-inject
-# reads WGROAM_CRASH_AT=<step>:<n> and SIGKILLs itself there (src/crashpoint.rs).
+# reads WGROAM_CRASH_AT=<step>:<n> and SIGKILLs itself there (src/os/crashpoint.rs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

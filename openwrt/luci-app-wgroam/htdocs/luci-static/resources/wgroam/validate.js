@@ -2,7 +2,7 @@
 'require baseclass';
 
 /*
- * The checks of `wgroam check` (src/config.rs, src/config_roam.rs) for the
+ * The checks of `wgroam check` (src/config/mod.rs, src/config/roam.rs) for the
  * settings form, with the same one-line messages:
  *   wgroam.SECTION.OPTION: 'VALUE' is not valid; expected WHAT
  * tests/luci/validate-vs-check.js compares every message with what the real

@@ -1,0 +1,649 @@
+//! Glue between the capture socket, the handshake verifier and the hub core:
+//! every captured frame becomes exactly one core event, verified here so
+//! the core only ever sees authenticated initiations.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use crate::config::Interface;
+use crate::core::PublicKey;
+use crate::core::hub::{Event, Ignored};
+use crate::hub::status::IfaceRuntime;
+use crate::os::capture::{Direction, PacketCapture, PacketSource, ifindex};
+use crate::os::wg::DeviceView;
+use crate::wire::noise::{Reject, Responder};
+use crate::wire::{self, Message};
+
+/// Frames read per wakeup at most, so a flood cannot starve the loop.
+const BURST: usize = 256;
+/// Initiations verified per second at most (each costs two X25519), with a
+/// burst allowance; real peers initiate every two minutes.
+const VERIFY_PER_S: u64 = 200;
+const VERIFY_BURST: u64 = 400;
+
+/// A token bucket over monotonic milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    tokens_milli: u64,
+    last_ms: u64,
+}
+
+impl Budget {
+    pub fn new() -> Self {
+        Self {
+            tokens_milli: VERIFY_BURST * 1000,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes one token if available.
+    pub fn take(&mut self, now_ms: u64) -> bool {
+        let refill = now_ms.saturating_sub(self.last_ms) * VERIFY_PER_S;
+        self.last_ms = now_ms;
+        self.tokens_milli = (self.tokens_milli + refill).min(VERIFY_BURST * 1000);
+        if self.tokens_milli >= 1000 {
+            self.tokens_milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Capture state of one interface; empty until the interface is up.
+#[derive(Default)]
+pub struct HubCapture {
+    open: Option<Open>,
+    /// What the core last asked for; a socket (re)opened later must honour
+    /// it, or transport packets stay filtered out after a link re-creation.
+    want_transport: bool,
+    /// Last open failure, retried on each observation.
+    failed: Option<String>,
+    /// The last drain stopped at its burst limit: more is queued.
+    saturated: bool,
+}
+
+struct Open {
+    source: PacketCapture,
+    responder: Responder,
+    public: PublicKey,
+    port: u16,
+    transport: bool,
+    budget: Budget,
+    /// Each peer's mac1 key: names the peer an outgoing initiation is for.
+    peers: Vec<(PublicKey, [u8; 32])>,
+}
+
+fn peer_keys(view: &DeviceView) -> Vec<(PublicKey, [u8; 32])> {
+    view.peers
+        .iter()
+        .map(|p| (p.key, crate::wire::noise::mac1_key(&p.key.0)))
+        .collect()
+}
+
+impl HubCapture {
+    /// Opens (or re-opens after a key or port change) the capture socket.
+    pub fn ensure(&mut self, cfg: &Interface, view: &DeviceView, rt: &mut IfaceRuntime) {
+        let (Some(port), Some(private), Some(public)) =
+            (view.listen_port, view.private_key.as_ref(), view.public_key)
+        else {
+            // A link being re-created has neither for a moment. Keep listening
+            // with what it had: the peer's first packet after the restart is
+            // the one that says where it is now, and a socket opened later
+            // would not see it.
+            if self.open.is_none() {
+                rt.capture = None;
+                rt.capture_error = Some("interface has no private key or listen port yet".into());
+            }
+            return;
+        };
+        if let Some(o) = &mut self.open
+            && o.port == port
+            && o.public == public
+        {
+            if o.peers.len() != view.peers.len()
+                || o.peers.iter().zip(&view.peers).any(|(a, b)| a.0 != b.key)
+            {
+                o.peers = peer_keys(view);
+            }
+            return;
+        }
+        let device = cfg.capture_device.as_deref();
+        match open(device, port, self.want_transport) {
+            Ok(source) => {
+                self.open = Some(Open {
+                    source,
+                    responder: Responder::new(**private),
+                    public,
+                    port,
+                    transport: self.want_transport,
+                    budget: Budget::new(),
+                    peers: peer_keys(view),
+                });
+                self.failed = None;
+                rt.capture = Some(format!("{} port {port}", device.unwrap_or("any")));
+                rt.capture_error = None;
+            }
+            Err(e) => {
+                let msg = format!("cannot capture on {}: {e}", device.unwrap_or("any"));
+                if self.failed.as_deref() != Some(msg.as_str()) {
+                    crate::os::syslog::emit(
+                        crate::core::Level::Error,
+                        &format!("{}: {msg}", cfg.ifname),
+                    );
+                }
+                self.failed = Some(msg.clone());
+                self.open = None;
+                rt.capture = None;
+                rt.capture_error = Some(msg);
+            }
+        }
+    }
+
+    /// More frames were queued than the last drain read.
+    pub fn saturated(&self) -> bool {
+        self.open.is_some() && self.saturated
+    }
+
+    /// The descriptor to wait on; none while the capture rests after a flood
+    /// went over its budget (the daemon looks again at its next turn).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.open
+            .as_ref()
+            .filter(|o| !o.source.resting())
+            .map(|o| o.source.fd())
+    }
+
+    pub fn set_transport(&mut self, on: bool) {
+        self.want_transport = on;
+        if let Some(o) = &mut self.open
+            && o.transport != on
+        {
+            match o.source.set_transport(on) {
+                Ok(()) => o.transport = on,
+                Err(e) => crate::os::syslog::emit(
+                    crate::core::Level::Error,
+                    &format!("capture: cannot change filter: {e}"),
+                ),
+            }
+        }
+    }
+
+    /// Frames the kernel dropped (queue full) since the last call.
+    pub fn take_drops(&mut self) -> u64 {
+        self.open
+            .as_mut()
+            .and_then(|o| o.source.take_drops().ok())
+            .map_or(0, u64::from)
+    }
+
+    /// Reads what is queued and turns it into core events.
+    pub fn drain(&mut self, iface: &str, now_ms: u64) -> Vec<Event> {
+        let Some(o) = &mut self.open else {
+            return Vec::new();
+        };
+        let mut buf = [0u8; 256];
+        let mut events = Vec::new();
+        self.saturated = true;
+        for _ in 0..BURST {
+            match o.source.recv(&mut buf) {
+                Ok(Some(c)) => {
+                    let budget = &mut o.budget;
+                    let mut verify = || budget.take(now_ms);
+                    let frame = &buf[..c.len.min(buf.len())];
+                    let who = Who {
+                        responder: &o.responder,
+                        port: o.port,
+                        peers: &o.peers,
+                    };
+                    if let Some(e) = classify(iface, &who, frame, c.direction, &mut verify) {
+                        events.push(e);
+                    }
+                }
+                Ok(None) => {
+                    self.saturated = false;
+                    break;
+                }
+                Err(e) => {
+                    crate::os::syslog::emit(
+                        crate::core::Level::Error,
+                        &format!("{iface}: capture read failed: {e}"),
+                    );
+                    break;
+                }
+            }
+        }
+        events
+    }
+}
+
+/// What classification needs to know about the interface.
+pub struct Who<'a> {
+    pub responder: &'a Responder,
+    pub port: u16,
+    /// Each peer's mac1 key (see [`crate::wire::noise::mac1_key`]).
+    pub peers: &'a [(PublicKey, [u8; 32])],
+}
+
+/// One captured L3 frame → at most one core event.
+pub fn classify(
+    iface: &str,
+    who: &Who<'_>,
+    frame: &[u8],
+    direction: Direction,
+    budget: &mut dyn FnMut() -> bool,
+) -> Option<Event> {
+    let (responder, port) = (who.responder, who.port);
+    // Names are allocated only for an event: frames that make none (most
+    // of a flood's, see the ring's budget) cost no allocation here.
+    let dg = wire::parse_l3_prefix(frame).ok()?;
+    let payload = dg.payload(frame);
+    let ignored = |from: SocketAddr, why| {
+        Some(Event::Ignored {
+            iface: iface.to_string(),
+            from,
+            why,
+        })
+    };
+    match direction {
+        Direction::Outgoing => {
+            // Our own responses teach us which index we gave to whom.
+            if dg.src.port() != port {
+                return None;
+            }
+            match wire::classify(payload) {
+                Ok(Message::Response(r)) => Some(Event::Response {
+                    iface: iface.to_string(),
+                    sender_index: r.sender_index(),
+                    receiver_index: r.receiver_index(),
+                }),
+                Ok(Message::Initiation(init)) => who
+                    .peers
+                    .iter()
+                    .find(|(_, k)| crate::wire::noise::verify_mac1_with(k, init.as_bytes()))
+                    .map(|(key, _)| Event::OwnInitiation {
+                        iface: iface.to_string(),
+                        key: *key,
+                        sender_index: init.sender_index(),
+                    }),
+                _ => None,
+            }
+        }
+        Direction::Incoming => {
+            if dg.dst.port() != port {
+                return None;
+            }
+            let from = dg.src;
+            if dg.truncated {
+                // Transport packets are captured cut short on purpose.
+                // (the filter keeps the 32 bytes a transport header needs).
+                return match wire::classify(payload) {
+                    Ok(Message::Transport(t)) => Some(Event::Transport {
+                        iface: iface.to_string(),
+                        from,
+                        receiver_index: t.receiver_index(),
+                        counter: t.counter(),
+                        len: udp_payload_len(frame, &dg),
+                    }),
+                    _ => ignored(from, Ignored::Malformed),
+                };
+            }
+            match wire::classify(payload) {
+                Ok(Message::Initiation(init)) if !responder.verify_mac1(init.as_bytes()) => {
+                    ignored(from, Ignored::BadMac1)
+                }
+                Ok(Message::Initiation(_)) if !budget() => ignored(from, Ignored::RateLimited),
+                Ok(Message::Initiation(init)) => match responder.identify(&init) {
+                    Ok(who) => Some(Event::Initiation {
+                        iface: iface.to_string(),
+                        from,
+                        key: PublicKey(who.static_public),
+                        stamp: (who.timestamp.seconds, who.timestamp.nanos),
+                        sender_index: who.sender_index,
+                    }),
+                    Err(Reject::BadMac1) => ignored(from, Ignored::BadMac1),
+                    Err(Reject::Malformed) => ignored(from, Ignored::Malformed),
+                    Err(_) => ignored(from, Ignored::Forged),
+                },
+                Ok(Message::Transport(t)) => Some(Event::Transport {
+                    iface: iface.to_string(),
+                    from,
+                    receiver_index: t.receiver_index(),
+                    counter: t.counter(),
+                    len: udp_payload_len(frame, &dg),
+                }),
+                Ok(_) => None,
+                Err(_) => ignored(from, Ignored::Malformed),
+            }
+        }
+    }
+}
+
+/// The UDP payload length from the UDP header (the frame itself may be cut
+/// short by the snap length): what the kernel adds to the peer's rx bytes.
+fn udp_payload_len(frame: &[u8], dg: &wire::Datagram) -> u64 {
+    let at = dg.payload.start;
+    match at.checked_sub(4).and_then(|i| frame.get(i..i + 2)) {
+        Some(b) => u64::from(u16::from_be_bytes([b[0], b[1]])).saturating_sub(8),
+        None => dg.payload.len() as u64,
+    }
+}
+
+fn open(device: Option<&str>, port: u16, transport: bool) -> std::io::Result<PacketCapture> {
+    let index = match device {
+        Some(d) => ifindex(d)?,
+        None => 0,
+    };
+    PacketCapture::open(index, port, transport)
+}
+
+/// Checks that a capture socket may be opened (for `wgroam check`).
+pub fn probe(device: Option<&str>) -> std::io::Result<()> {
+    open(device, 51820, false).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Now;
+    use crate::core::hub::{Hub, HubPolicy, PeerSnapshot, UciPeer};
+    use crate::core::{Action, PublicKey};
+    use crate::wire::noise::Tai64n;
+    use crate::wire::noise::tests::{build_initiation, set_mac1};
+    use x25519_dalek::{PublicKey as XPublic, StaticSecret};
+
+    const PORT: u16 = 51820;
+    const HUB_PRIV: [u8; 32] = [0x11; 32];
+    const PEER_PRIV: [u8; 32] = [0x22; 32];
+
+    fn public(private: [u8; 32]) -> [u8; 32] {
+        XPublic::from(&StaticSecret::from(private)).to_bytes()
+    }
+
+    /// An IPv4/UDP frame as AF_PACKET SOCK_DGRAM delivers it.
+    fn frame(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + payload.len();
+        let mut f = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ];
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn stamp(s: u64) -> Tai64n {
+        Tai64n {
+            seconds: 0x4000_0000_0000_0000 + s,
+            nanos: 0,
+        }
+    }
+
+    fn inbound(payload: &[u8], sport: u16) -> Vec<u8> {
+        frame([203, 0, 113, 5], sport, [198, 51, 100, 2], PORT, payload)
+    }
+
+    fn run(f: &[u8], dir: Direction, allow: bool) -> Option<Event> {
+        let r = Responder::new(HUB_PRIV);
+        let peers = [(
+            PublicKey(public(PEER_PRIV)),
+            crate::wire::noise::mac1_key(&public(PEER_PRIV)),
+        )];
+        let who = Who {
+            responder: &r,
+            port: PORT,
+            peers: &peers,
+        };
+        classify("wg0", &who, f, dir, &mut || allow)
+    }
+
+    #[test]
+    fn genuine_initiation_names_its_peer() {
+        let m = build_initiation(PEER_PRIV, [0x33; 32], public(HUB_PRIV), stamp(10), 77);
+        match run(&inbound(&m, 30001), Direction::Incoming, true) {
+            Some(Event::Initiation {
+                key,
+                from,
+                sender_index,
+                ..
+            }) => {
+                assert_eq!(key, PublicKey(public(PEER_PRIV)));
+                assert_eq!(from.to_string(), "203.0.113.5:30001");
+                assert_eq!(sender_index, 77);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn forgeries_are_named_not_acted_on() {
+        let hub_pub = public(HUB_PRIV);
+        let good = build_initiation(PEER_PRIV, [0x33; 32], hub_pub, stamp(10), 1);
+        let why = |m: &[u8], allow| match run(&inbound(m, 4000), Direction::Incoming, allow) {
+            Some(Event::Ignored { why, .. }) => why,
+            other => panic!("{other:?}"),
+        };
+        // Altered after mac1: bad mac1.
+        let mut m = good;
+        m[100] ^= 1;
+        assert_eq!(why(&m, true), Ignored::BadMac1);
+        // mac1 recomputed by an attacker who knows only public keys: the
+        // sealed timestamp does not open.
+        set_mac1(&mut m, &hub_pub);
+        assert_eq!(why(&m, true), Ignored::Forged);
+        // Over the verification budget: not even decrypted.
+        assert_eq!(why(&good, false), Ignored::RateLimited);
+        // Truncated and oversized.
+        assert_eq!(why(&good[..147], true), Ignored::Malformed);
+        let mut big = good.to_vec();
+        big.push(0);
+        assert_eq!(why(&big, true), Ignored::Malformed);
+    }
+
+    #[test]
+    fn own_initiation_names_the_peer_it_is_for() {
+        // The hub initiating towards the peer: mac1 under the peer's key.
+        let m = build_initiation(HUB_PRIV, [0x44; 32], public(PEER_PRIV), stamp(3), 0xabcd);
+        let out = frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], 30001, &m);
+        assert_eq!(
+            run(&out, Direction::Outgoing, true),
+            Some(Event::OwnInitiation {
+                iface: "wg0".into(),
+                key: PublicKey(public(PEER_PRIV)),
+                sender_index: 0xabcd
+            })
+        );
+        // For someone who is not a peer: nothing.
+        let m = build_initiation(HUB_PRIV, [0x44; 32], public([0x55; 32]), stamp(3), 1);
+        let out = frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], 30001, &m);
+        assert_eq!(run(&out, Direction::Outgoing, true), None);
+    }
+
+    #[test]
+    fn own_response_and_cut_transport_packets() {
+        let mut resp = [0u8; 92];
+        resp[0] = 2;
+        resp[4..8].copy_from_slice(&5u32.to_le_bytes());
+        resp[8..12].copy_from_slice(&9u32.to_le_bytes());
+        let out = frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], 30001, &resp);
+        assert_eq!(
+            run(&out, Direction::Outgoing, true),
+            Some(Event::Response {
+                iface: "wg0".into(),
+                sender_index: 5,
+                receiver_index: 9
+            })
+        );
+        // A data packet cut by the filter's snap length after 32 payload bytes.
+        let mut data = vec![0u8; 200];
+        data[0] = 4;
+        data[4..8].copy_from_slice(&5u32.to_le_bytes());
+        let f = inbound(&data, 30002);
+        let cut = &f[..20 + 8 + 32];
+        assert!(matches!(
+            run(cut, Direction::Incoming, true),
+            Some(Event::Transport {
+                receiver_index: 5,
+                len: 200,
+                ..
+            })
+        ));
+    }
+
+    /// The spoof campaign at unit level, from the attacker's strongest
+    /// position: the agent has just started (no stamp of its own, no state)
+    /// and the attacker holds a genuine initiation recorded before. 12 000
+    /// replayed, forged and junk packets from other sources through the real
+    /// verifier and the real core never move the endpoint nor stage anything
+    /// in uci; the genuine peer's next handshake is then followed.
+    #[test]
+    fn spoof_campaign_moves_nothing() {
+        let hub_pub = public(HUB_PRIV);
+        let peer = PublicKey(public(PEER_PRIV));
+        let mut hub = Hub::new(HubPolicy::default(), &["wg0".into()], Default::default());
+        let now = Now::new(1_000, 1_700_000_000);
+        hub.handle(
+            now,
+            Event::Configured {
+                iface: "wg0".into(),
+                peers: vec![UciPeer {
+                    section: "r1".into(),
+                    key: peer,
+                    endpoint: None,
+                }],
+            },
+        );
+        let genuine = build_initiation(PEER_PRIV, [0x33; 32], hub_pub, stamp(50), 1);
+        let next = build_initiation(PEER_PRIV, [0x34; 32], hub_pub, stamp(60), 2);
+        let r = Responder::new(HUB_PRIV);
+        let mut budget = Budget::new();
+        let feed = |hub: &mut Hub, f: &[u8], t: Now, budget: &mut Budget| -> Vec<Action> {
+            let mut allow = || budget.take(t.mono_ms);
+            let who = Who {
+                responder: &r,
+                port: PORT,
+                peers: &[],
+            };
+            match classify("wg0", &who, f, Direction::Incoming, &mut allow) {
+                Some(e) => hub.handle(t, e),
+                None => Vec::new(),
+            }
+        };
+        let observe = |hub: &mut Hub, t: Now, hs: u64, rx: u64| {
+            hub.handle(
+                t,
+                Event::Observed {
+                    iface: "wg0".into(),
+                    peers: Some(vec![PeerSnapshot {
+                        key: peer,
+                        endpoint: Some("203.0.113.5:30001".parse().unwrap()),
+                        last_handshake: Some(hs),
+                        rx,
+                        tx: 92,
+                    }]),
+                },
+            )
+        };
+        // Started after the peer's handshake: the kernel's view only.
+        observe(&mut hub, now, now.wall - 30, 148);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Impersonations of the configured peer by attackers with their own
+        // ephemeral keys (the sealed timestamp cannot be made without the
+        // peer's private key), built once: X25519 is slow in debug builds.
+        let forged: Vec<[u8; 148]> = (0..32)
+            .map(|_| {
+                let mut m =
+                    build_initiation(rnd_key(&mut rnd), rnd_key(&mut rnd), hub_pub, stamp(99), 3);
+                m[90] ^= 0x40;
+                set_mac1(&mut m, &hub_pub);
+                m
+            })
+            .collect();
+        let mut acted = Vec::new();
+        for i in 0..12_000u64 {
+            let t = now.after_ms(i / 10);
+            let sport = 40_000 + (rnd() % 20_000) as u16;
+            let src = [198, 51, 100, 66];
+            let payload: Vec<u8> = match i % 4 {
+                0 => genuine.to_vec(),
+                1 => forged[(i / 4) as usize % forged.len()].to_vec(),
+                2 => {
+                    let mut m = [0u8; 148];
+                    m.iter_mut().for_each(|b| *b = rnd() as u8);
+                    m[..4].copy_from_slice(&[1, 0, 0, 0]);
+                    m.to_vec()
+                }
+                _ => (0..(rnd() % 300) as usize).map(|_| rnd() as u8).collect(),
+            };
+            let f = frame(src, sport, [198, 51, 100, 2], PORT, &payload);
+            acted.extend(feed(&mut hub, &f, t, &mut budget).into_iter().filter(|a| {
+                !matches!(
+                    a,
+                    Action::Log { .. } | Action::Persist | Action::CaptureTransport { .. }
+                )
+            }));
+        }
+        assert!(acted.is_empty(), "{:?}", &acted[..acted.len().min(5)]);
+        let p = &hub.ifaces["wg0"].peers[&peer];
+        assert_eq!(p.endpoint, None, "nothing confirmed yet");
+        let ignored: u64 = hub.ifaces["wg0"].ignored.values().sum();
+        assert!(ignored >= 9_000, "{ignored} ignored");
+        assert!(hub.ifaces["wg0"].ignored[&Ignored::Unproven] > 0);
+        // The peer's next real handshake: the kernel completes it from where
+        // the peer is; that confirms the endpoint (staged) and the stamp.
+        let t = now.after_ms(2000);
+        feed(&mut hub, &inbound(&next, 30001), t, &mut budget);
+        let a = observe(&mut hub, t.after_ms(500), t.wall, 148 + 148 + 32);
+        assert!(
+            a.iter().any(|x| matches!(x, Action::StageEndpoint { .. })),
+            "{a:?}"
+        );
+        assert!(hub.ifaces["wg0"].peers[&peer].trusted);
+        // Now the replays are recognised as such.
+        let before = hub.ifaces["wg0"]
+            .ignored
+            .get(&Ignored::Replay)
+            .copied()
+            .unwrap_or(0);
+        let f = frame([198, 51, 100, 66], 41000, [198, 51, 100, 2], PORT, &genuine);
+        let a = feed(&mut hub, &f, t.after_ms(3000), &mut budget);
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::SetEndpoint { .. } | Action::StageEndpoint { .. }))
+        );
+        assert_eq!(hub.ifaces["wg0"].ignored[&Ignored::Replay], before + 1);
+    }
+
+    fn rnd_key(rnd: &mut impl FnMut() -> u64) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        k.iter_mut().for_each(|b| *b = rnd() as u8);
+        k
+    }
+}

@@ -1,0 +1,537 @@
+//! Adapter for the hub's routes, forwarding, relay policy and NDP proxy
+//! ([`crate::core::relay`]): gathers the facts (device indices, the main
+//! routing table over rtnetlink, sysctls from `/proc/sys`) and carries out
+//! the core's actions (routes via [`Routing`], sysctl writes, `nft -f -`,
+//! [`crate::os::ndp::Responder`]s).
+//!
+//! The daemon calls [`HubRelay::seen`] with each interface's WireGuard view,
+//! [`HubRelay::reconcile`] after each observation (it works only when
+//! something changed, or every [`CHECK_MS`] to catch changes made by
+//! others), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the
+//! fw4 relay's firewall zone in uci `firewall` (checked on each
+//! reconciliation, written only when the config asks for something else).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+use crate::core::Level;
+use crate::core::net::{IpNet, RT_TABLE_MAIN};
+use crate::core::relay::{
+    FW4_WAN_ZONE, FW4_ZONE, Facts, IfaceFacts, Relay, RelayAction, fw4_changes, fw4_desired,
+    fw4_networks,
+};
+use crate::os::ndp::Responder;
+use crate::os::rtnl::{Routing, Rtnl};
+use crate::os::syslog::emit;
+use crate::os::uci::{UciCli, UciStore};
+
+/// Re-check this often even when the WireGuard view did not change.
+pub const CHECK_MS: u64 = 1_000;
+
+/// The system calls the relay needs besides routing; fakes in tests.
+pub trait RelayHost {
+    /// A device's index; `None` when it does not exist.
+    fn ifindex(&mut self, name: &str) -> Option<u32>;
+    /// A link appeared, went or changed (rtnetlink): indices may have.
+    fn links_changed(&mut self) {}
+    /// `/proc/sys/<key>`, trimmed.
+    fn read_sysctl(&mut self, key: &str) -> io::Result<String>;
+    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
+    /// Runs `nft -f -` with `script`.
+    fn nft(&mut self, script: &str) -> io::Result<()>;
+    /// Answers solicitations on `wan` for `targets`; empty stops.
+    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()>;
+    /// WANs whose responder stopped by itself since the last call.
+    fn ndp_dead(&mut self) -> Vec<String>;
+}
+
+/// Indices are looked up again after this long even without a link event
+/// (in case rtnetlink events are unavailable).
+const INDEX_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The real host: `/proc/sys`, the `nft` tool, NDP responder threads.
+#[derive(Default)]
+pub struct SystemHost {
+    responders: HashMap<String, Responder>,
+    /// Device indices, kept until a link event: `if_nametoindex` opens a
+    /// socket each time, and the relay asks every second.
+    indices: HashMap<String, (u32, std::time::Instant)>,
+}
+
+impl RelayHost for SystemHost {
+    fn ifindex(&mut self, name: &str) -> Option<u32> {
+        if let Some((i, at)) = self.indices.get(name)
+            && at.elapsed() < INDEX_TTL
+        {
+            return Some(*i);
+        }
+        let i = crate::os::capture::ifindex(name).ok();
+        match i {
+            Some(i) => {
+                self.indices
+                    .insert(name.to_string(), (i, std::time::Instant::now()));
+            }
+            None => {
+                self.indices.remove(name);
+            }
+        }
+        i
+    }
+
+    fn links_changed(&mut self) {
+        self.indices.clear();
+    }
+
+    fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
+        std::fs::read_to_string(format!("/proc/sys/{key}")).map(|s| s.trim().to_string())
+    }
+
+    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
+        std::fs::write(format!("/proc/sys/{key}"), value)
+    }
+
+    fn nft(&mut self, script: &str) -> io::Result<()> {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot run nft: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        Err(io::Error::other(format!(
+            "nft failed ({}): {first}",
+            out.status
+        )))
+    }
+
+    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()> {
+        if targets.is_empty() {
+            self.responders.remove(wan);
+            return Ok(());
+        }
+        if let Some(r) = self.responders.get(wan)
+            && r.alive()
+        {
+            r.set_targets(targets.to_vec());
+            return Ok(());
+        }
+        self.responders.remove(wan);
+        let r = Responder::start(wan, targets.to_vec())?;
+        self.responders.insert(wan.to_string(), r);
+        Ok(())
+    }
+
+    fn ndp_dead(&mut self) -> Vec<String> {
+        let dead: Vec<String> = self
+            .responders
+            .iter()
+            .filter(|(_, r)| !r.alive())
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in &dead {
+            self.responders.remove(w);
+        }
+        dead
+    }
+}
+
+/// Environment variable naming the fw4 tool (tests use a recorder).
+pub const FW4_BIN_ENV: &str = "WGROAM_FW4_BIN";
+/// A failed fw4 sync is retried after this long.
+pub const FW4_RETRY_MS: u64 = 30_000;
+
+/// `fw4 reload` (or `$WGROAM_FW4_BIN reload`).
+pub fn fw4_reload() -> io::Result<()> {
+    let bin = std::env::var_os(FW4_BIN_ENV)
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "fw4".into());
+    let out = Command::new(&bin)
+        .arg("reload")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run fw4 reload: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Err(io::Error::other(format!(
+        "fw4 reload failed ({}): {first}",
+        out.status
+    )))
+}
+
+/// The uci store for `firewall` in `state_dir`: uci's real config directory,
+/// a save directory of its own, so that a commit carries only wgroam's
+/// changes, never somebody's uncommitted ones.
+pub type OpenFirewall = Box<dyn FnMut(&Config) -> io::Result<Box<dyn UciStore>>>;
+
+/// Keeps the fw4 relay's sections of uci `firewall` (zone `wgroam` and its
+/// forwardings to and from `wan`, [`crate::core::relay::fw4_desired`]) what
+/// the config asks for: written, committed and `fw4 reload`ed only when
+/// they differ, so restarts write nothing; removed when no interface asks
+/// for `fw4` any more. On a host without a `firewall` config and without
+/// `fw4` interfaces it does nothing.
+pub struct Fw4Sync {
+    open: OpenFirewall,
+    reload: Box<dyn FnMut() -> io::Result<()>>,
+    /// The zone's networks as last brought into place.
+    synced: Option<Vec<String>>,
+    retry_at_ms: u64,
+}
+
+impl Fw4Sync {
+    pub fn new(open: OpenFirewall, reload: Box<dyn FnMut() -> io::Result<()>>) -> Self {
+        Self {
+            open,
+            reload,
+            synced: None,
+            retry_at_ms: 0,
+        }
+    }
+
+    /// The real uci tool (`$WGROAM_UCI_BIN`) on /etc/config, and `fw4`.
+    pub fn system() -> Self {
+        Self::new(
+            Box::new(|cfg: &Config| {
+                let save = cfg.state_dir.join("uci-firewall");
+                std::fs::create_dir_all(&save)?;
+                Ok(Box::new(UciCli::from_env().with_dirs(None, Some(save))) as Box<dyn UciStore>)
+            }),
+            Box::new(fw4_reload),
+        )
+    }
+
+    /// The networks of zone `wgroam` as last synced (`None`: not yet).
+    pub fn networks(&self) -> Option<&[String]> {
+        self.synced.as_deref()
+    }
+
+    /// Brings the firewall sections to what `cfg` asks for, if that changed
+    /// since the last sync. Returns whether the firewall was changed.
+    pub fn sync(&mut self, now_ms: u64, cfg: &Config) -> bool {
+        let nets = fw4_networks(cfg.interfaces.iter().map(|i| (i.name.as_str(), &i.net)));
+        if self.synced.as_ref() == Some(&nets) || now_ms < self.retry_at_ms {
+            return false;
+        }
+        match self.apply(cfg, &nets) {
+            Ok(changed) => {
+                self.synced = Some(nets);
+                changed
+            }
+            Err(e) if nets.is_empty() && self.synced.is_none() => {
+                // No firewall config (not OpenWrt) and nothing asked for.
+                emit(Level::Debug, &format!("fw4: nothing to check: {e}"));
+                self.synced = Some(nets);
+                false
+            }
+            Err(e) => {
+                emit(
+                    Level::Error,
+                    &format!("fw4: cannot set up zone {FW4_ZONE}: {e}"),
+                );
+                self.retry_at_ms = now_ms + FW4_RETRY_MS;
+                false
+            }
+        }
+    }
+
+    fn apply(&mut self, cfg: &Config, nets: &[String]) -> Result<bool, String> {
+        let uci = (self.open)(cfg).map_err(|e| e.to_string())?;
+        let current = uci.load("firewall").map_err(|e| e.to_string())?;
+        let changes = fw4_changes(&fw4_desired(nets), &current);
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        if !nets.is_empty()
+            && !current
+                .iter()
+                .any(|s| s.stype == "zone" && s.get_single("name") == Some(FW4_WAN_ZONE))
+        {
+            emit(
+                Level::Warn,
+                &format!(
+                    "fw4: no firewall zone '{FW4_WAN_ZONE}'; zone {FW4_ZONE}'s forwardings to and from it do nothing until it exists"
+                ),
+            );
+        }
+        uci.stage(&changes).map_err(|e| e.to_string())?;
+        uci.commit("firewall").map_err(|e| e.to_string())?;
+        (self.reload)().map_err(|e| e.to_string())?;
+        let what = if nets.is_empty() {
+            format!("zone {FW4_ZONE} and its forwardings removed")
+        } else {
+            format!(
+                "zone {FW4_ZONE} with {} forwarding to and from {FW4_WAN_ZONE}",
+                nets.join(", ")
+            )
+        };
+        emit(
+            Level::Notice,
+            &format!(
+                "fw4: {what} ({} uci changes committed, fw4 reloaded)",
+                changes.len()
+            ),
+        );
+        Ok(true)
+    }
+}
+
+type OpenRouting = Box<dyn FnMut() -> io::Result<Box<dyn Routing>>>;
+
+/// The relay of a running hub.
+pub struct HubRelay {
+    core: Relay,
+    host: Box<dyn RelayHost>,
+    routing: Option<Box<dyn Routing>>,
+    open_routing: OpenRouting,
+    /// This observation's WireGuard views: `Some` allowed IPs, or `None`
+    /// for a missing device. Interfaces that could not be read are absent.
+    seen: BTreeMap<String, Option<Vec<IpNet>>>,
+    /// Last known allowed IPs per device (kept while it is missing).
+    allowed: BTreeMap<String, Vec<IpNet>>,
+    last: Option<Vec<IfaceFacts>>,
+    next_check_ms: u64,
+    /// Last routing error logged, so a persistent one is logged once.
+    routing_error: Option<String>,
+    /// The fw4 relay (zone in uci `firewall`); `None` in tests without it.
+    fw4: Option<Fw4Sync>,
+}
+
+impl HubRelay {
+    pub fn new(host: Box<dyn RelayHost>, open_routing: OpenRouting) -> Self {
+        Self {
+            core: Relay::new(),
+            host,
+            routing: None,
+            open_routing,
+            seen: BTreeMap::new(),
+            allowed: BTreeMap::new(),
+            last: None,
+            next_check_ms: 0,
+            routing_error: None,
+            fw4: None,
+        }
+    }
+
+    /// The same with the fw4 relay kept by `fw4`.
+    pub fn with_fw4(mut self, fw4: Fw4Sync) -> Self {
+        self.fw4 = Some(fw4);
+        self
+    }
+
+    /// The real thing: rtnetlink, `/proc/sys`, `nft`, AF_PACKET.
+    pub fn system() -> Self {
+        Self::new(
+            Box::new(SystemHost::default()),
+            Box::new(|| Rtnl::open().map(|r| Box::new(r) as Box<dyn Routing>)),
+        )
+        .with_fw4(Fw4Sync::system())
+    }
+
+    /// What the relay keeps in place, for `status --json`: the peer prefixes
+    /// routed into each managed device, the nft table, the NDP targets per
+    /// WAN and the sysctls this run changed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .last
+            .iter()
+            .flatten()
+            .filter(|i| i.net.routes)
+            .map(|i| {
+                let p: Vec<String> = crate::core::relay::routed_prefixes(&i.allowed_ips)
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                (i.ifname.clone(), serde_json::json!(p))
+            })
+            .collect();
+        let ndp: serde_json::Map<String, serde_json::Value> = self
+            .core
+            .ndp()
+            .iter()
+            .map(|(wan, t)| {
+                let t: Vec<String> = t.iter().map(|n| n.to_string()).collect();
+                (wan.clone(), serde_json::json!(t))
+            })
+            .collect();
+        let sysctls: Vec<&str> = self.core.changed_sysctls().collect();
+        serde_json::json!({
+            "routes": routes,
+            "nft_table": self.core.nft_applied(),
+            "ndp_targets": ndp,
+            "changed_sysctls": sysctls,
+            "fw4_zone": self.fw4.as_ref().and_then(Fw4Sync::networks).filter(|n| !n.is_empty()).map(|n| serde_json::json!({"name": FW4_ZONE, "networks": n})),
+        })
+    }
+
+    /// A link appeared, went or changed: device indices are looked up again.
+    pub fn links_changed(&mut self) {
+        self.host.links_changed();
+    }
+
+    /// Records one interface's WireGuard view: its peers' allowed IPs, or
+    /// `None` when the device does not exist.
+    pub fn seen(&mut self, ifname: &str, allowed: Option<Vec<IpNet>>) {
+        if let Some(a) = &allowed {
+            self.allowed.insert(ifname.to_string(), a.clone());
+        }
+        self.seen.insert(ifname.to_string(), allowed);
+    }
+
+    fn iface_facts(&mut self, cfg: &Config) -> Vec<IfaceFacts> {
+        let seen = std::mem::take(&mut self.seen);
+        cfg.interfaces
+            .iter()
+            .map(|i| {
+                let fresh = matches!(seen.get(&i.ifname), Some(Some(_)));
+                IfaceFacts {
+                    ifname: i.ifname.clone(),
+                    net: i.net.clone(),
+                    ifindex: self.host.ifindex(&i.ifname),
+                    allowed_ips: self.allowed.get(&i.ifname).cloned().unwrap_or_default(),
+                    fresh,
+                }
+            })
+            .collect()
+    }
+
+    fn facts(&mut self, ifaces: Vec<IfaceFacts>) -> Facts {
+        let routes = self.routes();
+        let mut sysctl = BTreeMap::new();
+        for key in self.core.sysctl_keys(&ifaces) {
+            match self.host.read_sysctl(&key) {
+                Ok(v) => {
+                    sysctl.insert(key, v);
+                }
+                Err(e) => emit(Level::Warn, &format!("cannot read /proc/sys/{key}: {e}")),
+            }
+        }
+        Facts {
+            ifaces,
+            routes,
+            sysctl,
+        }
+    }
+
+    fn routes(&mut self) -> Option<Vec<crate::core::net::Route>> {
+        let result = match &mut self.routing {
+            Some(r) => r.routes(RT_TABLE_MAIN),
+            None => match (self.open_routing)() {
+                Ok(r) => {
+                    let r = self.routing.insert(r);
+                    r.routes(RT_TABLE_MAIN)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(r) => {
+                self.routing_error = None;
+                Some(r)
+            }
+            Err(e) => {
+                let msg = format!("routes: cannot read the main table: {e}");
+                if self.routing_error.as_deref() != Some(&msg) {
+                    emit(Level::Error, &msg);
+                    self.routing_error = Some(msg);
+                }
+                // A broken socket is reopened next time.
+                self.routing = None;
+                None
+            }
+        }
+    }
+
+    /// Brings routes, sysctls, nft and NDP to what `cfg` and the last
+    /// observation ask for, if anything changed or a re-check is due.
+    pub fn reconcile(&mut self, now_ms: u64, cfg: &Config) {
+        for wan in self.host.ndp_dead() {
+            self.core.failed(
+                now_ms,
+                &RelayAction::NdpTargets {
+                    wan,
+                    targets: Vec::new(),
+                },
+            );
+            self.last = None;
+        }
+        if let Some(f) = &mut self.fw4 {
+            f.sync(now_ms, cfg);
+        }
+        let ifaces = self.iface_facts(cfg);
+        if self.last.as_ref() == Some(&ifaces) && now_ms < self.next_check_ms {
+            return;
+        }
+        self.last = Some(ifaces.clone());
+        self.next_check_ms = now_ms + CHECK_MS;
+        let facts = self.facts(ifaces);
+        let actions = self.core.reconcile(now_ms, &facts);
+        self.apply(now_ms, actions);
+    }
+
+    /// Removes our routes and nft table, stops the NDP proxy and restores
+    /// the sysctls this agent changed.
+    pub fn stop(&mut self, cfg: &Config) {
+        let ifaces = self.iface_facts(cfg);
+        let facts = self.facts(ifaces);
+        let actions = self.core.stop(&facts);
+        self.apply(0, actions);
+    }
+
+    fn apply(&mut self, now_ms: u64, actions: Vec<RelayAction>) {
+        for a in actions {
+            let result = match &a {
+                RelayAction::Log { level, msg } => {
+                    emit(*level, msg);
+                    Ok(())
+                }
+                RelayAction::AddRoute { route, .. } => match &mut self.routing {
+                    Some(r) => r.add_route(route),
+                    None => Err(io::Error::other("no rtnetlink socket")),
+                },
+                RelayAction::DelRoute { route, .. } => match &mut self.routing {
+                    Some(r) => r.del_route(route),
+                    None => Err(io::Error::other("no rtnetlink socket")),
+                },
+                RelayAction::Sysctl { key, value } => self.host.write_sysctl(key, value),
+                RelayAction::Nft { script } => self.host.nft(script),
+                RelayAction::NdpTargets { wan, targets } => self.host.ndp(wan, targets),
+            };
+            if let Err(e) = result {
+                let what = match &a {
+                    RelayAction::AddRoute { ifname, route } => {
+                        format!("{ifname}: cannot add route {}", route.dst)
+                    }
+                    RelayAction::DelRoute { ifname, route } => {
+                        format!("{ifname}: cannot remove route {}", route.dst)
+                    }
+                    RelayAction::Sysctl { key, value } => {
+                        format!("cannot set {} = {value}", key.replace('/', "."))
+                    }
+                    RelayAction::Nft { .. } => "nft: cannot apply the relay policy".into(),
+                    RelayAction::NdpTargets { wan, .. } => {
+                        format!("{wan}: cannot start the NDP proxy")
+                    }
+                    RelayAction::Log { .. } => String::new(),
+                };
+                emit(Level::Error, &format!("{what}: {e}"));
+                self.core.failed(now_ms, &a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,495 @@
+//! The hub's event loop: one thread, one `poll(2)`. It reads the kernel's
+//! WireGuard view every `poll_ms`, drains captured packets as they arrive,
+//! hands everything to the sans-IO [`Hub`] and carries out its actions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use crate::config::Config;
+use crate::core::hub::{Event, Hub, HubPolicy, LinkId, UciPeer};
+use crate::core::{Action, Level, Now};
+use crate::hub::capture::HubCapture;
+use crate::hub::status::{self, IfaceRuntime};
+use crate::os::signals::{self, Signal, Signals};
+use crate::os::syslog::emit;
+use crate::os::wg::WireGuard;
+
+/// Where the hub finds its peers in uci and stages what it learned.
+pub trait NetworkConfig {
+    /// The `wireguard_<iface>` peer sections of `network`.
+    fn peers(&self, iface: &str) -> Result<Vec<UciPeer>, String>;
+    /// Stages `endpoint_host`/`endpoint_port` of sections (RAM only), all in
+    /// one uci transaction: 50 peers moving at once cost one `uci batch`.
+    fn stage_endpoints(&self, moves: &[(String, SocketAddr)]) -> Result<(), String>;
+    /// Writes staged changes to flash.
+    fn commit(&self) -> Result<(), String>;
+    /// Whether endpoint changes are staged but not committed.
+    fn endpoints_staged(&self) -> Result<bool, String>;
+}
+
+/// Minimum spacing of status file rewrites caused by counters alone (any
+/// real change is written at once).
+const STATUS_EVERY_MS: u64 = 5000;
+/// How soon the kernel is read again after a packet that may have moved it.
+const OBSERVE_SOON_MS: u64 = 100;
+
+pub struct HubRuntime<W: WireGuard> {
+    cfg: Config,
+    wg: W,
+    net: Option<Box<dyn NetworkConfig>>,
+    hub: Hub,
+    runtime: HashMap<String, IfaceRuntime>,
+    captures: HashMap<String, HubCapture>,
+    started: u64,
+    persist_dirty: bool,
+    status_dirty: bool,
+    /// uci sections to stage at the end of this loop turn.
+    staged: Vec<(String, SocketAddr)>,
+    last_status_ms: u64,
+    /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
+    relay: crate::hub::relay::HubRelay,
+    /// Pairing: the redeem listener (interfaces with a `pool`).
+    pairing: Option<(crate::hub::pairing::RedeemListener, crate::os::uci::UciCli)>,
+    /// Each interface's public key as last read (part of its link identity).
+    wg_public: HashMap<String, Option<crate::core::PublicKey>>,
+}
+
+impl<W: WireGuard> HubRuntime<W> {
+    pub fn new(cfg: Config, wg: W, net: Option<Box<dyn NetworkConfig>>, now: Now) -> Self {
+        let (memory, problem) = crate::hub::state::load(&cfg.state_file);
+        if let Some(p) = problem {
+            emit(Level::Warn, &p);
+        }
+        let hub = Hub::new(policy(&cfg), &names(&cfg), memory);
+        let mut rt = Self {
+            cfg,
+            wg,
+            net,
+            hub,
+            runtime: HashMap::new(),
+            captures: HashMap::new(),
+            started: now.wall,
+            persist_dirty: false,
+            status_dirty: true,
+            staged: Vec::new(),
+            last_status_ms: 0,
+            relay: crate::hub::relay::HubRelay::system(),
+            pairing: None,
+            wg_public: HashMap::new(),
+        };
+        rt.load_uci_peers(now);
+        rt
+    }
+
+    /// Applies a new validated config (SIGHUP); learned state is kept.
+    pub fn reload(&mut self, cfg: Config, now: Now) {
+        if names(&cfg) != names(&self.cfg) || policy(&cfg) != policy(&self.cfg) {
+            // What this run learnt, judged again against the kernel like a
+            // state file (same link, same handshakes: trusted).
+            let memory = crate::hub::state::from_json(&crate::hub::state::to_json(&self.hub));
+            self.hub = Hub::new(policy(&cfg), &names(&cfg), memory);
+            self.captures.clear();
+        }
+        self.cfg = cfg;
+        if let Some((l, uci)) = self.pairing.take() {
+            drop(l);
+            self.pairing = Some((
+                crate::hub::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
+                uci,
+            ));
+        }
+        self.load_uci_peers(now);
+        emit(Level::Notice, "config reloaded");
+    }
+
+    fn load_uci_peers(&mut self, now: Now) {
+        let Some(net) = &self.net else { return };
+        let mut events = Vec::new();
+        for i in &self.cfg.interfaces {
+            match net.peers(&i.name) {
+                Ok(peers) => events.push(Event::Configured {
+                    iface: i.ifname.clone(),
+                    peers,
+                }),
+                Err(e) => emit(Level::Warn, &e),
+            }
+        }
+        match net.endpoints_staged() {
+            Ok(true) => events.push(Event::StagedBeforeStart),
+            Ok(false) => {}
+            Err(e) => emit(Level::Warn, &e),
+        }
+        for e in events {
+            self.feed(now, e);
+        }
+    }
+
+    /// Reads every managed interface from the kernel.
+    pub fn observe(&mut self, now: Now) {
+        for i in self.cfg.interfaces.clone() {
+            let view = match self.wg.read(&i.ifname, i.backend) {
+                Ok(v) => v,
+                Err(e) => {
+                    emit(
+                        Level::Warn,
+                        &format!("{}: cannot read WireGuard state: {e}", i.ifname),
+                    );
+                    continue;
+                }
+            };
+            self.relay
+                .seen(&i.ifname, view.as_ref().map(|v| v.allowed_ips.clone()));
+            let rt = self.runtime.entry(i.ifname.clone()).or_default();
+            self.wg_public
+                .insert(i.ifname.clone(), view.as_ref().and_then(|v| v.public_key));
+            let peers = view.map(|v| {
+                rt.backend = Some(v.backend);
+                rt.listen_port = v.listen_port;
+                if i.capture {
+                    let cap = self.captures.entry(i.ifname.clone()).or_default();
+                    cap.ensure(&i, &v, rt);
+                }
+                v.peers
+            });
+            // Everything captured up to now, after the read: every packet the
+            // kernel counted or roamed on is then in (a packet socket queues it
+            // before WireGuard processes it), so a roam is never mistaken for
+            // a push. The ring shows a block only once the kernel retires it,
+            // at most RETIRE_TOV_MS after its first frame (one jiffy more at a
+            // low HZ): wait that long first, so a packet that arrived just
+            // before the read is not missed. All of it, bounded.
+            if self
+                .captures
+                .get(&i.ifname)
+                .is_some_and(|c| c.fd().is_some())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    u64::from(2 * crate::os::capture::ring::RETIRE_TOV_MS) + 4,
+                ));
+            }
+            for _ in 0..64 {
+                self.drain_capture(now, &i.ifname);
+                if !self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(HubCapture::saturated)
+                {
+                    break;
+                }
+            }
+            let link = peers.as_ref().and_then(|_| {
+                let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
+                let ifindex = crate::os::capture::ifindex(&i.ifname).ok()?;
+                Some(LinkId {
+                    ifindex,
+                    public_key,
+                })
+            });
+            self.feed(
+                now,
+                Event::Link {
+                    iface: i.ifname.clone(),
+                    link,
+                },
+            );
+            // The capture stays open while the link is re-created: it listens
+            // on the WAN, and the peer's first packet after a restart is the
+            // one that tells where it is now.
+            self.feed(
+                now,
+                Event::Observed {
+                    iface: i.ifname.clone(),
+                    peers,
+                },
+            );
+        }
+        self.feed(now, Event::Tick);
+        self.relay.reconcile(now.mono_ms, &self.cfg);
+    }
+
+    /// Handles one event and carries out the resulting actions.
+    pub fn feed(&mut self, now: Now, event: Event) {
+        let actions = self.hub.handle(now, event);
+        self.apply(actions);
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            self.status_dirty = true;
+            match a {
+                Action::Log { level, msg } => emit(level, &msg),
+                Action::SetEndpoint {
+                    ref iface,
+                    key,
+                    endpoint,
+                }
+                | Action::Rearm {
+                    ref iface,
+                    key,
+                    endpoint,
+                } => {
+                    let backend = self
+                        .cfg
+                        .interfaces
+                        .iter()
+                        .find(|i| &i.ifname == iface)
+                        .map(|i| i.backend);
+                    let result = backend.map(|b| {
+                        // The core decided on a view up to one poll old: if the
+                        // kernel has meanwhile completed a handshake with the
+                        // peer, re-creating it would destroy that fresh session.
+                        let fresh = || {
+                            self.wg.read(iface, b).ok().flatten().is_some_and(|v| {
+                                v.peers.iter().any(|p| {
+                                    p.key == key
+                                        && p.last_handshake.is_some_and(|t| {
+                                            crate::os::signals::now().wall.saturating_sub(t)
+                                                < crate::core::hub::SESSION_LIFETIME_S
+                                        })
+                                })
+                            })
+                        };
+                        if matches!(a, Action::Rearm { .. }) && !fresh() {
+                            self.wg.rearm(iface, b, &key, Some(endpoint))
+                        } else {
+                            self.wg.set_endpoint(iface, b, &key, endpoint)
+                        }
+                    });
+                    if let Some(Err(e)) = result {
+                        emit(
+                            Level::Error,
+                            &format!("{iface}: cannot set endpoint of peer {}: {e}", key.short()),
+                        );
+                    }
+                }
+                Action::StageEndpoint { section, endpoint } => {
+                    // Several peers moving at once go into one uci batch.
+                    self.staged.retain(|(s, _)| *s != section);
+                    self.staged.push((section, endpoint));
+                }
+                Action::CommitUci => {
+                    self.persist_now();
+                    self.stage_now();
+                    if let Some(net) = &self.net
+                        && let Err(e) = net.commit()
+                    {
+                        emit(Level::Error, &e);
+                    }
+                }
+                Action::Persist => self.persist_dirty = true,
+                Action::CaptureTransport { iface, on } => {
+                    if let Some(c) = self.captures.get_mut(&iface) {
+                        c.set_transport(on);
+                    }
+                }
+            }
+        }
+    }
+
+    /// File descriptors to wait on, with the interface each belongs to.
+    pub fn capture_fds(&self) -> Vec<(RawFd, String)> {
+        self.captures
+            .iter()
+            .filter_map(|(n, c)| c.fd().map(|fd| (fd, n.clone())))
+            .collect()
+    }
+
+    /// Drains one interface's capture socket into the core.
+    pub fn drain_capture(&mut self, now: Now, iface: &str) {
+        let events = match self.captures.get_mut(iface) {
+            Some(c) => {
+                let events = c.drain(iface, now.mono_ms);
+                let drops = c.take_drops();
+                if drops > 0 {
+                    // A counter: written with the others (at most every 5 s),
+                    // not at every wakeup of a flood.
+                    self.runtime
+                        .entry(iface.to_string())
+                        .or_default()
+                        .capture_drops += drops;
+                }
+                let mut events = events;
+                if drops > 0 {
+                    events.push(Event::CaptureLoss {
+                        iface: iface.to_string(),
+                    });
+                }
+                events
+            }
+            None => return,
+        };
+        for e in events {
+            self.feed(now, e);
+        }
+    }
+
+    /// Stages what the core asked for since the last call, in one batch.
+    fn stage_now(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let moves = std::mem::take(&mut self.staged);
+        if let Some(net) = &self.net
+            && let Err(e) = net.stage_endpoints(&moves)
+        {
+            emit(Level::Error, &e);
+        }
+    }
+
+    /// Writes the state file if the core asked for it. Always before the
+    /// uci stage: killed in between, the restarted agent then remembers the
+    /// endpoint uci is about to get, never an older one that it would stage
+    /// back.
+    fn persist_now(&mut self) {
+        if self.persist_dirty {
+            self.persist_dirty = false;
+            if let Err(e) = crate::hub::state::save(&self.cfg.state_file, &self.hub) {
+                emit(
+                    Level::Error,
+                    &format!("state: cannot write {}: {e}", self.cfg.state_file.display()),
+                );
+            }
+        }
+    }
+
+    /// Writes the state file, stages uci changes and writes the status file
+    /// when something changed; called once per turn of the loop.
+    pub fn flush(&mut self, now: Now, force: bool) {
+        self.persist_now();
+        self.stage_now();
+        let counters_due = now.since_ms(self.last_status_ms) >= STATUS_EVERY_MS;
+        if force || self.status_dirty || counters_due {
+            self.status_dirty = false;
+            self.last_status_ms = now.mono_ms;
+            let runtime = |n: &str| self.runtime.get(n).cloned().unwrap_or_default();
+            let mut v = status::hub_json(&self.hub, now, self.started, &runtime);
+            v["relay"] = self.relay.status_json();
+            if let Err(e) = status::write(&self.cfg.state_dir, &v) {
+                emit(
+                    Level::Error,
+                    &format!("status: cannot write {}: {e}", self.cfg.state_dir.display()),
+                );
+            }
+        }
+    }
+
+    /// Listens for pairing redeems (issue 14) on the interfaces with a pool.
+    pub fn with_pairing(mut self, uci: crate::os::uci::UciCli) -> Self {
+        self.pairing = Some((
+            crate::hub::pairing::RedeemListener::open(&self.cfg, Box::new(uci.clone())),
+            uci,
+        ));
+        self
+    }
+
+    fn pairing_fds(&self) -> Vec<RawFd> {
+        self.pairing
+            .as_ref()
+            .map(|(l, _)| l.fds())
+            .unwrap_or_default()
+    }
+
+    /// Answers the redeems waiting on listener `idx`; a new peer is read
+    /// from uci at once so its endpoint is followed like any other's.
+    fn redeem(&mut self, now: Now, idx: usize) {
+        let Some((l, _)) = self.pairing.as_mut() else {
+            return;
+        };
+        if l.drain(idx, &self.wg, now.wall) {
+            self.load_uci_peers(now);
+            self.status_dirty = true;
+        }
+    }
+
+    pub fn poll_ms(&self) -> u64 {
+        self.cfg.poll_ms
+    }
+}
+
+fn names(cfg: &Config) -> Vec<String> {
+    cfg.interfaces.iter().map(|i| i.ifname.clone()).collect()
+}
+
+fn policy(cfg: &Config) -> HubPolicy {
+    HubPolicy {
+        commit_after_s: cfg.commit_interval,
+        commit_on_stop: cfg.commit_on_stop,
+    }
+}
+
+/// Runs the hub until SIGTERM. `reload` re-reads and validates the config.
+pub fn run_hub<W: WireGuard>(
+    mut rt: HubRuntime<W>,
+    signals: &Signals,
+    reload: &dyn Fn() -> Result<Config, String>,
+) -> Result<(), String> {
+    emit(
+        Level::Notice,
+        &format!("hub started, managing {}", names(&rt.cfg).join(", ")),
+    );
+    // Without it the agent still works, noticing re-created links one poll late.
+    let mut links = crate::os::linkwatch::LinkWatch::open()
+        .map_err(|e| {
+            emit(
+                Level::Warn,
+                &format!("rtnetlink link events unavailable ({e}); relying on polls"),
+            )
+        })
+        .ok();
+    let mut next_poll = 0u64;
+    loop {
+        let now = signals::now();
+        if now.mono_ms >= next_poll {
+            rt.observe(now);
+            next_poll = now.mono_ms + rt.poll_ms();
+        }
+        rt.flush(now, false);
+        let caps = rt.capture_fds();
+        let mut fds = vec![signals.fd()];
+        fds.extend(links.as_ref().map(|l| l.fd()));
+        let first_cap = fds.len();
+        fds.extend(caps.iter().map(|(fd, _)| *fd));
+        let first_pair = fds.len();
+        fds.extend(rt.pairing_fds());
+        let timeout = next_poll.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
+        let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
+        let now = signals::now();
+        if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
+            // A link came, went or changed: observe in this turn.
+            next_poll = 0;
+            rt.relay.links_changed();
+        }
+        for (i, (_, name)) in caps.iter().enumerate() {
+            if ready[first_cap + i] {
+                rt.drain_capture(now, name);
+            }
+        }
+        for (i, _) in ready[first_pair..].iter().enumerate().filter(|(_, r)| **r) {
+            rt.redeem(now, i);
+        }
+        if rt.hub.take_observe_soon() {
+            // An unproven or replayed initiation: if the kernel took it (it
+            // forgot the peer's timestamp), roll back before anyone uses it.
+            next_poll = next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
+        }
+        match signals.take() {
+            Some(Signal::Stop) => {
+                rt.feed(now, Event::Stop);
+                rt.relay.stop(&rt.cfg);
+                rt.flush(now, true);
+                emit(Level::Notice, "hub stopped");
+                return Ok(());
+            }
+            Some(Signal::Reload) => match reload() {
+                Ok(cfg) => rt.reload(cfg, now),
+                Err(e) => emit(
+                    Level::Error,
+                    &format!("reload refused, keeping the running config: {e}"),
+                ),
+            },
+            Some(Signal::Nudge) => next_poll = 0,
+            None => {}
+        }
+    }
+}
