@@ -24,7 +24,7 @@ use wgroam::config;
 use wgroam::core::hub::{Event, PeerSnapshot};
 use wgroam::core::{Now, PublicKey};
 use wgroam::hub::network::UciNetwork;
-use wgroam::hub::run::{HubRuntime, NetworkConfig};
+use wgroam::hub::runtime::{HubRuntime, NetworkConfig};
 use wgroam::os::uci::UciCli;
 use wgroam::os::uci::parse::parse_config;
 use wgroam::os::wg::{BackendChoice, DeviceView, WireGuard};

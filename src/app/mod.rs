@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use crate::app::cli::{Args, Check, Cmd, Run, Status};
 use crate::config::{self, Config, Role};
 use crate::core::Level;
+use crate::driver::{self, SystemWake};
 use crate::hub::network::UciNetwork;
-use crate::hub::run::{HubRuntime, NetworkConfig, run_hub};
+use crate::hub::runtime::{HubRuntime, NetworkConfig};
 use crate::os::signals::{self, Signals};
 use crate::os::syslog;
 use crate::os::uci::UciCli;
 use crate::os::wg::{System, WireGuard};
-use crate::roam::run::{RoamRuntime, run_roam};
+use crate::roam::runtime::RoamRuntime;
 
 /// Exit codes: 0 fine, 1 runtime failure, 2 bad config or usage, 3 not running.
 pub fn main() -> i32 {
@@ -125,16 +126,17 @@ fn run(r: &Run, confdir: &Option<PathBuf>, savedir: &Option<PathBuf>) -> i32 {
                 .join("; ")
         })
     };
+    let mut wake = SystemWake { signals: &signals };
     let result = match cfg.role {
         Role::Hub => {
             let net = network(&cfg, uci.clone());
             // The redeem listener opens a socket per interface with a pool
             // (none without); SIGHUP re-opens it for the new config.
-            let rt = HubRuntime::new(cfg, System, net, signals::now()).with_pairing(uci);
-            run_hub(rt, &signals, &reload)
+            let mut rt = HubRuntime::new(cfg, System, net, signals::now()).with_pairing(uci);
+            driver::run(&mut rt, &mut wake, &reload)
         }
         Role::Roam => RoamRuntime::new(cfg, System, uci, signals::now())
-            .and_then(|rt| run_roam(rt, &signals, &reload)),
+            .and_then(|mut rt| driver::run(&mut rt, &mut wake, &reload)),
     };
     match result {
         Ok(()) => 0,
@@ -235,7 +237,7 @@ fn check_roam(
     let kernel: Vec<_> = view
         .map(|v| v.peers.iter().map(|p| (p.key, p.endpoint)).collect())
         .unwrap_or_default();
-    match crate::roam::run::roam_config(i, &network, &kernel) {
+    match crate::roam::runtime::roam_config(i, &network, &kernel) {
         Ok(rc) => {
             println!("{}: hub peer {}", i.ifname, rc.hub_key.short());
             for r in crate::core::roam::Roam::new(rc.clone(), 0)

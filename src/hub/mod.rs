@@ -3,12 +3,13 @@
 //! to the core ([`capture`]), routes and relay policy carried out
 //! ([`relay`]), learned endpoints kept across restarts ([`state`]),
 //! `status.json` ([`status`]), pairing's invite store and redeem listener
-//! ([`pairing`]), and the loop that runs it all ([`run`]).
+//! ([`pairing`]), and the role the loop runs
+//! ([`runtime`], driven by [`crate::driver`]).
 
 pub mod capture;
 pub mod network;
 pub mod pairing;
 pub mod relay;
-pub mod run;
+pub mod runtime;
 pub mod state;
 pub mod status;

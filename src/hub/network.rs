@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::core::PublicKey;
 use crate::core::hub::UciPeer;
-use crate::hub::run::NetworkConfig;
+use crate::hub::runtime::NetworkConfig;
 use crate::os::uci::{Change, Section, UciCli, UciStore};
 
 pub struct UciNetwork<S: UciStore = UciCli> {

@@ -1,6 +1,6 @@
 //! The roam's glue (R1, the travel router): the tunnel's setup and routes,
-//! the prefix handed to the LAN ([`delegation`]) and the loop that runs it
-//! ([`run`]).
+//! the prefix handed to the LAN ([`delegation`]) and the role the loop runs
+//! ([`runtime`], driven by [`crate::driver`]).
 
 pub mod delegation;
-pub mod run;
+pub mod runtime;

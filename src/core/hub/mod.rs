@@ -365,6 +365,9 @@ pub struct Peer {
     /// A handshake message of this peer passed since the last observation
     /// (its bytes are in rx, not in the transport capture).
     handshake_traffic: bool,
+    /// The kernel moved here while the peer's counters grew, but the capture
+    /// showed nothing from here: the next look decides (confirm or restore).
+    recheck: Option<SocketAddr>,
     learn: Learn,
 }
 
@@ -800,6 +803,7 @@ impl Hub {
             p.present = false;
         }
         let mut ops = Vec::new();
+        let mut soon = false;
         for snap in peers {
             let suspect = snap.endpoint.and_then(|e| iface.suspect(e, now));
             let peer = iface.peers.entry(snap.key).or_default();
@@ -925,6 +929,22 @@ impl Hub {
             // Bytes captured from `e` since the last look: the kernel roams
             // only to the source of an authenticated packet.
             let data_from_e = rx_from.get(&e).is_some_and(|b| *b > 0);
+            if peer.recheck.take() == Some(e) {
+                // The second look: data from `e` captured since the first one
+                // (the ring showed it late) or a handshake completed there
+                // confirms it; still nothing from there, it was put there.
+                let fallback = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e);
+                if (data_from_e && !lossy && suspect.is_none()) || (hs_adv && !replay_src) {
+                    ops.push(Op::Confirm(snap.key, e, Why::Kernel));
+                } else if let Some(back) = fallback {
+                    ops.push(Op::Restore(
+                        snap.key,
+                        back,
+                        "changed without traffic from the peer",
+                    ));
+                }
+                continue;
+            }
             let confirmed = if first {
                 false
             } else if hs_adv {
@@ -990,8 +1010,19 @@ impl Hub {
                 None if !moved => {}
                 None if peer.endpoint.is_some()
                     && !hs_adv
-                    && (!rx_grew || (capture_complete && !data_from_e && !handshake_traffic)) =>
+                    && rx_grew
+                    && capture_complete
+                    && !data_from_e
+                    && !handshake_traffic =>
                 {
+                    // The peer talked, but none of it was captured from `e`:
+                    // configuration put it there while the peer talks from
+                    // elsewhere, or the ring had not shown the packets yet (a
+                    // loaded host retires blocks late). One more look, soon.
+                    peer.recheck = Some(e);
+                    soon = true;
+                }
+                None if peer.endpoint.is_some() && !hs_adv && !rx_grew => {
                     // Nothing came from the peer at `e`: configuration (netifd's
                     // `wg syncconf`, a ucode handler's snapshot) put it there.
                     ops.push(Op::Restore(
@@ -1020,6 +1051,7 @@ impl Hub {
             }
         }
         iface.by_kernel_endpoint = by_ep;
+        self.observe_soon |= soon;
         for op in ops {
             match op {
                 Op::Confirm(key, ep, why) => self.confirm(now, name, key, ep, why, out),

@@ -1,10 +1,10 @@
-//! The roam's event loop: one thread, one `poll(2)` over the signal pipe,
-//! rtnetlink notifications and the answers of short-lived helper threads
-//! (name resolution). It feeds the sans-IO [`Roam`] and carries out its
-//! actions through the adapters.
+//! The roam as the [`crate::driver`] runs it: woken by rtnetlink
+//! notifications and the answers of helper threads (name resolution, the
+//! delegation worker), it reads the tunnel every 500 ms, feeds the sans-IO
+//! [`Roam`] and carries out its actions through the adapters.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use serde_json::{Value, json};
@@ -15,8 +15,9 @@ use crate::core::roam::{
     Delegation, HubEndpoint, Roam, RoamAction, RoamConfig, RoamEvent, RoamStatus, TunnelSnapshot,
 };
 use crate::core::{Level, Now, PublicKey};
+use crate::driver::Role;
 use crate::os::rtnl::{Monitor, Routing, Rtnl};
-use crate::os::signals::{self, Signal, Signals};
+use crate::os::signals;
 use crate::os::syslog::emit;
 use crate::os::ubus::UbusCli;
 use crate::os::uci::{Section, UciCli, UciStore};
@@ -765,79 +766,93 @@ pub fn roam_json(
     })
 }
 
-/// Runs the roam until SIGTERM. Routes and the delegation stay in place on a
-/// clean stop, so a restart (upgrade) does not interrupt the LAN's IPv6; the
-/// restarted agent finds them and changes nothing.
-pub fn run_roam<W: WireGuard>(
-    mut rt: RoamRuntime<W>,
-    signals: &Signals,
-    reload: &dyn Fn() -> Result<Config, String>,
-) -> Result<(), String> {
-    emit(
-        Level::Notice,
-        &format!("roam started, managing {}", rt.iface.ifname),
-    );
-    loop {
-        let now = signals::now();
-        if now.mono_ms >= rt.next_observe_ms {
-            rt.observe(now);
-            rt.next_observe_ms = now.mono_ms + OBSERVE_MS;
+/// What woke the roam.
+#[derive(Debug, Clone, Copy)]
+pub enum RoamToken {
+    /// rtnetlink: routes, addresses, links changed.
+    Rtnl,
+    /// A helper thread answered (name resolution, delegation, health).
+    Inbox,
+}
+
+/// Routes and the delegation stay in place on a clean stop, so a restart
+/// (upgrade) does not interrupt the LAN's IPv6; the restarted agent finds
+/// them and changes nothing.
+impl<W: WireGuard> Role for RoamRuntime<W> {
+    type Token = RoamToken;
+
+    fn name(&self) -> &'static str {
+        "roam"
+    }
+
+    fn managing(&self) -> String {
+        self.iface.ifname.clone()
+    }
+
+    fn turn(&mut self, now: Now) {
+        if now.mono_ms >= self.next_observe_ms {
+            self.observe(now);
+            self.next_observe_ms = now.mono_ms + OBSERVE_MS;
         }
-        if rt.routes_dirty {
-            rt.refresh_routes(now);
+        if self.routes_dirty {
+            self.refresh_routes(now);
         }
-        if rt.roam.poll_at().is_some_and(|t| t <= now.mono_ms) {
-            rt.feed(now, RoamEvent::Tick);
+        if self.roam.poll_at().is_some_and(|t| t <= now.mono_ms) {
+            self.feed(now, RoamEvent::Tick);
         }
-        rt.flush(now, false);
-        let mut deadline = rt.next_observe_ms;
-        if let Some(t) = rt.roam.poll_at() {
-            deadline = deadline.min(t);
-        }
-        let timeout = deadline.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
-        let fds = [signals.fd(), rt.monitor.fd(), rt.inbox.read.as_raw_fd()];
-        let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
-        let now = signals::now();
-        if ready[1] {
-            match rt.monitor.drain() {
-                Ok(events) => {
-                    for e in events {
-                        rt.feed(now, RoamEvent::Uplink(e));
+    }
+
+    fn wake_at(&self) -> u64 {
+        let deadline = self.next_observe_ms;
+        self.roam.poll_at().map_or(deadline, |t| deadline.min(t))
+    }
+
+    fn fds(&self) -> Vec<(RawFd, RoamToken)> {
+        vec![
+            (self.monitor.fd(), RoamToken::Rtnl),
+            (self.inbox.read.as_raw_fd(), RoamToken::Inbox),
+        ]
+    }
+
+    fn ready(&mut self, now: Now, token: RoamToken) {
+        match token {
+            RoamToken::Rtnl => {
+                match self.monitor.drain() {
+                    Ok(events) => {
+                        for e in events {
+                            self.feed(now, RoamEvent::Uplink(e));
+                        }
                     }
+                    Err(e) => emit(Level::Warn, &format!("rtnetlink monitor: {e}")),
                 }
-                Err(e) => emit(Level::Warn, &format!("rtnetlink monitor: {e}")),
+                self.routes_dirty = true;
             }
-            rt.routes_dirty = true;
-        }
-        if ready[2] {
-            for e in rt.inbox.drain() {
-                rt.feed(now, e);
-            }
-        }
-        match signals.take() {
-            Some(Signal::Stop) => {
-                rt.flush(now, true);
-                rt.delegator.stop();
-                emit(Level::Notice, "roam stopped");
-                return Ok(());
-            }
-            Some(Signal::Reload) => match reload().and_then(|cfg| rt.reconfigure(cfg)) {
-                Ok(rc) => {
-                    rt.feed(now, RoamEvent::Configured(rc));
-                    emit(Level::Notice, "config reloaded");
+            RoamToken::Inbox => {
+                for e in self.inbox.drain() {
+                    self.feed(now, e);
                 }
-                Err(e) => emit(
-                    Level::Error,
-                    &format!("reload refused, keeping the running config: {e}"),
-                ),
-            },
-            // Hotplug (uplink) or ntp (clock): observe, re-read routes now.
-            Some(Signal::Nudge) => {
-                rt.next_observe_ms = 0;
-                rt.routes_dirty = true;
             }
-            None => {}
         }
+    }
+
+    fn flush(&mut self, now: Now, force: bool) {
+        RoamRuntime::flush(self, now, force);
+    }
+
+    fn reload(&mut self, cfg: Config, now: Now) -> Result<(), String> {
+        let rc = self.reconfigure(cfg)?;
+        self.feed(now, RoamEvent::Configured(rc));
+        Ok(())
+    }
+
+    // Hotplug (uplink) or ntp (clock): observe, re-read routes now.
+    fn nudge(&mut self, _: Now) {
+        self.next_observe_ms = 0;
+        self.routes_dirty = true;
+    }
+
+    fn stop(&mut self, _: Now) {
+        self.delegator.stop();
     }
 }
 

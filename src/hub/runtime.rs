@@ -1,6 +1,7 @@
-//! The hub's event loop: one thread, one `poll(2)`. It reads the kernel's
-//! WireGuard view every `poll_ms`, drains captured packets as they arrive,
-//! hands everything to the sans-IO [`Hub`] and carries out its actions.
+//! The hub as the [`crate::driver`] runs it: reads the kernel's WireGuard
+//! view every `poll_ms` (and at once after a link event), drains captured
+//! packets as they arrive, hands everything to the sans-IO [`Hub`] and
+//! carries out its actions through the adapters.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,9 +10,10 @@ use std::os::fd::RawFd;
 use crate::config::Config;
 use crate::core::hub::{Event, Hub, HubPolicy, LinkId, UciPeer};
 use crate::core::{Action, Level, Now};
+use crate::driver::Role;
 use crate::hub::capture::HubCapture;
 use crate::hub::status::{self, IfaceRuntime};
-use crate::os::signals::{self, Signal, Signals};
+use crate::os::linkwatch::LinkWatch;
 use crate::os::syslog::emit;
 use crate::os::wg::WireGuard;
 
@@ -53,6 +55,10 @@ pub struct HubRuntime<W: WireGuard> {
     pairing: Option<(crate::hub::pairing::RedeemListener, crate::os::uci::UciCli)>,
     /// Each interface's public key as last read (part of its link identity).
     wg_public: HashMap<String, Option<crate::core::PublicKey>>,
+    /// Link events; without them re-created links are noticed one poll late.
+    links: Option<LinkWatch>,
+    /// When the kernel is read next (monotonic ms).
+    next_poll: u64,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
@@ -77,6 +83,15 @@ impl<W: WireGuard> HubRuntime<W> {
             relay: crate::hub::relay::HubRelay::system(),
             pairing: None,
             wg_public: HashMap::new(),
+            links: LinkWatch::open()
+                .map_err(|e| {
+                    emit(
+                        Level::Warn,
+                        &format!("rtnetlink link events unavailable ({e}); relying on polls"),
+                    )
+                })
+                .ok(),
+            next_poll: 0,
         };
         rt.load_uci_peers(now);
         rt
@@ -100,7 +115,6 @@ impl<W: WireGuard> HubRuntime<W> {
             ));
         }
         self.load_uci_peers(now);
-        emit(Level::Notice, "config reloaded");
     }
 
     fn load_uci_peers(&mut self, now: Now) {
@@ -401,10 +415,6 @@ impl<W: WireGuard> HubRuntime<W> {
             self.status_dirty = true;
         }
     }
-
-    pub fn poll_ms(&self) -> u64 {
-        self.cfg.poll_ms
-    }
 }
 
 fn names(cfg: &Config) -> Vec<String> {
@@ -418,78 +428,93 @@ fn policy(cfg: &Config) -> HubPolicy {
     }
 }
 
-/// Runs the hub until SIGTERM. `reload` re-reads and validates the config.
-pub fn run_hub<W: WireGuard>(
-    mut rt: HubRuntime<W>,
-    signals: &Signals,
-    reload: &dyn Fn() -> Result<Config, String>,
-) -> Result<(), String> {
-    emit(
-        Level::Notice,
-        &format!("hub started, managing {}", names(&rt.cfg).join(", ")),
-    );
-    // Without it the agent still works, noticing re-created links one poll late.
-    let mut links = crate::os::linkwatch::LinkWatch::open()
-        .map_err(|e| {
-            emit(
-                Level::Warn,
-                &format!("rtnetlink link events unavailable ({e}); relying on polls"),
-            )
-        })
-        .ok();
-    let mut next_poll = 0u64;
-    loop {
-        let now = signals::now();
-        if now.mono_ms >= next_poll {
-            rt.observe(now);
-            next_poll = now.mono_ms + rt.poll_ms();
-        }
-        rt.flush(now, false);
-        let caps = rt.capture_fds();
-        let mut fds = vec![signals.fd()];
-        fds.extend(links.as_ref().map(|l| l.fd()));
-        let first_cap = fds.len();
-        fds.extend(caps.iter().map(|(fd, _)| *fd));
-        let first_pair = fds.len();
-        fds.extend(rt.pairing_fds());
-        let timeout = next_poll.saturating_sub(signals::now().mono_ms).min(60_000) as i32;
-        let ready = signals::wait(&fds, timeout).map_err(|e| format!("poll: {e}"))?;
-        let now = signals::now();
-        if first_cap > 1 && ready[1] && links.as_mut().is_some_and(|l| l.drain()) {
-            // A link came, went or changed: observe in this turn.
-            next_poll = 0;
-            rt.relay.links_changed();
-        }
-        for (i, (_, name)) in caps.iter().enumerate() {
-            if ready[first_cap + i] {
-                rt.drain_capture(now, name);
+/// What woke the hub.
+#[derive(Debug, Clone)]
+pub enum HubToken {
+    /// An rtnetlink link event.
+    Links,
+    /// Captured packets of an interface.
+    Capture(String),
+    /// A pairing redeem on listener `n`.
+    Redeem(usize),
+}
+
+impl<W: WireGuard> Role for HubRuntime<W> {
+    type Token = HubToken;
+
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn managing(&self) -> String {
+        names(&self.cfg).join(", ")
+    }
+
+    fn turn(&mut self, now: Now) {
+        if now.mono_ms >= self.next_poll {
+            self.observe(now);
+            self.next_poll = now.mono_ms + self.cfg.poll_ms;
+            if self.hub.take_observe_soon() {
+                self.next_poll = self.next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
             }
         }
-        for (i, _) in ready[first_pair..].iter().enumerate().filter(|(_, r)| **r) {
-            rt.redeem(now, i);
+    }
+
+    fn wake_at(&self) -> u64 {
+        self.next_poll
+    }
+
+    fn fds(&self) -> Vec<(RawFd, HubToken)> {
+        let mut fds: Vec<(RawFd, HubToken)> = Vec::new();
+        fds.extend(self.links.as_ref().map(|l| (l.fd(), HubToken::Links)));
+        fds.extend(
+            self.capture_fds()
+                .into_iter()
+                .map(|(fd, name)| (fd, HubToken::Capture(name))),
+        );
+        fds.extend(
+            self.pairing_fds()
+                .into_iter()
+                .enumerate()
+                .map(|(i, fd)| (fd, HubToken::Redeem(i))),
+        );
+        fds
+    }
+
+    fn ready(&mut self, now: Now, token: HubToken) {
+        match token {
+            HubToken::Links => {
+                if self.links.as_mut().is_some_and(|l| l.drain()) {
+                    // A link came, went or changed: observe in this turn.
+                    self.next_poll = 0;
+                    self.relay.links_changed();
+                }
+            }
+            HubToken::Capture(name) => self.drain_capture(now, &name),
+            HubToken::Redeem(i) => self.redeem(now, i),
         }
-        if rt.hub.take_observe_soon() {
+        if self.hub.take_observe_soon() {
             // An unproven or replayed initiation: if the kernel took it (it
             // forgot the peer's timestamp), roll back before anyone uses it.
-            next_poll = next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
+            self.next_poll = self.next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
         }
-        match signals.take() {
-            Some(Signal::Stop) => {
-                rt.feed(now, Event::Stop);
-                rt.relay.stop(&rt.cfg);
-                rt.flush(now, true);
-                emit(Level::Notice, "hub stopped");
-                return Ok(());
-            }
-            Some(Signal::Reload) => match reload() {
-                Ok(cfg) => rt.reload(cfg, now),
-                Err(e) => emit(
-                    Level::Error,
-                    &format!("reload refused, keeping the running config: {e}"),
-                ),
-            },
-            Some(Signal::Nudge) => next_poll = 0,
-            None => {}
-        }
+    }
+
+    fn flush(&mut self, now: Now, force: bool) {
+        HubRuntime::flush(self, now, force);
+    }
+
+    fn reload(&mut self, cfg: Config, now: Now) -> Result<(), String> {
+        HubRuntime::reload(self, cfg, now);
+        Ok(())
+    }
+
+    fn nudge(&mut self, _: Now) {
+        self.next_poll = 0;
+    }
+
+    fn stop(&mut self, now: Now) {
+        self.feed(now, Event::Stop);
+        self.relay.stop(&self.cfg);
     }
 }
