@@ -3,6 +3,9 @@
 //! naming section, option, value and what is expected; nothing is applied
 //! from a config that has any problem.
 
+// Pure: no clock, file, socket, thread or command (clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -306,7 +309,9 @@ fn hub_net(r: &mut Reader, ifname: &str) -> HubNet {
     }
 }
 
-/// Reads and validates a config file.
+/// Reads and validates a config file: the folder's one read of the
+/// system, everything after it is [`from_bytes`].
+#[allow(clippy::disallowed_methods)]
 pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
     let text = std::fs::read(path).map_err(|e| {
         let fix = match e.kind() {
@@ -321,6 +326,11 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
             path.display()
         ))]
     })?;
+    from_bytes(path, text)
+}
+
+/// Validates the bytes of a config file (`path` names it in problems).
+pub fn from_bytes(path: &Path, text: Vec<u8>) -> Result<Config, Vec<Problem>> {
     // uci stops reading a line at a NUL byte; such a file is damaged, not config.
     let text = match String::from_utf8(text) {
         Ok(t) if !t.contains('\0') => t,

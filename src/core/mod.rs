@@ -4,6 +4,9 @@
 //! decision is unit-tested with plain values, the way boringtun tests its
 //! `Tunn` and smoltcp its `Interface`.
 
+// Pure: no clock, file, socket, thread or command (clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod hub;
 pub mod key;
 pub mod net;

@@ -3,6 +3,9 @@
 //! verification of initiations ([`noise`]) and the classic BPF program the
 //! capture socket carries ([`bpf`]). Bytes in, values out; no I/O.
 
+// Pure: no clock, file, socket, thread or command (clippy.toml).
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod bpf;
 pub mod noise;
 pub mod wireguard;
