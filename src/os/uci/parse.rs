@@ -631,6 +631,7 @@ enum NameCheck {
     Package,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// One entry of `uci show` output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShowLine {
@@ -677,6 +678,7 @@ pub fn logical_lines(text: &str) -> Vec<String> {
     lines
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// Parses the values after `=` in `uci show`/`uci changes` output: single-quoted
 /// words (with `'\''` for a quote) separated by spaces.
 pub fn parse_show_values(file: &str, line: usize, text: &str) -> Result<Vec<String>, ParseError> {
@@ -741,6 +743,7 @@ pub fn parse_show_values(file: &str, line: usize, text: &str) -> Result<Vec<Stri
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// Parses `uci show` output. `file` only labels errors.
 pub fn parse_show(file: &str, text: &str) -> Result<Vec<ShowLine>, ParseError> {
     let mut out = Vec::new();
@@ -807,6 +810,7 @@ pub fn parse_show(file: &str, text: &str) -> Result<Vec<ShowLine>, ParseError> {
     Ok(out)
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// Builds sections from parsed `uci show` lines of one package. Values with one
 /// element come back as [`Value::Single`] (the format cannot tell).
 pub fn sections_from_show(lines: &[ShowLine]) -> Vec<Section> {
@@ -843,6 +847,7 @@ pub fn sections_from_show(lines: &[ShowLine]) -> Vec<Section> {
     out
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// Renders sections the way `uci show PACKAGE` prints them.
 pub fn render_show(package: &str, sections: &[Section]) -> String {
     let mut out = String::new();
@@ -857,6 +862,7 @@ pub fn render_show(package: &str, sections: &[Section]) -> String {
     out
 }
 
+#[cfg(any(test, feature = "test-support"))]
 /// Renders sections the way `uci export PACKAGE` prints them (anonymous sections
 /// without a name).
 pub fn render_export(package: &str, sections: &[Section]) -> String {
