@@ -249,26 +249,9 @@ impl<W: WireGuard> HubRuntime<W> {
                         .iter()
                         .find(|i| &i.ifname == iface)
                         .map(|i| i.backend);
-                    let result = backend.map(|b| {
-                        // The core decided on a view up to one poll old: if the
-                        // kernel has meanwhile completed a handshake with the
-                        // peer, re-creating it would destroy that fresh session.
-                        let fresh = || {
-                            self.wg.read(iface, b).ok().flatten().is_some_and(|v| {
-                                v.peers.iter().any(|p| {
-                                    p.key == key
-                                        && p.last_handshake.is_some_and(|t| {
-                                            crate::os::signals::now().wall.saturating_sub(t)
-                                                < crate::core::hub::SESSION_LIFETIME_S
-                                        })
-                                })
-                            })
-                        };
-                        if matches!(a, Action::Rearm { .. }) && !fresh() {
-                            self.wg.rearm(iface, b, &key, Some(endpoint))
-                        } else {
-                            self.wg.set_endpoint(iface, b, &key, endpoint)
-                        }
+                    let result = backend.map(|b| match a {
+                        Action::Rearm { .. } => self.wg.rearm(iface, b, &key, Some(endpoint)),
+                        _ => self.wg.set_endpoint(iface, b, &key, endpoint),
                     });
                     if let Some(Err(e)) = result {
                         emit(

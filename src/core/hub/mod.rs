@@ -368,6 +368,9 @@ pub struct Peer {
     /// The kernel moved here while the peer's counters grew, but the capture
     /// showed nothing from here: the next look decides (confirm or restore).
     recheck: Option<SocketAddr>,
+    /// Set in the kernel live; re-created there at the next look if the
+    /// kernel still has no session with the peer.
+    rearm: Option<SocketAddr>,
     learn: Learn,
 }
 
@@ -842,6 +845,17 @@ impl Hub {
             peer.last_handshake = snap.last_handshake;
             peer.rx = snap.rx;
             peer.tx = snap.tx;
+            if let Some(to) = peer.rearm.take()
+                && snap.endpoint == Some(to)
+                && snap.last_handshake.is_none()
+                && !peer.kernel_has_stamp
+            {
+                out.push(Action::Rearm {
+                    iface: name.to_string(),
+                    key: snap.key,
+                    endpoint: to,
+                });
+            }
             if hs_adv {
                 // The kernel completed a handshake: the initiation seen from
                 // where it now is was genuine, and so are the indices handed
@@ -1383,22 +1397,18 @@ impl Hub {
         // Re-creating the peer object resets WireGuard's handshake rate limit
         // (the hub handshakes at once) but also its memory of the peer's last
         // timestamp: only when it holds none, so no replay window opens.
+        // The view this is decided on may be a poll old: set it live now,
+        // and re-create the peer only if the next look (soon) still shows no
+        // session, so a handshake completed meanwhile is never destroyed.
         let rearm = why == Why::Index && !peer.kernel_has_stamp && peer.last_handshake.is_none();
         peer.kernel_endpoint = Some(to);
-        let (iface, endpoint) = (name.to_string(), to);
-        out.push(if rearm {
-            Action::Rearm {
-                iface,
-                key,
-                endpoint,
-            }
-        } else {
-            Action::SetEndpoint {
-                iface,
-                key,
-                endpoint,
-            }
+        peer.rearm = rearm.then_some(to);
+        out.push(Action::SetEndpoint {
+            iface: name.to_string(),
+            key,
+            endpoint: to,
         });
+        self.observe_soon |= rearm;
     }
 
     /// The kernel confirmed `to`: it becomes the endpoint, staged in uci.
