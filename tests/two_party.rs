@@ -987,12 +987,12 @@ fn replays_recorded_before_the_hub_started_never_move_it_and_a_genuine_move_is_f
     w.replaying = true;
     let mark = w.hub_actions.len();
     w.run(30_000);
-    // The kernel stays with the roam. The agent confirms nothing else; it
-    // may not confirm this either while replays keep coming (each is
-    // handshake traffic of the peer, so rx growth proves no data roam):
-    // the next handshake does, below.
+    // The kernel stays with the roam, and the agent confirms it from the
+    // roam's data: replays the kernel rejects (it holds a newer stamp) are
+    // not counted as the peer's handshake traffic, so they cannot keep rx
+    // growth from proving where the peer is.
     assert_eq!(w.hub_wg.endpoint, Some(there));
-    assert!(w.hub_peer().unwrap().endpoint.is_none_or(|e| e == there));
+    assert_eq!(w.hub_peer().unwrap().endpoint, Some(there));
     assert!(
         w.hub_ignored(Ignored::Unproven) + w.hub_ignored(Ignored::Replay) >= 500,
         "the core saw the replays: {} unproven, {} replay",

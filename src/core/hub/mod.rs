@@ -1113,9 +1113,13 @@ impl Hub {
         let Some(peer) = iface.peers.get_mut(&key) else {
             return self.ignored(now, name, from, Ignored::UnknownPeer, out);
         };
-        // Its bytes count in the kernel's rx if the kernel takes it.
-        peer.handshake_traffic = true;
         let stale = peer.stamp.is_some_and(|s| stamp <= s);
+        // Its bytes count in the kernel's rx if the kernel takes it: not a
+        // stale one while the kernel holds a newer stamp (a stream of replays
+        // must not keep the peer's data from confirming a move).
+        if !stale || !peer.kernel_has_stamp {
+            peer.handshake_traffic = true;
+        }
         if stale && peer.endpoint.is_some_and(|e| e != from) {
             // A genuine initiation replayed from elsewhere: an attack, not
             // something the peer did; it says nothing about its health.
