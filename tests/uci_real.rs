@@ -10,7 +10,7 @@ use std::process::Command;
 mod common;
 
 use common::real_uci;
-use wgroam::os::uci::parse::{self, Value};
+use wgroam::config::uci::syntax::{self as parse, Value};
 use wgroam::os::uci::{Change, UciCli, UciStore, find_section};
 
 fn manifest_dir() -> PathBuf {

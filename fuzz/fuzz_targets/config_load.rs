@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use wgroam::config;
-use wgroam::os::uci::parse::parse_config;
+use wgroam::config::uci::syntax::parse_config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

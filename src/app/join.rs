@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::app::cli::Join;
+use crate::config::uci::syntax::{Section, parse_config};
 use crate::config::valid_uci_name;
 use crate::core::PublicKey;
 use crate::core::net::IpNet;
 use crate::core::pairing::{self, Answer, Grant, Host, Redeem, Token};
 use crate::hub::pairing::random;
 use crate::os::ubus::{Ubus, UbusCli};
-use crate::os::uci::parse::{Section, parse_config};
 use crate::os::uci::{Change, UciCli, UciStore};
 
 /// The init script that starts the agent (tests point it elsewhere).

@@ -237,7 +237,7 @@ fn check_roam(
     let kernel: Vec<_> = view
         .map(|v| v.peers.iter().map(|p| (p.key, p.endpoint)).collect())
         .unwrap_or_default();
-    match crate::roam::runtime::roam_config(i, &network, &kernel) {
+    match crate::config::roam_setup::roam_config(i, &network, &kernel) {
         Ok(rc) => {
             println!("{}: hub peer {}", i.ifname, rc.hub_key.short());
             for r in crate::core::roam::Roam::new(rc.clone(), 0)

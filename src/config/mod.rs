@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::core::Level;
 use crate::core::relay::{HubNet, RelayMode};
-use crate::os::uci::parse::parse_config;
-use crate::os::uci::{Section, Value};
-use crate::os::wg::BackendChoice;
+use uci::syntax::parse_config;
+use uci::{Section, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -28,6 +27,14 @@ impl Role {
             Role::Roam => "roam",
         }
     }
+}
+
+/// Which WireGuard backend an interface uses (`option backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Kernel,
+    Userspace,
 }
 
 /// A managed WireGuard interface.
@@ -537,6 +544,8 @@ pub fn from_sections(sections: &[Section]) -> Result<Config, Vec<Problem>> {
 }
 
 mod roam;
+pub mod roam_setup;
+pub mod uci;
 pub use roam::{DelegateVia, ROAM_OPTIONS, RoamOptions};
 
 mod pair;

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use super::*;
 use crate::config::from_sections;
-use crate::os::uci::parse::parse_config;
+use crate::config::uci::syntax::parse_config;
 
 const CONFIG: &str = "config agent 'agent'\n\toption role 'hub'\n\
     config interface 'wg0'\n\toption ifname 'wg0'\n";

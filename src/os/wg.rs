@@ -39,13 +39,7 @@ use crate::core::PublicKey;
 use crate::core::hub::PeerSnapshot;
 use crate::core::net::IpNet;
 
-/// Which backend to talk to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendChoice {
-    Auto,
-    Kernel,
-    Userspace,
-}
+pub use crate::config::BackendChoice;
 
 /// What one read of an interface returns.
 pub struct DeviceView {

@@ -1298,7 +1298,7 @@ mod tests {
         ubus.n().lans.insert("lan".into(), ("br-lan".into(), false));
         uci.put_committed(
             "network",
-            crate::os::uci::parse::parse_config(
+            crate::config::uci::syntax::parse_config(
                 "network",
                 "config interface 'lan'\n\toption proto 'static'\n",
             )

@@ -65,7 +65,7 @@ use std::net::IpAddr;
 
 use super::Level;
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
-use crate::os::uci::{Change, Section, Value};
+use crate::config::uci::{Change, Section, Value};
 
 /// Metric of the routes the agent adds (see "Routes" above).
 pub const ROUTE_METRIC: u32 = 1119;

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::config::uci::syntax::Section;
 use crate::config::{Config, Interface, Role};
 use crate::core::Level;
 use crate::core::PublicKey;
 use crate::core::net::IpNet;
 use crate::core::pairing::{self, Decision, Grant, Invite, InviteState, Pool, RateLimit, Refusal};
 use crate::os::syslog::emit;
-use crate::os::uci::parse::Section;
 use crate::os::uci::{Change, UciStore};
 use crate::os::wg::WireGuard;
 

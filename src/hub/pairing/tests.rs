@@ -8,9 +8,9 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::*;
+use crate::config::uci::syntax::parse_config;
 use crate::core::pairing::{Answer, Host, Redeem, Token, clamp, public_of};
 use crate::os::uci::MemoryUci;
-use crate::os::uci::parse::parse_config;
 use crate::os::wg::{BackendChoice, DeviceView};
 
 const HUB_PRIVATE: [u8; 32] = [0x48; 32];

@@ -19,7 +19,7 @@ fn cfg(iface_opts: &str) -> Config {
     let text = format!(
         "config agent 'agent'\n\toption role 'hub'\n\nconfig interface 'wg0'\n{iface_opts}"
     );
-    let secs = crate::os::uci::parse::parse_config("test", &text).unwrap();
+    let secs = crate::config::uci::syntax::parse_config("test", &text).unwrap();
     crate::config::from_sections(&secs).unwrap()
 }
 
