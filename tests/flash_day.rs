@@ -21,12 +21,12 @@ use std::rc::Rc;
 
 use common::{Scratch, real_uci};
 use wgroam::config;
+use wgroam::config::uci::syntax::parse_config;
 use wgroam::core::hub::{Event, PeerSnapshot};
 use wgroam::core::{Now, PublicKey};
 use wgroam::hub::network::UciNetwork;
 use wgroam::hub::runtime::{HubRuntime, NetworkConfig};
 use wgroam::os::uci::UciCli;
-use wgroam::os::uci::parse::parse_config;
 use wgroam::os::wg::{BackendChoice, DeviceView, WireGuard};
 
 const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
