@@ -11,6 +11,7 @@ pub mod hub;
 pub mod key;
 pub mod net;
 pub mod pairing;
+pub mod reconcile;
 pub mod relay;
 pub mod roam;
 pub mod time;

@@ -65,6 +65,7 @@ use std::net::IpAddr;
 
 use super::Level;
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
+use super::reconcile::{Attempt, InFlight};
 use crate::config::uci::{Change, Section, Value};
 
 /// Metric of the routes the agent adds (see "Routes" above).
@@ -409,6 +410,16 @@ enum Nft {
     Failed(u64),
 }
 
+/// What the relay sent, as [`InFlight`] keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Sent {
+    Sysctl(String, String),
+    Add(Route),
+    Del(Route),
+    /// Targets handed to a WAN's NDP responder (held after a failure).
+    Ndp(String),
+}
+
 /// The relay's memory between reconciliations: what it changed, so it can
 /// undo exactly that, and what it has asked for recently.
 #[derive(Debug)]
@@ -420,8 +431,8 @@ pub struct Relay {
     ndp: BTreeMap<String, Vec<IpNet>>,
     /// (ifindex, prefix) seen missing since (ms).
     missing: BTreeMap<(u32, IpNet), u64>,
-    /// Actions recently emitted, by a key, at (ms).
-    inflight: BTreeMap<String, u64>,
+    /// Actions recently emitted and not yet seen to take effect.
+    inflight: InFlight<Sent>,
     /// Every WireGuard device index managed in this run: our routes through
     /// one that is no longer managed (config reload) are removed too.
     known_oifs: BTreeMap<u32, String>,
@@ -461,7 +472,7 @@ impl Relay {
             nft: Nft::Absent,
             ndp: BTreeMap::new(),
             missing: BTreeMap::new(),
-            inflight: BTreeMap::new(),
+            inflight: InFlight::new(RETRY_MS),
             known_oifs: BTreeMap::new(),
         }
     }
@@ -506,29 +517,17 @@ impl Relay {
             }
             RelayAction::NdpTargets { wan, .. } => {
                 self.ndp.remove(wan);
-                self.inflight.insert(format!("ndp {wan}"), now_ms);
+                self.inflight.hold(now_ms, Sent::Ndp(wan.clone()));
             }
             _ => {}
         }
-    }
-
-    /// Whether the action with `key` may be emitted now; records it.
-    fn due(&mut self, now_ms: u64, key: String) -> Option<bool> {
-        let retry = match self.inflight.get(&key) {
-            Some(t) if now_ms.saturating_sub(*t) < RETRY_MS => return None,
-            Some(_) => true,
-            None => false,
-        };
-        self.inflight.insert(key, now_ms);
-        Some(retry)
     }
 
     /// Brings the system towards the desired state.
     pub fn reconcile(&mut self, now_ms: u64, facts: &Facts) -> Vec<RelayAction> {
         // Actions that keep failing are re-recorded every RETRY_MS; the
         // others were carried out long ago and are forgotten.
-        self.inflight
-            .retain(|_, t| now_ms.saturating_sub(*t) < 2 * RETRY_MS);
+        self.inflight.expire(now_ms, 2 * RETRY_MS);
         let mut out = Vec::new();
         self.sysctls(now_ms, facts, false, &mut out);
         self.routes(now_ms, facts, false, &mut out);
@@ -588,7 +587,8 @@ impl Relay {
             if cur == value || (!only_from.is_empty() && cur != only_from) {
                 continue;
             }
-            let Some(retry) = self.due(now_ms, format!("sysctl {key}={value}")) else {
+            let sent = Sent::Sysctl(key.clone(), value.to_string());
+            let Some(retry) = self.inflight.send(now_ms, sent).map(Attempt::is_retry) else {
                 continue;
             };
             if !self.restore.iter().any(|(k, _)| *k == key) {
@@ -667,10 +667,14 @@ impl Relay {
         }
         for r in dels {
             let ifname = name_of(r.oif.unwrap_or(0));
-            let Some(retry) = self.due(now_ms, format!("del {r}")) else {
+            let Some(retry) = self
+                .inflight
+                .send(now_ms, Sent::Del(r.clone()))
+                .map(Attempt::is_retry)
+            else {
                 continue;
             };
-            self.inflight.remove(&format!("add {r}"));
+            self.inflight.settle(&Sent::Add(r.clone()));
             let note = if retry {
                 " (still there; retrying)"
             } else {
@@ -703,10 +707,14 @@ impl Relay {
                     continue;
                 }
                 let route = route_for(*p, oif);
-                let Some(retry) = self.due(now_ms, format!("add {route}")) else {
+                let Some(retry) = self
+                    .inflight
+                    .send(now_ms, Sent::Add(route.clone()))
+                    .map(Attempt::is_retry)
+                else {
                     continue;
                 };
-                self.inflight.remove(&format!("del {route}"));
+                self.inflight.settle(&Sent::Del(route.clone()));
                 let ifname = name_of(oif);
                 let note = if retry {
                     " (not applied yet; retrying)"
@@ -784,13 +792,11 @@ impl Relay {
             if self.ndp.get(&wan) == Some(&targets) {
                 continue;
             }
-            let key = format!("ndp {wan}");
-            if let Some(t) = self.inflight.get(&key)
-                && now_ms.saturating_sub(*t) < RETRY_MS
-            {
+            let key = Sent::Ndp(wan.clone());
+            if self.inflight.waiting(now_ms, &key) {
                 continue;
             }
-            self.inflight.remove(&key);
+            self.inflight.settle(&key);
             let list: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
             log(
                 out,

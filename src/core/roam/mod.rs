@@ -82,6 +82,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
+use super::reconcile::InFlight;
 use super::{Level, Now, PublicKey};
 
 /// A route action is not repeated sooner than this while unconfirmed.
@@ -616,7 +617,8 @@ pub struct Roam {
 
     // Applied state.
     routes: Option<Vec<Route>>,
-    inflight: BTreeMap<(bool, Route), u64>,
+    /// Route adds (`true`) and deletes sent and not yet observed.
+    inflight: InFlight<(bool, Route)>,
     next_health_ms: Option<u64>,
 
     // Delegation.
@@ -697,7 +699,7 @@ impl Roam {
             resolved: BTreeMap::new(),
             candidate: 0,
             routes: None,
-            inflight: BTreeMap::new(),
+            inflight: InFlight::new(ROUTE_RETRY_MS),
             next_health_ms: None,
             want: Delegation::Unknown,
             deleg_gen: 0,
@@ -824,7 +826,7 @@ impl Roam {
             }
         }
         at.extend(self.next_health_ms);
-        at.extend(self.inflight.values().map(|t| t + ROUTE_RETRY_MS));
+        at.extend(self.inflight.poll_at());
         // Deadlines already handled whose condition did not hold are no
         // deadlines: never ask for a busy loop.
         at.into_iter().filter(|t| *t > self.last_ms).min()
@@ -1016,7 +1018,7 @@ impl Roam {
         let tunnel = self.ifindex;
         let gw4 = best_default(&routes, false, RT_TABLE_MAIN, tunnel);
         let gw6 = best_default(&routes, true, RT_TABLE_MAIN, tunnel);
-        self.inflight.retain(|(add, r), _| {
+        self.inflight.retain(|(add, r)| {
             let present = routes.iter().any(|o| o.same_as(r));
             present != *add
         });
@@ -1071,7 +1073,7 @@ impl Roam {
                 // Route adds that failed while it was down ("Network is
                 // down") are retried now, not after ROUTE_RETRY_MS.
                 self.inflight
-                    .retain(|(add, r), _| !(*add && r.oif == Some(ev.ifindex)));
+                    .retain(|(add, r)| !(*add && r.oif == Some(ev.ifindex)));
             }
             return;
         }
@@ -1750,14 +1752,11 @@ impl Roam {
     }
 
     fn route_action(&mut self, now: Now, add: bool, r: Route, out: &mut Vec<RoamAction>) {
-        let key = (add, r.clone());
-        let retry = match self.inflight.get(&key) {
-            Some(t) if now.since_ms(*t) < ROUTE_RETRY_MS => return,
-            Some(_) => true,
-            None => false,
+        let Some(attempt) = self.inflight.send(now.mono_ms, (add, r.clone())) else {
+            return;
         };
-        self.inflight.remove(&(!add, r.clone()));
-        self.inflight.insert(key, now.mono_ms);
+        let retry = attempt.is_retry();
+        self.inflight.settle(&(!add, r.clone()));
         let verb = if add { "adding" } else { "removing" };
         let (level, note) = if retry {
             (Level::Warn, " (not applied yet; retrying)")
