@@ -659,7 +659,7 @@ impl World {
         let soon = hub.take_observe_soon();
         let mut persist = false;
         for a in actions {
-            if !matches!(a, Action::Log { .. }) {
+            if !matches!(a, Action::Log(_)) {
                 self.hub_actions.push((self.t, a.clone()));
             }
             match a {
@@ -683,7 +683,7 @@ impl World {
                 }
                 Action::Persist => persist = true,
                 Action::CaptureTransport { on, .. } => self.hub_capture_transport = on,
-                Action::Log { .. } => {}
+                Action::Log(_) => {}
             }
         }
         if persist && let Some(hub) = &self.hub {

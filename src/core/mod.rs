@@ -31,6 +31,19 @@ pub enum Level {
     Debug,
 }
 
+/// A line for syslog: what every core's actions carry to say what it did
+/// (the adapter maps the level to a syslog priority).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    pub level: Level,
+    pub msg: String,
+}
+
+/// Appends a log line to any core's actions.
+pub fn log<A: From<Log>>(out: &mut Vec<A>, level: Level, msg: String) {
+    out.push(A::from(Log { level, msg }));
+}
+
 /// What the core asks the outside world to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -63,8 +76,11 @@ pub enum Action {
         iface: String,
         on: bool,
     },
-    Log {
-        level: Level,
-        msg: String,
-    },
+    Log(Log),
+}
+
+impl From<Log> for Action {
+    fn from(l: Log) -> Self {
+        Action::Log(l)
+    }
 }

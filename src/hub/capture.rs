@@ -606,7 +606,7 @@ mod tests {
             acted.extend(feed(&mut hub, &f, t, &mut budget).into_iter().filter(|a| {
                 !matches!(
                     a,
-                    Action::Log { .. } | Action::Persist | Action::CaptureTransport { .. }
+                    Action::Log(_) | Action::Persist | Action::CaptureTransport { .. }
                 )
             }));
         }

@@ -232,7 +232,7 @@ impl<W: WireGuard> HubRuntime<W> {
         for a in actions {
             self.status_dirty = true;
             match a {
-                Action::Log { level, msg } => emit(level, &msg),
+                Action::Log(l) => emit(l.level, &l.msg),
                 Action::SetEndpoint {
                     ref iface,
                     key,

@@ -408,7 +408,7 @@ impl<W: WireGuard> RoamRuntime<W> {
     fn act(&mut self, a: RoamAction) {
         let b = self.iface.backend;
         match a {
-            RoamAction::Log { level, msg } => emit(level, &msg),
+            RoamAction::Log(l) => emit(l.level, &l.msg),
             RoamAction::Resolve { host } => {
                 let h = host.clone();
                 self.inbox

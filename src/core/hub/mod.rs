@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 
 use super::key::PublicKey;
 use super::time::Now;
-use super::{Action, Level};
+use super::{Action, Level, log};
 
 /// WireGuard's REJECT_AFTER_TIME: a session older than this is dead.
 pub const SESSION_LIFETIME_S: u64 = 180;
@@ -1575,10 +1575,6 @@ fn log_move(
             key.short()
         ),
     );
-}
-
-fn log(out: &mut Vec<Action>, level: Level, msg: String) {
-    out.push(Action::Log { level, msg });
 }
 
 #[cfg(test)]

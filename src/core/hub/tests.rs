@@ -172,7 +172,7 @@ fn kernel_roam_on_data_is_confirmed_and_staged_without_touching_the_kernel() {
         t1.after_ms(500),
         vec![snap(1, Some("203.0.113.5:30777"), Some(t.wall), 900)],
     );
-    assert!(a.iter().all(|x| matches!(x, Action::Log { .. })), "{a:?}");
+    assert!(a.iter().all(|x| matches!(x, Action::Log(_))), "{a:?}");
 }
 
 #[test]

@@ -63,9 +63,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use super::Level;
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
 use super::reconcile::{Attempt, InFlight};
+use super::{Level, Log, log};
 use crate::config::uci::{Change, Section, Value};
 
 /// Metric of the routes the agent adds (see "Routes" above).
@@ -279,10 +279,13 @@ pub enum RelayAction {
         wan: String,
         targets: Vec<IpNet>,
     },
-    Log {
-        level: Level,
-        msg: String,
-    },
+    Log(Log),
+}
+
+impl From<Log> for RelayAction {
+    fn from(l: Log) -> Self {
+        RelayAction::Log(l)
+    }
 }
 
 /// The prefixes routed to peers: allowed IPs that are neither host
@@ -442,10 +445,6 @@ impl Default for Relay {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn log(out: &mut Vec<RelayAction>, level: Level, msg: String) {
-    out.push(RelayAction::Log { level, msg });
 }
 
 fn route_for(prefix: IpNet, ifindex: u32) -> Route {

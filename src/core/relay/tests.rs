@@ -60,14 +60,14 @@ fn ours(dst: &str, oif: u32) -> Route {
 /// The non-log actions.
 fn acts(v: Vec<RelayAction>) -> Vec<RelayAction> {
     v.into_iter()
-        .filter(|a| !matches!(a, RelayAction::Log { .. }))
+        .filter(|a| !matches!(a, RelayAction::Log(_)))
         .collect()
 }
 
 fn logs(v: &[RelayAction]) -> Vec<String> {
     v.iter()
         .filter_map(|a| match a {
-            RelayAction::Log { msg, .. } => Some(msg.clone()),
+            RelayAction::Log(Log { msg, .. }) => Some(msg.clone()),
             _ => None,
         })
         .collect()

@@ -83,7 +83,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
 use super::reconcile::InFlight;
-use super::{Level, Now, PublicKey};
+use super::{Level, Log, Now, PublicKey, log};
 
 /// A route action is not repeated sooner than this while unconfirmed.
 pub const ROUTE_RETRY_MS: u64 = 10_000;
@@ -489,10 +489,13 @@ pub enum RoamAction {
     },
     /// Run the health check; answer with `HealthResult`.
     HealthCheck,
-    Log {
-        level: Level,
-        msg: String,
-    },
+    Log(Log),
+}
+
+impl From<Log> for RoamAction {
+    fn from(l: Log) -> Self {
+        RoamAction::Log(l)
+    }
 }
 
 /// The prefix delegation: what was commanded, and (for `Delegated`) whether
@@ -1956,10 +1959,6 @@ fn ignorable(a: IpAddr) -> bool {
             a.is_loopback() || a.is_multicast() || (a.segments()[0] & 0xffc0) == 0xfe80
         }
     }
-}
-
-fn log(out: &mut Vec<RoamAction>, level: Level, msg: String) {
-    out.push(RoamAction::Log { level, msg });
 }
 
 #[cfg(test)]

@@ -320,14 +320,14 @@ fn is_route(a: &RoamAction) -> bool {
 }
 
 fn not_log(a: &RoamAction) -> bool {
-    !matches!(a, RoamAction::Log { .. })
+    !matches!(a, RoamAction::Log(_))
 }
 
 fn logs(actions: &[RoamAction], level: Level) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            RoamAction::Log { level: l, msg } if *l == level => Some(msg.clone()),
+            RoamAction::Log(Log { level: l, msg }) if *l == level => Some(msg.clone()),
             _ => None,
         })
         .collect()
@@ -623,8 +623,10 @@ fn prefix_is_withdrawn_after_grace_and_restored_when_the_hub_answers() {
             .what
             .contains("withdrawing 2001:db8:100:1::/64")
     );
-    assert!(log.iter().any(|(_, a)| matches!(a,
-        RoamAction::Log { level: Level::Notice, msg } if msg.contains("tunnel down for 30s"))));
+    assert!(
+        log.iter().any(|(_, a)| matches!(a,
+        RoamAction::Log(Log { level: Level::Notice, msg }) if msg.contains("tunnel down for 30s")))
+    );
     w.answering = true;
     let log = w.run(30_000, 100);
     let delegated = times(&log, |a| matches!(a, RoamAction::Delegate { .. }));
@@ -873,7 +875,7 @@ fn untrusted_clock_never_forces_a_handshake() {
     assert_eq!(count(&log, is_hs), 0);
     let warns = count(
         &w.log,
-        |a| matches!(a, RoamAction::Log { level: Level::Warn, msg } if msg.contains("clock not trusted")),
+        |a| matches!(a, RoamAction::Log(Log { level: Level::Warn, msg }) if msg.contains("clock not trusted")),
     );
     assert_eq!(warns, 1, "said once");
     w.ev(RoamEvent::ClockSynced);
@@ -1070,7 +1072,7 @@ fn missing_interface_keeps_routes_and_its_return_reacts() {
     assert_eq!(
         count(
             &w.log,
-            |a| matches!(a, RoamAction::Log { level: Level::Warn, msg } if msg.contains("missing"))
+            |a| matches!(a, RoamAction::Log(Log { level: Level::Warn, msg }) if msg.contains("missing"))
         ),
         1,
         "said once"
@@ -1128,7 +1130,7 @@ fn no_default_route_defers_the_reaction_until_one_appears() {
     assert_eq!(
         count(
             &log,
-            |a| matches!(a, RoamAction::Log { msg, .. } if msg.contains("no default route"))
+            |a| matches!(a, RoamAction::Log(Log { msg, .. }) if msg.contains("no default route"))
         ),
         1
     );
@@ -1238,7 +1240,7 @@ fn is_look(a: &RoamAction) -> bool {
 fn warns_with(log: &[(u64, RoamAction)], text: &str) -> usize {
     count(
         log,
-        |a| matches!(a, RoamAction::Log { level: Level::Warn, msg } if msg.contains(text)),
+        |a| matches!(a, RoamAction::Log(Log { level: Level::Warn, msg }) if msg.contains(text)),
     )
 }
 
@@ -1264,7 +1266,7 @@ fn delegated_only_once_netifd_confirms_it() {
     assert_eq!(s.lan_mtu, Some(1420), "netifd copied the tunnel MTU");
     assert!(s.delegation_problem.is_none());
     assert!(log.iter().any(|(_, a)| matches!(a,
-        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: 2001:db8:100:1::/64 delegated (confirmed: lan 2001:db8:100:1::/64)")));
+        RoamAction::Log(Log { level: Level::Notice, msg }) if msg == "wg1: 2001:db8:100:1::/64 delegated (confirmed: lan 2001:db8:100:1::/64)")));
 }
 
 #[test]
@@ -1301,7 +1303,7 @@ fn a_delegation_netifd_does_not_take_stays_pending_with_one_problem_line() {
     assert_eq!(s.delegation, Delegation::Delegated(prefix()));
     assert!(s.delegation_problem.is_none());
     assert!(log.iter().any(|(_, a)| matches!(a,
-        RoamAction::Log { level: Level::Notice, msg } if msg == "wg1: delegation problem resolved")));
+        RoamAction::Log(Log { level: Level::Notice, msg }) if msg == "wg1: delegation problem resolved")));
 }
 
 #[test]
@@ -1446,7 +1448,7 @@ fn withdrawal_deletes_the_default_routes_first_then_removes_then_cleans_the_lan_
     assert!(idx(&|a| matches!(a, RoamAction::AddRoute(r) if r.dst.is_default())) < idx(&is_deleg));
     let confirmed = log
         .iter()
-        .find(|(_, a)| matches!(a, RoamAction::Log { msg, .. } if msg.contains("delegated (confirmed")))
+        .find(|(_, a)| matches!(a, RoamAction::Log(Log { msg, .. }) if msg.contains("delegated (confirmed")))
         .map(|(t, _)| *t)
         .unwrap();
     assert!(confirmed - back <= 500, "{}", confirmed - back);

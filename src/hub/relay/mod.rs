@@ -493,8 +493,8 @@ impl HubRelay {
     fn apply(&mut self, now_ms: u64, actions: Vec<RelayAction>) {
         for a in actions {
             let result = match &a {
-                RelayAction::Log { level, msg } => {
-                    emit(*level, msg);
+                RelayAction::Log(l) => {
+                    emit(l.level, &l.msg);
                     Ok(())
                 }
                 RelayAction::AddRoute { route, .. } => match &mut self.routing {
@@ -524,7 +524,7 @@ impl HubRelay {
                     RelayAction::NdpTargets { wan, .. } => {
                         format!("{wan}: cannot start the NDP proxy")
                     }
-                    RelayAction::Log { .. } => String::new(),
+                    RelayAction::Log(_) => String::new(),
                 };
                 emit(Level::Error, &format!("{what}: {e}"));
                 self.core.failed(now_ms, &a);

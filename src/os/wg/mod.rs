@@ -41,6 +41,8 @@ use crate::core::net::IpNet;
 
 pub use crate::config::BackendChoice;
 
+mod conn;
+
 /// What one read of an interface returns.
 pub struct DeviceView {
     pub backend: &'static str,
@@ -101,6 +103,12 @@ pub trait DeviceExt {
 }
 
 impl DeviceExt for Device {
+    fn merged_peers(&self) -> Vec<PeerInfo> {
+        merge_peers(&self.peers)
+    }
+}
+
+impl DeviceExt for conn::Dev {
     fn merged_peers(&self) -> Vec<PeerInfo> {
         merge_peers(&self.peers)
     }
@@ -211,7 +219,14 @@ fn rearm_request(
 }
 
 fn kernel_send(request: GenlMessage<Wireguard>) -> io::Result<()> {
-    netlink_request::netlink_request_genl(request, Some(NLM_F_REQUEST | NLM_F_ACK)).map(drop)
+    let mut conns = conns();
+    let r = conns
+        .genl()
+        .and_then(|g| g.request(request, NLM_F_REQUEST | NLM_F_ACK));
+    if r.is_err() {
+        conns.forget_genl();
+    }
+    r.map(drop)
 }
 
 fn iface_name(ifname: &str) -> io::Result<InterfaceName> {
@@ -237,27 +252,35 @@ fn userspace_socket(ifname: &str) -> Option<String> {
     Some(format!("/var/run/wireguard/{ifname}.sock")).filter(|p| std::path::Path::new(p).exists())
 }
 
-/// The backend that last answered for each interface: asked first next time,
-/// so that a poll of a wireguard-go interface does not first ask the kernel
-/// (a netlink socket and a failed family lookup per poll, for nothing).
-static ANSWERED: std::sync::Mutex<Vec<(String, Backend)>> = std::sync::Mutex::new(Vec::new());
+/// The connections reads keep open between polls (see [`conn`]).
+static CONNS: std::sync::Mutex<conn::Conns> = std::sync::Mutex::new(conn::Conns::new());
 
-fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<Device>> {
-    let name = iface_name(ifname)?;
+fn conns() -> std::sync::MutexGuard<'static, conn::Conns> {
+    CONNS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<conn::Dev>> {
+    iface_name(ifname)?;
     let mut order = backends(choice).to_vec();
-    let mut answered = ANSWERED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, b)) = answered.iter().find(|(n, _)| n == ifname) {
-        order.sort_by_key(|x| x != b);
+    let mut conns = conns();
+    if let Some(b) = conns.answered(ifname) {
+        order.sort_by_key(|x| *x != b);
     }
     let mut last = None;
     for b in order {
-        if b == Backend::Userspace && userspace_socket(ifname).is_none() {
-            continue;
-        }
-        match Device::get(&name, b) {
+        let got = match b {
+            Backend::Kernel => conns.kernel(ifname),
+            _ => {
+                // An open connection needs no look at the socket file.
+                if !conns.has_uapi(ifname) && userspace_socket(ifname).is_none() {
+                    continue;
+                }
+                conns.userspace(ifname, userspace_socket)
+            }
+        };
+        match got {
             Ok(d) => {
-                answered.retain(|(n, _)| n != ifname);
-                answered.push((ifname.to_string(), b));
+                conns.set_answered(ifname, b);
                 return Ok(Some(d));
             }
             Err(e) => last = Some(e),
