@@ -136,7 +136,8 @@ pub fn lock(state_dir: &Path) -> io::Result<Locked> {
     }
     let path = store_path(state_dir);
     let invites = match fs::read_to_string(&path) {
-        Ok(t) => from_json(&serde_json::from_str(&t).unwrap_or(Value::Null)),
+        // from_slice: the parser instance the other JSON readers use.
+        Ok(t) => from_json(&serde_json::from_slice(t.as_bytes()).unwrap_or(Value::Null)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
