@@ -65,7 +65,7 @@ use std::net::IpAddr;
 
 use super::net::{IpNet, ROUTE_PROTO, RT_TABLE_MAIN, Route};
 use super::reconcile::{Attempt, InFlight};
-use super::{Level, Log, log};
+use super::{Level, Log, Now, log};
 use crate::config::uci::{Change, Section, Value};
 
 /// Metric of the routes the agent adds (see "Routes" above).
@@ -74,6 +74,9 @@ pub const ROUTE_METRIC: u32 = 1119;
 pub const ROUTE_GRACE_MS: u64 = 3_000;
 /// The same action is not repeated sooner than this while unconfirmed.
 pub const RETRY_MS: u64 = 10_000;
+/// Re-checked this often even when the WireGuard view did not change (a
+/// route deleted by hand, a sysctl someone reset).
+pub const CHECK_MS: u64 = 1_000;
 /// The nft table (family `inet`).
 pub const NFT_TABLE: &str = "wgroam";
 /// sysctl keys, as paths below `/proc/sys`.
@@ -251,6 +254,17 @@ pub struct Facts {
     /// Current values of the keys [`Relay::sysctl_keys`] named; a missing
     /// key is unreadable (no change is made to it).
     pub sysctl: BTreeMap<String, String>,
+}
+
+/// What the relay is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// Facts gathered because [`Relay::due`] said so: reconcile.
+    Observed(Facts),
+    /// The adapter could not carry out this action.
+    Failed(RelayAction),
+    /// The agent stops: undo everything, from these facts.
+    Stop(Facts),
 }
 
 /// What the relay asks the adapter to do.
@@ -439,6 +453,10 @@ pub struct Relay {
     /// Every WireGuard device index managed in this run: our routes through
     /// one that is no longer managed (config reload) are removed too.
     known_oifs: BTreeMap<u32, String>,
+    /// The interfaces of the last reconciliation, and when the next check
+    /// is due even if they stay the same.
+    last: Option<Vec<IfaceFacts>>,
+    next_check_ms: u64,
 }
 
 impl Default for Relay {
@@ -473,7 +491,57 @@ impl Relay {
             missing: BTreeMap::new(),
             inflight: InFlight::new(RETRY_MS),
             known_oifs: BTreeMap::new(),
+            last: None,
+            next_check_ms: 0,
         }
+    }
+
+    /// The relay's one entry point, the same shape as the hub's and the
+    /// roam's cores.
+    pub fn handle(&mut self, now: Now, event: RelayEvent) -> Vec<RelayAction> {
+        match event {
+            RelayEvent::Observed(facts) => self.reconcile(now.mono_ms, &facts),
+            RelayEvent::Failed(action) => {
+                self.failed(now.mono_ms, &action);
+                Vec::new()
+            }
+            RelayEvent::Stop(facts) => self.stop(&facts),
+        }
+    }
+
+    /// Whether a reconciliation is due at `now` for these interfaces (they
+    /// changed since the last one, or [`CHECK_MS`] passed); records them.
+    /// The adapter gathers the costly facts (route dump, sysctls) only then.
+    pub fn due(&mut self, now: Now, ifaces: &[IfaceFacts]) -> bool {
+        if self.last.as_deref() == Some(ifaces) && now.mono_ms < self.next_check_ms {
+            return false;
+        }
+        self.last = Some(ifaces.to_vec());
+        self.next_check_ms = now.mono_ms + CHECK_MS;
+        true
+    }
+
+    /// Check again at the next [`Relay::due`], whatever it is given (a
+    /// responder died).
+    pub fn look_again(&mut self) {
+        self.last = None;
+    }
+
+    /// The interfaces of the last reconciliation (for status).
+    pub fn last_ifaces(&self) -> &[IfaceFacts] {
+        self.last.as_deref().unwrap_or_default()
+    }
+
+    /// When the relay wants to be asked [`Relay::due`] again.
+    pub fn poll_at(&self) -> Option<u64> {
+        let nft = match self.nft {
+            Nft::Failed(t) => Some(t + RETRY_MS),
+            _ => None,
+        };
+        [Some(self.next_check_ms), self.inflight.poll_at(), nft]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The sysctl keys whose values [`Facts::sysctl`] must carry.

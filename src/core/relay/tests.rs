@@ -710,3 +710,39 @@ fn a_route_lost_much_later_is_added_again_without_a_retry_warning() {
     assert!(!logs(&out)[0].contains("retrying"), "{out:?}");
     assert!(r.inflight.len() <= 1, "old actions are forgotten");
 }
+
+#[test]
+fn the_relay_asks_for_facts_when_its_interfaces_change_or_a_check_is_due() {
+    // The timing of reconciliations is the core's: the adapter gathers the
+    // route dump and the sysctls only when `due` says so.
+    let mut r = Relay::new();
+    let t = Now::new(1_000, 0);
+    let i = vec![iface(all_on())];
+    assert!(r.due(t, &i), "the first look");
+    assert!(!r.due(t.after_ms(999), &i), "nothing changed, not yet");
+    assert_eq!(r.poll_at(), Some(2_000));
+    let mut changed = i.clone();
+    changed[0].allowed_ips.push(net("2001:db8:300::/48"));
+    assert!(r.due(t.after_ms(10), &changed), "new allowed IPs: at once");
+    assert!(r.due(t.after_ms(1_010), &changed), "a periodic re-check");
+    r.look_again();
+    assert!(r.due(t.after_ms(1_011), &changed), "after look_again");
+    // Through the one entry point: a failed nft script is retried later.
+    let a = r.handle(
+        t.after_ms(1_011),
+        RelayEvent::Observed(facts(changed[0].clone(), vec![])),
+    );
+    let nft = a
+        .into_iter()
+        .find(|a| matches!(a, RelayAction::Nft { .. }))
+        .expect("nft applied");
+    assert!(
+        r.handle(t.after_ms(1_012), RelayEvent::Failed(nft))
+            .is_empty()
+    );
+    assert_eq!(
+        r.poll_at(),
+        Some(3_011),
+        "the next check before the retries"
+    );
+}

@@ -16,19 +16,17 @@ use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
 use crate::config::Config;
-use crate::core::Level;
 use crate::core::net::{IpNet, RT_TABLE_MAIN};
+use crate::core::relay::RelayEvent;
 use crate::core::relay::{
     FW4_WAN_ZONE, FW4_ZONE, Facts, IfaceFacts, Relay, RelayAction, fw4_changes, fw4_desired,
     fw4_networks,
 };
+use crate::core::{Level, Now};
 use crate::os::ndp::Responder;
 use crate::os::rtnl::{Routing, Rtnl};
 use crate::os::syslog::emit;
 use crate::os::uci::{UciCli, UciStore};
-
-/// Re-check this often even when the WireGuard view did not change.
-pub const CHECK_MS: u64 = 1_000;
 
 /// The system calls the relay needs besides routing; fakes in tests.
 pub trait RelayHost {
@@ -301,8 +299,6 @@ pub struct HubRelay {
     seen: BTreeMap<String, Option<Vec<IpNet>>>,
     /// Last known allowed IPs per device (kept while it is missing).
     allowed: BTreeMap<String, Vec<IpNet>>,
-    last: Option<Vec<IfaceFacts>>,
-    next_check_ms: u64,
     /// Last routing error logged, so a persistent one is logged once.
     routing_error: Option<String>,
     /// The fw4 relay (zone in uci `firewall`); `None` in tests without it.
@@ -318,8 +314,6 @@ impl HubRelay {
             open_routing,
             seen: BTreeMap::new(),
             allowed: BTreeMap::new(),
-            last: None,
-            next_check_ms: 0,
             routing_error: None,
             fw4: None,
         }
@@ -345,9 +339,9 @@ impl HubRelay {
     /// WAN and the sysctls this run changed.
     pub fn status_json(&self) -> serde_json::Value {
         let routes: serde_json::Map<String, serde_json::Value> = self
-            .last
+            .core
+            .last_ifaces()
             .iter()
-            .flatten()
             .filter(|i| i.net.routes)
             .map(|i| {
                 let p: Vec<String> = crate::core::relay::routed_prefixes(&i.allowed_ips)
@@ -457,27 +451,26 @@ impl HubRelay {
     /// Brings routes, sysctls, nft and NDP to what `cfg` and the last
     /// observation ask for, if anything changed or a re-check is due.
     pub fn reconcile(&mut self, now_ms: u64, cfg: &Config) {
+        let now = Now::new(now_ms, 0);
         for wan in self.host.ndp_dead() {
-            self.core.failed(
-                now_ms,
-                &RelayAction::NdpTargets {
+            self.core.handle(
+                now,
+                RelayEvent::Failed(RelayAction::NdpTargets {
                     wan,
                     targets: Vec::new(),
-                },
+                }),
             );
-            self.last = None;
+            self.core.look_again();
         }
         if let Some(f) = &mut self.fw4 {
             f.sync(now_ms, cfg);
         }
         let ifaces = self.iface_facts(cfg);
-        if self.last.as_ref() == Some(&ifaces) && now_ms < self.next_check_ms {
+        if !self.core.due(now, &ifaces) {
             return;
         }
-        self.last = Some(ifaces.clone());
-        self.next_check_ms = now_ms + CHECK_MS;
         let facts = self.facts(ifaces);
-        let actions = self.core.reconcile(now_ms, &facts);
+        let actions = self.core.handle(now, RelayEvent::Observed(facts));
         self.apply(now_ms, actions);
     }
 
@@ -486,7 +479,7 @@ impl HubRelay {
     pub fn stop(&mut self, cfg: &Config) {
         let ifaces = self.iface_facts(cfg);
         let facts = self.facts(ifaces);
-        let actions = self.core.stop(&facts);
+        let actions = self.core.handle(Now::new(0, 0), RelayEvent::Stop(facts));
         self.apply(0, actions);
     }
 
@@ -527,7 +520,8 @@ impl HubRelay {
                     RelayAction::Log(_) => String::new(),
                 };
                 emit(Level::Error, &format!("{what}: {e}"));
-                self.core.failed(now_ms, &a);
+                self.core
+                    .handle(Now::new(now_ms, 0), RelayEvent::Failed(a.clone()));
             }
         }
     }

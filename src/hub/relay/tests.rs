@@ -207,7 +207,7 @@ fn nft_failure_is_retried_not_hammered() {
     r.seen("wg0", Some(allowed()));
     r.reconcile(RETRY_MS, &c);
     assert_eq!(host.borrow().nft.len(), 2);
-    let want = nft_script(nft_ruleset(&r.last.clone().unwrap()).as_deref());
+    let want = nft_script(nft_ruleset(r.core.last_ifaces()).as_deref());
     assert_eq!(host.borrow().nft[1], want);
     for t in (RETRY_MS..60_000).step_by(500) {
         r.seen("wg0", Some(allowed()));
