@@ -57,6 +57,12 @@ pub struct HubRuntime<W: WireGuard> {
     wg_public: HashMap<String, Option<crate::core::PublicKey>>,
     /// Link events; without them re-created links are noticed one poll late.
     links: Option<LinkWatch>,
+    /// Interface indices (part of a link's identity), looked up again only
+    /// after a link event: `if_nametoindex` opens a socket each time.
+    ifindex: IndexCache,
+    /// Link events were drained during an observation: observe once more,
+    /// at once (the change may have come after that interface's read).
+    links_moved: bool,
     /// When the kernel is read next (monotonic ms).
     next_poll: u64,
 }
@@ -92,6 +98,8 @@ impl<W: WireGuard> HubRuntime<W> {
                 })
                 .ok(),
             next_poll: 0,
+            ifindex: IndexCache::default(),
+            links_moved: false,
         };
         rt.load_uci_peers(now);
         rt
@@ -194,7 +202,7 @@ impl<W: WireGuard> HubRuntime<W> {
             }
             let link = peers.as_ref().and_then(|_| {
                 let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
-                let ifindex = crate::os::capture::ifindex(&i.ifname).ok()?;
+                let ifindex = self.ifindex(&i.ifname)?;
                 Some(LinkId {
                     ifindex,
                     public_key,
@@ -220,6 +228,30 @@ impl<W: WireGuard> HubRuntime<W> {
         }
         self.feed(now, Event::Tick);
         self.relay.reconcile(now.mono_ms, &self.cfg);
+    }
+
+    /// `ifname`'s index, from the cache unless a link changed since it was
+    /// looked up. Called after the WireGuard read: a link the read saw
+    /// re-created has already queued its event (rtnetlink notifies before
+    /// the request that made the change returns), so the index is never
+    /// older than the read. Without link events, looked up every time.
+    fn ifindex(&mut self, ifname: &str) -> Option<u32> {
+        self.links_changed_since_last_look();
+        let watched = self.links.is_some();
+        self.ifindex
+            .get(ifname, watched, |n| crate::os::capture::ifindex(n).ok())
+    }
+
+    /// Drains the link events; if there were any, forgets the indices (and
+    /// tells the relay) and returns true.
+    fn links_changed_since_last_look(&mut self) -> bool {
+        if self.links.as_mut().is_some_and(|l| l.drain()) {
+            self.ifindex.clear();
+            self.relay.links_changed();
+            self.links_moved = true;
+            return true;
+        }
+        false
     }
 
     /// Handles one event and carries out the resulting actions.
@@ -400,6 +432,36 @@ impl<W: WireGuard> HubRuntime<W> {
     }
 }
 
+/// Interface indices by name, kept until [`IndexCache::clear`] (a link
+/// event).
+#[derive(Default)]
+struct IndexCache(HashMap<String, u32>);
+
+impl IndexCache {
+    /// The index of `ifname`: cached if `watched` (link events clear the
+    /// cache), else looked up each time.
+    fn get(
+        &mut self,
+        ifname: &str,
+        watched: bool,
+        lookup: impl FnOnce(&str) -> Option<u32>,
+    ) -> Option<u32> {
+        if watched && let Some(i) = self.0.get(ifname) {
+            return Some(*i);
+        }
+        let i = lookup(ifname);
+        match i {
+            Some(i) => self.0.insert(ifname.to_string(), i),
+            None => self.0.remove(ifname),
+        };
+        i
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 fn names(cfg: &Config) -> Vec<String> {
     cfg.interfaces.iter().map(|i| i.ifname.clone()).collect()
 }
@@ -435,8 +497,12 @@ impl<W: WireGuard> Role for HubRuntime<W> {
 
     fn turn(&mut self, now: Now) {
         if now.mono_ms >= self.next_poll {
+            self.links_moved = false;
             self.observe(now);
             self.next_poll = now.mono_ms + self.cfg.poll_ms;
+            if std::mem::take(&mut self.links_moved) {
+                self.next_poll = now.mono_ms;
+            }
             if self.hub.take_observe_soon() {
                 self.next_poll = self.next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
             }
@@ -467,10 +533,10 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     fn ready(&mut self, now: Now, token: HubToken) {
         match token {
             HubToken::Links => {
-                if self.links.as_mut().is_some_and(|l| l.drain()) {
+                if self.links_changed_since_last_look() {
                     // A link came, went or changed: observe in this turn.
                     self.next_poll = 0;
-                    self.relay.links_changed();
+                    self.links_moved = false;
                 }
             }
             HubToken::Capture(name) => self.drain_capture(now, &name),
@@ -499,5 +565,52 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     fn stop(&mut self, now: Now) {
         self.feed(now, Event::Stop);
         self.relay.stop(&self.cfg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IndexCache;
+    use std::cell::Cell;
+
+    #[test]
+    fn indices_are_looked_up_once_until_a_link_event() {
+        let calls = Cell::new(0);
+        let next = Cell::new(7);
+        let lookup = |_: &str| {
+            calls.set(calls.get() + 1);
+            Some(next.get())
+        };
+        let mut c = IndexCache::default();
+        for _ in 0..5 {
+            assert_eq!(c.get("wg0", true, lookup), Some(7));
+        }
+        assert_eq!(calls.get(), 1, "one lookup for five polls");
+        // netifd re-creates wg0: a link event, a new index.
+        next.set(9);
+        assert_eq!(c.get("wg0", true, lookup), Some(7), "until the event");
+        c.clear();
+        assert_eq!(c.get("wg0", true, lookup), Some(9));
+        assert_eq!(c.get("wg0", true, lookup), Some(9));
+        assert_eq!(calls.get(), 2);
+        // A link that is gone is not remembered.
+        c.clear();
+        assert_eq!(c.get("wg0", true, |_: &str| None), None);
+        assert_eq!(c.get("wg0", true, lookup), Some(9));
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn without_link_events_every_poll_looks_again() {
+        let calls = Cell::new(0);
+        let lookup = |_: &str| {
+            calls.set(calls.get() + 1);
+            Some(3)
+        };
+        let mut c = IndexCache::default();
+        for _ in 0..3 {
+            assert_eq!(c.get("wg0", false, lookup), Some(3));
+        }
+        assert_eq!(calls.get(), 3);
     }
 }

@@ -425,3 +425,167 @@ impl Conns {
         Ok(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::os::unix::net::UnixListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A `get` reply as wireguard-go writes it (device, then each peer).
+    const REPLY: &str = "private_key=4040404040404040404040404040404040404040404040404040404040404040\n\
+listen_port=51820\n\
+public_key=2222222222222222222222222222222222222222222222222222222222222222\n\
+preshared_key=0000000000000000000000000000000000000000000000000000000000000000\n\
+protocol_version=1\n\
+endpoint=[2001:db8::2]:40000\n\
+last_handshake_time_sec=1700000000\n\
+last_handshake_time_nsec=5\n\
+tx_bytes=92\n\
+rx_bytes=180\n\
+persistent_keepalive_interval=25\n\
+allowed_ip=2001:db8:100::2/128\n\
+allowed_ip=100.64.9.0/24\n\
+public_key=3333333333333333333333333333333333333333333333333333333333333333\n\
+last_handshake_time_sec=0\n\
+tx_bytes=0\n\
+rx_bytes=0\n\
+errno=0\n\n";
+
+    #[test]
+    fn a_get_reply_reads_as_wireguard_control_would() {
+        let mut keys = PublicCache::default();
+        let d = parse_get(REPLY.as_bytes(), &mut keys).unwrap();
+        assert_eq!(d.backend, Backend::Userspace);
+        assert_eq!(d.listen_port, Some(51820));
+        let private = Key([0x40; 32]);
+        assert_eq!(d.private_key, Some(private.clone()));
+        assert_eq!(d.public_key, Some(private.get_public()));
+        assert_eq!(d.peers.len(), 2);
+        let p = &d.peers[0];
+        assert_eq!(p.config.public_key, Key([0x22; 32]));
+        assert_eq!(p.config.preshared_key, Some(Key([0; 32])));
+        assert_eq!(
+            p.config.endpoint,
+            Some("[2001:db8::2]:40000".parse().unwrap())
+        );
+        assert_eq!(p.config.persistent_keepalive_interval, Some(25));
+        assert_eq!(
+            p.config.allowed_ips,
+            vec![
+                "2001:db8:100::2/128".parse().unwrap(),
+                "100.64.9.0/24".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            p.stats.last_handshake_time,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!((p.stats.rx_bytes, p.stats.tx_bytes), (180, 92));
+        let q = &d.peers[1];
+        assert_eq!(q.config.public_key, Key([0x33; 32]));
+        assert_eq!(q.stats.last_handshake_time, None);
+        assert_eq!(q.config.endpoint, None);
+    }
+
+    #[test]
+    fn bad_get_replies_are_errors() {
+        let mut keys = PublicCache::default();
+        let errno = parse_get(b"errno=19\n\n", &mut keys).unwrap_err();
+        assert_eq!(errno.raw_os_error(), Some(19));
+        for bad in [
+            "listen_port=51820\n\n",             // cut before errno
+            "endpoint=192.0.2.1:1\nerrno=0\n\n", // peer field before a peer
+            "private_key=zz\nerrno=0\n\n",       // not a key
+            "listen_port=70000\nerrno=0\n\n",    // not a port
+            "no equals sign\nerrno=0\n\n",
+        ] {
+            assert!(parse_get(bad.as_bytes(), &mut keys).is_err(), "{bad:?}");
+        }
+        // Keys it does not know are skipped, not printed.
+        let d = parse_get(b"new_thing=1\nerrno=0\n\n", &mut keys).unwrap();
+        assert!(d.peers.is_empty());
+    }
+
+    #[test]
+    fn the_public_key_is_derived_once_per_private_key() {
+        let mut keys = PublicCache::default();
+        let a = Key([0x40; 32]);
+        let b = Key([0x48; 32]);
+        assert_eq!(keys.public(&a), a.get_public());
+        let first = keys.0.clone().unwrap();
+        assert_eq!(keys.public(&a), a.get_public());
+        assert_eq!(keys.0.clone().unwrap(), first, "cached");
+        assert_ne!(first.0, a.0, "the cache holds a hash, not the key");
+        assert_eq!(keys.public(&b), b.get_public());
+        assert_ne!(keys.0.clone().unwrap().0, first.0);
+    }
+
+    /// A wireguard-go stand-in: answers `get=1` on each connection
+    /// `replies_per_conn` times, then closes it; counts connections.
+    fn fake_uapi(path: &std::path::Path, replies_per_conn: usize) -> Arc<AtomicUsize> {
+        let listener = UnixListener::bind(path).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(s) = s else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                for _ in 0..replies_per_conn {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line != "get=1\n" {
+                        break;
+                    }
+                    line.clear();
+                    r.read_line(&mut line).unwrap();
+                    // In two writes: the reader must wait for the empty line.
+                    let (a, b) = REPLY.split_at(REPLY.len() / 2);
+                    w.write_all(a.as_bytes()).unwrap();
+                    w.flush().unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                    w.write_all(b.as_bytes()).unwrap();
+                }
+            }
+        });
+        accepted
+    }
+
+    #[test]
+    fn reads_share_one_uapi_connection_and_replace_a_broken_one() {
+        let dir = std::env::temp_dir().join(format!("wgr-uapi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wgf0.sock");
+        let _ = std::fs::remove_file(&path);
+        let accepted = fake_uapi(&path, 3);
+        let socket = |_: &str| Some(path.to_str().unwrap().to_string());
+        let mut conns = Conns::new();
+        let first = conns.userspace("wgf0", socket).unwrap();
+        for _ in 0..2 {
+            assert_eq!(conns.userspace("wgf0", socket).unwrap(), first);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "three reads, one connection"
+        );
+        assert!(conns.has_uapi("wgf0"));
+        // The stand-in closed it after three replies: the fourth read
+        // connects again and succeeds.
+        assert_eq!(conns.userspace("wgf0", socket).unwrap(), first);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        // No socket any more: the interface is gone (NotFound), and the
+        // broken connection is not kept.
+        std::fs::remove_file(&path).unwrap();
+        for _ in 0..3 {
+            let _ = conns.userspace("wgf0", socket);
+        }
+        let e = conns.userspace("wgf0", |_: &str| None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(!conns.has_uapi("wgf0"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -710,6 +710,14 @@ mod tests {
         let mut nets: Vec<String> = v.allowed_ips.iter().map(|n| n.to_string()).collect();
         nets.sort();
         assert_eq!(nets, ["100.64.9.0/24", "2001:db8:100::2/128"]);
+        // The connection stays open for the next read, which gives the same.
+        assert!(conns().has_uapi(&live.dev));
+        let again = System
+            .read(&live.dev, BackendChoice::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.peers, v.peers);
+        assert_eq!(again.public_key, v.public_key);
 
         let dump = |live: &LiveDevice| live.wg(&["show", &live.dev, "dump"]);
         System
