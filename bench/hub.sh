@@ -5,6 +5,9 @@
 #
 #   bash bench/hub.sh            # as root; about 3 minutes; output also in
 #                                # target/bench/hub-latest.md
+#   bash bench/hub.sh --vm mipsel   # the capture section (agent vs tcpdump) inside
+#                                # the mipsel test VM (qemu-system Malta, 24Kc,
+#                                # kernel WireGuard): bench/hub-vm.sh
 #
 # Needs the agent ($WGROAM_BIN, else target/x86_64-unknown-linux-musl/release/wgroam,
 # else target/debug/wgroam) and the uci tool (tests/tools/build-uci.sh), as the e2e
@@ -36,6 +39,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+if [ "${1:-}" = --vm ]; then
+  # The capture section on a router-class CPU, in the test VM: bench/hub-vm.sh.
+  exec bash "$here/hub-vm.sh" "${2:-mipsel}"
+fi
 . "$root/tests/lab/lab.sh"
 . "$root/tests/lab/many.sh"
 . "$root/tests/e2e/agent.sh"

@@ -23,6 +23,8 @@
 # architecture's .debs, downloaded once into debs/ (apt must know the
 # architecture: scripts/install-deps.sh). Modules the kernel has built in
 # (modules.builtin) are skipped.
+# VM_EXTRA_DIR: a directory copied to /extra in the image (files a scenario
+# needs from the host, e.g. bench/hub.sh --vm's flood generator).
 # WGROAM_BIN: the static agent binary to ship. Default on x86_64: the musl
 # release build, brought up to date with cargo first; elsewhere
 # target/dist/wgroam-TRIPLE as scripts/build-targets.sh builds it (not built
@@ -46,7 +48,7 @@ MODULES=(wireguard veth)
 # Dynamically linked tools copied with their libraries (to /usr/bin).
 TOOLS=(ip wg)
 # The Debian package of each tool (foreign architectures).
-declare -A TOOL_PKG=([ip]=iproute2 [wg]=wireguard-tools [nft]=nftables)
+declare -A TOOL_PKG=([ip]=iproute2 [wg]=wireguard-tools [nft]=nftables [tcpdump]=tcpdump)
 
 SCENARIO_SRC=
 if [ -n "$SCENARIO" ]; then
@@ -57,6 +59,11 @@ if [ -n "$SCENARIO" ]; then
   if grep -qx '# vm-needs: nft' "$SCENARIO_SRC"; then
     MODULES+=(nf_tables nft_chain_nat nft_masq nft_ct)
     TOOLS+=(nft)
+  fi
+  # tcpdump (with libpcap; a same-run baseline for the capture benchmark)
+  # for "# vm-needs: tcpdump".
+  if grep -qx '# vm-needs: tcpdump' "$SCENARIO_SRC"; then
+    TOOLS+=(tcpdump)
   fi
   # A virtio NIC (QEMU -device virtio-net-pci) for "# vm-needs: net".
   if grep -qx '# vm-needs: net' "$SCENARIO_SRC"; then
@@ -339,6 +346,13 @@ cp "$ROOT/tests/vm/init" "$STAGE/init"
 chmod 0755 "$STAGE/init"
 # Helpers scenarios may source (topology, agents, timing).
 cp "$ROOT/tests/vm/lib.sh" "$STAGE/etc/vm-lib.sh"
+# VM_EXTRA_DIR: files for the scenario (e.g. bench/hub.sh --vm's generator and
+# keys), in /extra.
+if [ -n "${VM_EXTRA_DIR:-}" ]; then
+  [ -d "$VM_EXTRA_DIR" ] || die "VM_EXTRA_DIR=$VM_EXTRA_DIR is not a directory"
+  mkdir -p "$STAGE/extra"
+  cp -a "$VM_EXTRA_DIR/." "$STAGE/extra/"
+fi
 if [ -n "$SCENARIO_SRC" ]; then
   cp "$SCENARIO_SRC" "$STAGE/scenario.sh"
   chmod 0755 "$STAGE/scenario.sh"
