@@ -170,8 +170,16 @@ done
 
 # === 2. idle ========================================================================
 declare -A IDLE
-for poll in 500 1000 2000; do
-  restart_agent "option poll_ms '$poll'"
+IDLE_ROWS=(500 1000 2000)
+# The agent of $BENCH_BASE_BIN at poll_ms 500: the idle baseline of the same run.
+[ -z "$BASE_BIN" ] || IDLE_ROWS+=(500@main)
+for row in "${IDLE_ROWS[@]}"; do
+  poll=${row%@*}
+  if [ "$row" = 500@main ]; then
+    WGROAM_BIN=$BASE_BIN restart_agent "option poll_ms '$poll'"
+  else
+    restart_agent "option poll_ms '$poll'"
+  fi
   pid=$(agent_hub_pid)
   sleep 2
   c0=$(cpu_ns "$pid") t0=$(ticks "$pid")
@@ -180,21 +188,21 @@ for poll in 500 1000 2000; do
   c1=$(cpu_ns "$pid") t1=$(ticks "$pid")
   read -r v1 n1 < <(ctxsw "$pid")
   # Syscalls in a separate window: ptrace itself adds context switches.
-  timeout -s INT "$IDLE_S" strace -c -f -p "$pid" -o "$OUT_DIR/strace-idle-$poll.txt" 2>/dev/null || true
-  calls=$(awk '$NF == "total" { print $4 }' "$OUT_DIR/strace-idle-$poll.txt")
+  timeout -s INT "$IDLE_S" strace -c -f -p "$pid" -o "$OUT_DIR/strace-idle-$row.txt" 2>/dev/null || true
+  calls=$(awk '$NF == "total" { print $4 }' "$OUT_DIR/strace-idle-$row.txt")
   # Returns from the event loop's poll(2) (restart_syscall: the one strace interrupted).
   loops=$(awk '$NF == "poll" || $NF == "ppoll" || $NF == "restart_syscall" { s += $4 } END { print s + 0 }' \
-    "$OUT_DIR/strace-idle-$poll.txt")
+    "$OUT_DIR/strace-idle-$row.txt")
   top=$(awk 'NR > 2 && $1 ~ /^[0-9.]+$/ && $NF != "total" { print $4, $NF }' \
-    "$OUT_DIR/strace-idle-$poll.txt" | sort -rn | head -n 6 |
+    "$OUT_DIR/strace-idle-$row.txt" | sort -rn | head -n 6 |
     awk -v w="$IDLE_S" '{ printf "%s%s %d", (NR > 1 ? ", " : ""), $2, $1 * 60 / w }')
-  IDLE[$poll]="$(awk -v l="$loops" -v w="$IDLE_S" 'BEGIN { printf "%.2f", l / w }') \
+  IDLE[$row]="$(awk -v l="$loops" -v w="$IDLE_S" 'BEGIN { printf "%.2f", l / w }') \
 $(awk -v a="$v0" -v b="$v1" -v w="$IDLE_S" 'BEGIN { printf "%.2f", (b - a) / w }') \
 $(awk -v a="$n0" -v b="$n1" -v w="$IDLE_S" 'BEGIN { printf "%.2f", (b - a) / w }') \
 $(awk -v c="${calls:-0}" -v w="$IDLE_S" 'BEGIN { printf "%d", c * 60 / w }') \
 $(awk -v a="$c0" -v b="$c1" -v w="$IDLE_S" 'BEGIN { printf "%.1f", (b - a) / 1e6 * 60 / w }') \
 $(awk -v a="$t0" -v b="$t1" -v w="$IDLE_S" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz * 60 / w }')|$top"
-  note "idle poll_ms $poll: ${IDLE[$poll]}"
+  note "idle poll_ms $row: ${IDLE[$row]}"
 done
 restart_agent
 
@@ -443,9 +451,12 @@ report() {
   echo
   echo "| poll_ms | event-loop wakeups/s (poll(2) returns) | expected (1000/poll_ms) | all sleeps/s (voluntary context switches) | involuntary/s | syscalls/min | CPU ms/min (schedstat) | utime+stime s/min | top syscalls per min |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  for poll in 500 1000 2000; do
-    read -r l v n calls cpu tk <<<"${IDLE[$poll]%%|*}"
-    echo "| $poll | $l | $(awk -v p="$poll" 'BEGIN { printf "%.1f", 1000 / p }') | $v | $n | $calls | $cpu | $tk | ${IDLE[$poll]#*|} |"
+  for row in "${IDLE_ROWS[@]}"; do
+    poll=${row%@*}
+    label=$poll
+    [ "$row" = 500@main ] && label="500, agent of main (BENCH_BASE_BIN)"
+    read -r l v n calls cpu tk <<<"${IDLE[$row]%%|*}"
+    echo "| $label | $l | $(awk -v p="$poll" 'BEGIN { printf "%.1f", 1000 / p }') | $v | $n | $calls | $cpu | $tk | ${IDLE[$row]#*|} |"
   done
   echo
   echo "Wakeups come from strace's count of poll(2) in the syscall window; the other"
