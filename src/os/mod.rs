@@ -9,6 +9,7 @@ pub mod capture;
 pub mod clock;
 pub mod crashpoint;
 pub mod files;
+pub mod host;
 pub mod http;
 pub mod icmp;
 pub mod linkwatch;

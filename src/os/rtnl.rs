@@ -625,6 +625,63 @@ pub fn uplink_event(m: &Msg) -> Option<UplinkEvent> {
     Some(UplinkEvent { ifindex, change })
 }
 
+/// A routing table in memory for the glue's tests.
+#[cfg(test)]
+pub mod fake {
+    use std::cell::RefCell;
+    use std::io;
+    use std::net::IpAddr;
+    use std::rc::Rc;
+
+    use super::{Family, Routing};
+    use crate::core::net::Route;
+    use crate::core::roam::Gateway;
+
+    #[derive(Default)]
+    pub struct Table {
+        pub routes: Vec<Route>,
+        pub adds: usize,
+        pub dels: usize,
+    }
+
+    pub struct FakeRouting(pub Rc<RefCell<Table>>);
+
+    impl Routing for FakeRouting {
+        fn routes(&mut self, table: u32) -> io::Result<Vec<Route>> {
+            let t = self.0.borrow();
+            Ok(t.routes
+                .iter()
+                .filter(|r| r.table == table)
+                .cloned()
+                .collect())
+        }
+        fn add_route(&mut self, route: &Route) -> io::Result<()> {
+            let mut t = self.0.borrow_mut();
+            t.adds += 1;
+            if !t.routes.iter().any(|r| r.same_as(route)) {
+                t.routes.push(route.clone());
+            }
+            Ok(())
+        }
+        fn del_route(&mut self, route: &Route) -> io::Result<()> {
+            let mut t = self.0.borrow_mut();
+            t.dels += 1;
+            t.routes
+                .retain(|r| !(r.same_as(route) && r.proto == route.proto));
+            Ok(())
+        }
+        fn default_gateway(&mut self, _: Family) -> io::Result<Option<Gateway>> {
+            Ok(None)
+        }
+        fn add_address(&mut self, _: u32, _: IpAddr, _: u8) -> io::Result<()> {
+            Ok(())
+        }
+        fn del_address(&mut self, _: u32, _: IpAddr, _: u8) -> io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

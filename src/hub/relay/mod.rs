@@ -1,18 +1,18 @@
 //! Adapter for the hub's routes, forwarding, relay policy and NDP proxy
 //! ([`crate::core::relay`]): gathers the facts (device indices, the main
 //! routing table over rtnetlink, sysctls from `/proc/sys`) and carries out
-//! the core's actions (routes via [`Routing`], sysctl writes, `nft -f -`,
-//! [`crate::os::ndp::Responder`]s).
+//! the core's actions (routes via [`Routing`], sysctl, nft and NDP through
+//! [`RelayHost`]).
 //!
 //! The daemon calls [`HubRelay::seen`] with each interface's WireGuard view,
 //! [`HubRelay::reconcile`] after each observation (it works only when
-//! something changed, or every [`CHECK_MS`] to catch changes made by
+//! something changed, or every [`crate::core::relay::CHECK_MS`] to catch changes made by
 //! others), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the
 //! fw4 relay's firewall zone in uci `firewall` (checked on each
 //! reconciliation, written only when the config asks for something else).
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io;
 use std::process::{Command, Stdio};
 
 use crate::config::Config;
@@ -23,126 +23,10 @@ use crate::core::relay::{
     fw4_networks,
 };
 use crate::core::{Level, Now};
-use crate::os::ndp::Responder;
+use crate::os::host::{RelayHost, SystemHost};
 use crate::os::rtnl::{Routing, Rtnl};
 use crate::os::syslog::emit;
 use crate::os::uci::{UciCli, UciStore};
-
-/// The system calls the relay needs besides routing; fakes in tests.
-pub trait RelayHost {
-    /// A device's index; `None` when it does not exist.
-    fn ifindex(&mut self, name: &str) -> Option<u32>;
-    /// A link appeared, went or changed (rtnetlink): indices may have.
-    fn links_changed(&mut self) {}
-    /// `/proc/sys/<key>`, trimmed.
-    fn read_sysctl(&mut self, key: &str) -> io::Result<String>;
-    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
-    /// Runs `nft -f -` with `script`.
-    fn nft(&mut self, script: &str) -> io::Result<()>;
-    /// Answers solicitations on `wan` for `targets`; empty stops.
-    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()>;
-    /// WANs whose responder stopped by itself since the last call.
-    fn ndp_dead(&mut self) -> Vec<String>;
-}
-
-/// Indices are looked up again after this long even without a link event
-/// (in case rtnetlink events are unavailable).
-const INDEX_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The real host: `/proc/sys`, the `nft` tool, NDP responder threads.
-#[derive(Default)]
-pub struct SystemHost {
-    responders: HashMap<String, Responder>,
-    /// Device indices, kept until a link event: `if_nametoindex` opens a
-    /// socket each time, and the relay asks every second.
-    indices: HashMap<String, (u32, std::time::Instant)>,
-}
-
-impl RelayHost for SystemHost {
-    fn ifindex(&mut self, name: &str) -> Option<u32> {
-        if let Some((i, at)) = self.indices.get(name)
-            && at.elapsed() < INDEX_TTL
-        {
-            return Some(*i);
-        }
-        let i = crate::os::capture::ifindex(name).ok();
-        match i {
-            Some(i) => {
-                self.indices
-                    .insert(name.to_string(), (i, std::time::Instant::now()));
-            }
-            None => {
-                self.indices.remove(name);
-            }
-        }
-        i
-    }
-
-    fn links_changed(&mut self) {
-        self.indices.clear();
-    }
-
-    fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
-        std::fs::read_to_string(format!("/proc/sys/{key}")).map(|s| s.trim().to_string())
-    }
-
-    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
-        std::fs::write(format!("/proc/sys/{key}"), value)
-    }
-
-    fn nft(&mut self, script: &str) -> io::Result<()> {
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot run nft: {e}")))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(script.as_bytes())?;
-        }
-        let out = child.wait_with_output()?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        Err(io::Error::other(format!(
-            "nft failed ({}): {first}",
-            out.status
-        )))
-    }
-
-    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()> {
-        if targets.is_empty() {
-            self.responders.remove(wan);
-            return Ok(());
-        }
-        if let Some(r) = self.responders.get(wan)
-            && r.alive()
-        {
-            r.set_targets(targets.to_vec());
-            return Ok(());
-        }
-        self.responders.remove(wan);
-        let r = Responder::start(wan, targets.to_vec())?;
-        self.responders.insert(wan.to_string(), r);
-        Ok(())
-    }
-
-    fn ndp_dead(&mut self) -> Vec<String> {
-        let dead: Vec<String> = self
-            .responders
-            .iter()
-            .filter(|(_, r)| !r.alive())
-            .map(|(w, _)| w.clone())
-            .collect();
-        for w in &dead {
-            self.responders.remove(w);
-        }
-        dead
-    }
-}
 
 /// Environment variable naming the fw4 tool (tests use a recorder).
 pub const FW4_BIN_ENV: &str = "WGROAM_FW4_BIN";

@@ -4,11 +4,10 @@
 use super::*;
 use crate::core::net::{ROUTE_PROTO, Route};
 use crate::core::relay::{RETRY_MS, ROUTE_GRACE_MS, ROUTE_METRIC, nft_ruleset, nft_script};
-use crate::core::roam::Gateway;
-use crate::os::rtnl::Family;
+use crate::os::host::fake::{FakeHost, Host};
+use crate::os::rtnl::fake::{FakeRouting, Table};
 use crate::os::testns::{Netns, is_root};
 use std::cell::RefCell;
-use std::net::IpAddr;
 use std::rc::Rc;
 
 fn net(s: &str) -> IpNet {
@@ -25,97 +24,6 @@ fn cfg(iface_opts: &str) -> Config {
 
 fn allowed() -> Vec<IpNet> {
     vec![net("2001:db8:100::2/128"), net("2001:db8:100:1::/64")]
-}
-
-#[derive(Default)]
-struct Table {
-    routes: Vec<Route>,
-    adds: usize,
-    dels: usize,
-}
-
-struct FakeRouting(Rc<RefCell<Table>>);
-
-impl Routing for FakeRouting {
-    fn routes(&mut self, table: u32) -> io::Result<Vec<Route>> {
-        let t = self.0.borrow();
-        Ok(t.routes
-            .iter()
-            .filter(|r| r.table == table)
-            .cloned()
-            .collect())
-    }
-    fn add_route(&mut self, route: &Route) -> io::Result<()> {
-        let mut t = self.0.borrow_mut();
-        t.adds += 1;
-        if !t.routes.iter().any(|r| r.same_as(route)) {
-            t.routes.push(route.clone());
-        }
-        Ok(())
-    }
-    fn del_route(&mut self, route: &Route) -> io::Result<()> {
-        let mut t = self.0.borrow_mut();
-        t.dels += 1;
-        t.routes
-            .retain(|r| !(r.same_as(route) && r.proto == route.proto));
-        Ok(())
-    }
-    fn default_gateway(&mut self, _: Family) -> io::Result<Option<Gateway>> {
-        Ok(None)
-    }
-    fn add_address(&mut self, _: u32, _: IpAddr, _: u8) -> io::Result<()> {
-        Ok(())
-    }
-    fn del_address(&mut self, _: u32, _: IpAddr, _: u8) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct Host {
-    sysctl: BTreeMap<String, String>,
-    nft: Vec<String>,
-    nft_fail: usize,
-    ndp: Vec<(String, Vec<IpNet>)>,
-    dead: Vec<String>,
-}
-
-struct FakeHost(Rc<RefCell<Host>>);
-
-impl RelayHost for FakeHost {
-    fn ifindex(&mut self, name: &str) -> Option<u32> {
-        (name == "wg0").then_some(7)
-    }
-    fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
-        self.0
-            .borrow()
-            .sysctl
-            .get(key)
-            .cloned()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-    }
-    fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
-        self.0.borrow_mut().sysctl.insert(key.into(), value.into());
-        Ok(())
-    }
-    fn nft(&mut self, script: &str) -> io::Result<()> {
-        let mut h = self.0.borrow_mut();
-        h.nft.push(script.into());
-        if h.nft_fail > 0 {
-            h.nft_fail -= 1;
-            return Err(io::Error::other(
-                "nft failed: Error: No such file or directory",
-            ));
-        }
-        Ok(())
-    }
-    fn ndp(&mut self, wan: &str, targets: &[IpNet]) -> io::Result<()> {
-        self.0.borrow_mut().ndp.push((wan.into(), targets.to_vec()));
-        Ok(())
-    }
-    fn ndp_dead(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.0.borrow_mut().dead)
-    }
 }
 
 fn relay(table: &Rc<RefCell<Table>>, host: &Rc<RefCell<Host>>) -> HubRelay {
