@@ -3,6 +3,7 @@
 # wire_parse, handshake_identify, uci_parse, config_load, capture_classify. Passes
 # when every target ran (>= 1000 inputs) and none crashed. The first run on a machine
 # also installs cargo-fuzz and builds the targets (minutes; see scripts/fuzz.sh).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 

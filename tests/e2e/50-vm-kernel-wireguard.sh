@@ -2,6 +2,7 @@
 # Kernel WireGuard (as on OpenWrt) in a QEMU/TCG VM: the hub follows a roaming
 # peer's port change, first in the kernel's own view, then in wgroam's status.
 # See tests/vm/. Exit 0 pass, 1 fail, 77 skip (no QEMU).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -4,6 +4,7 @@
 # recognises r1's session index and inbound IPv6 to the LAN client works again
 # (bound and measured time printed). See tests/vm/scenarios/hub-restart-recovery.sh.
 # Exit 0 pass, 1 fail, 77 skip (no QEMU).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

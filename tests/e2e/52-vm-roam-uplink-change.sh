@@ -4,6 +4,7 @@
 # r2, inbound IPv6 to the LAN client recovers each time (bound and measured times
 # printed) and the roam agent reacts once per change.
 # See tests/vm/scenarios/roam-uplink-change.sh. Exit 0 pass, 1 fail, 77 skip (no QEMU).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -6,6 +6,7 @@
 # shows the binary's `file` and the guest's `uname -m`. About a minute warm;
 # cold the cross build adds ~4 min (give E2E_TIMEOUT=900). See tests/vm/cross.sh.
 # Exit 0 pass, 1 fail, 77 skip (QEMU or the dpkg architecture missing).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -12,6 +12,7 @@
 # strace, zig + cargo-zigbuild, rust-src). Takes ~8 min with warm caches
 # (target/, ~/.cache/zig); cold, the two builds take longer: give it
 # E2E_TIMEOUT=1200 (tests/e2e/run.sh).
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

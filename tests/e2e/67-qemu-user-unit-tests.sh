@@ -8,6 +8,7 @@
 # on big-endian MIPS, which qemu-user 7.2 mis-emulates).
 #
 # Cold (no target/ cache) each target builds std from source: a few minutes each.
+# e2e-order: late (tests/e2e/run.sh)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"

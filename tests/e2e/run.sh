@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Runs wgroam's end-to-end tests: every executable tests/e2e/[0-9][0-9]-*.sh, or the
-# ones named as arguments (path or file name), one after the other.
+# ones named as arguments (path or file name, in the order given), one after the other.
+#
+# Without arguments the tests run in file-name order, except that those with a line
+# "# e2e-order: late" run after all the others (still in file-name order): the tests
+# that build the router targets or the fuzz targets, or boot VMs (CPU-bound, TCG).
+# scripts/test.sh builds those targets in the background (scripts/prebuild.sh) while
+# the lab tests, which mostly wait on timers, run first.
 #
 # Each test runs under `timeout` (E2E_TIMEOUT seconds, default 300) with its output in
 # target/e2e-logs/NAME.log (E2E_LOG_DIR to change). Exit codes: 0 pass, 77 skip (the
@@ -34,14 +40,18 @@ if [ "$#" -gt 0 ]; then
     fi
   done
 else
+  late=()
   for t in "$here"/[0-9][0-9]-*.sh; do
     [ -e "$t" ] || continue
-    if [ -x "$t" ]; then
-      tests+=("$t")
-    else
+    if [ ! -x "$t" ]; then
       echo "e2e: note: $(basename "$t") is not executable, not run"
+    elif grep -q '^# e2e-order: late' "$t"; then
+      late+=("$t")
+    else
+      tests+=("$t")
     fi
   done
+  tests+=(${late[@]+"${late[@]}"})
 fi
 if [ "${#tests[@]}" -eq 0 ]; then
   echo "e2e: no tests found" >&2
@@ -80,7 +90,7 @@ for t in "${tests[@]}"; do
   log=$log_dir/$name.log
   owner_before=$(lab_owner_record)
   start=$(date +%s)
-  echo "e2e: $name ..."
+  echo "e2e: $name ... ($(date +%T))"
   rc=0
   # Output to a file, not a pipe: a stray background process of the test cannot hang
   # the runner by keeping a pipe open. timeout signals the test's whole process group.
