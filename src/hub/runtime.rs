@@ -65,6 +65,7 @@ pub struct HubRuntime<W: WireGuard> {
     links_moved: bool,
     /// When the kernel is read next (monotonic ms).
     next_poll: u64,
+    last_observe_ms: u64,
 }
 
 impl<W: WireGuard> HubRuntime<W> {
@@ -98,6 +99,7 @@ impl<W: WireGuard> HubRuntime<W> {
                 })
                 .ok(),
             next_poll: 0,
+            last_observe_ms: 0,
             ifindex: IndexCache::default(),
             links_moved: false,
         };
@@ -496,7 +498,8 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn turn(&mut self, now: Now) {
-        if now.mono_ms >= self.next_poll {
+        if now.mono_ms >= self.wake_at() {
+            self.last_observe_ms = now.mono_ms;
             self.links_moved = false;
             self.observe(now);
             self.next_poll = now.mono_ms + self.cfg.poll_ms;
@@ -510,7 +513,10 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn wake_at(&self) -> u64 {
-        self.next_poll
+        // A deadline of the core's that this turn's read already handled is
+        // none (never a busy loop).
+        let core = self.hub.poll_at().filter(|t| *t > self.last_observe_ms);
+        core.map_or(self.next_poll, |t| t.min(self.next_poll))
     }
 
     fn fds(&self) -> Vec<(RawFd, HubToken)> {

@@ -554,6 +554,24 @@ impl Hub {
         self.pending_since.is_some()
     }
 
+    /// When something is next due, in monotonic ms: the interval commit, or
+    /// the deadline of an endpoint waiting for the kernel's confirmation
+    /// (the runtime reads the kernel then and the core confirms or rolls
+    /// back). The runtime also reads the kernel every `poll_ms`.
+    pub fn poll_at(&self) -> Option<u64> {
+        let commit = self
+            .pending_since
+            .zip(self.policy.commit_after_s)
+            .map(|(since, after)| since + after * 1000);
+        let confirm = self
+            .ifaces
+            .values()
+            .flat_map(|i| i.peers.values())
+            .filter_map(|p| p.pending.filter(|p| p.applied))
+            .map(|p| p.since_ms + p.wait_ms);
+        commit.into_iter().chain(confirm).min()
+    }
+
     /// Whether the kernel should be read again now (an unproven or replayed
     /// initiation arrived: the kernel may have moved an endpoint on it).
     pub fn take_observe_soon(&mut self) -> bool {

@@ -1176,3 +1176,24 @@ fn a_data_roam_made_while_the_agent_was_down_is_confirmed_by_the_next_traffic() 
     assert_eq!(peer(&h).endpoint, Some(ep(new)), "actions: {a:?}");
     assert_eq!(stages(&a), vec![ep(new)]);
 }
+
+#[test]
+fn poll_at_names_the_cores_next_deadline() {
+    let (mut h, t) = confirmed_hub();
+    // The endpoint confirmed at start is staged: the interval commit is due
+    // commit_after_s later (if the policy has one).
+    let commit = h.poll_at();
+    if let Some(c) = commit {
+        assert!(c > t.mono_ms, "{c}");
+    }
+    // A proven initiation from a new address: applied ahead of the kernel,
+    // confirmed or rolled back by CONFIRM_MS.
+    let t1 = t.after_ms(2000);
+    let a = init(&mut h, t1, "203.0.113.5:30999", 1, (200, 1), 0xcccc);
+    assert_eq!(moves(&a), vec![ep("203.0.113.5:30999")]);
+    let deadline = t1.mono_ms + CONFIRM_MS;
+    assert_eq!(
+        h.poll_at(),
+        Some(commit.map_or(deadline, |c| c.min(deadline)))
+    );
+}
