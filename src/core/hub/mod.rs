@@ -44,6 +44,10 @@ pub const CONFIRM_MS: u64 = 5000;
 /// the agent could not prove fresh, waiting for the handshake to complete
 /// there (a round trip; a replay never completes).
 pub const UNPROVEN_WAIT_MS: u64 = 1000;
+/// The second look at a kernel endpoint that moved while the peer's counters
+/// grew but nothing from there was captured: the capture ring shows a block
+/// once the kernel retires it (4 ms, later on a loaded host).
+pub const RECHECK_MS: u64 = 50;
 /// Initiations without a completed handshake before we name a likely cause.
 const FAILED_TRIES_FOR_DIAGNOSIS: u32 = 3;
 /// ...spread over at least this long: two retries of WireGuard's REKEY_TIMEOUT
@@ -367,7 +371,7 @@ pub struct Peer {
     handshake_traffic: bool,
     /// The kernel moved here while the peer's counters grew, but the capture
     /// showed nothing from here: the next look decides (confirm or restore).
-    recheck: Option<SocketAddr>,
+    recheck: Option<(SocketAddr, u64)>,
     /// Set in the kernel live; re-created there at the next look if the
     /// kernel still has no session with the peer.
     rearm: Option<SocketAddr>,
@@ -557,7 +561,7 @@ impl Hub {
     /// When something is next due, in monotonic ms: the interval commit, or
     /// the deadline of an endpoint waiting for the kernel's confirmation
     /// (the runtime reads the kernel then and the core confirms or rolls
-    /// back). The runtime also reads the kernel every `poll_ms`.
+    /// back), a second look ([`RECHECK_MS`]). The runtime also reads the kernel every `poll_ms`.
     pub fn poll_at(&self) -> Option<u64> {
         let commit = self
             .pending_since
@@ -569,7 +573,12 @@ impl Hub {
             .flat_map(|i| i.peers.values())
             .filter_map(|p| p.pending.filter(|p| p.applied))
             .map(|p| p.since_ms + p.wait_ms);
-        commit.into_iter().chain(confirm).min()
+        let recheck = self
+            .ifaces
+            .values()
+            .flat_map(|i| i.peers.values())
+            .filter_map(|p| p.recheck.map(|(_, at)| at));
+        commit.into_iter().chain(confirm).chain(recheck).min()
     }
 
     /// Whether the kernel should be read again now (an unproven or replayed
@@ -824,7 +833,6 @@ impl Hub {
             p.present = false;
         }
         let mut ops = Vec::new();
-        let mut soon = false;
         for snap in peers {
             let suspect = snap.endpoint.and_then(|e| iface.suspect(e, now));
             let peer = iface.peers.entry(snap.key).or_default();
@@ -961,7 +969,7 @@ impl Hub {
             // Bytes captured from `e` since the last look: the kernel roams
             // only to the source of an authenticated packet.
             let data_from_e = rx_from.get(&e).is_some_and(|b| *b > 0);
-            if peer.recheck.take() == Some(e) {
+            if peer.recheck.take().is_some_and(|(r, _)| r == e) {
                 // The second look: data from `e` captured since the first one
                 // (the ring showed it late) or a handshake completed there
                 // confirms it; still nothing from there, it was put there.
@@ -1051,8 +1059,7 @@ impl Hub {
                     // configuration put it there while the peer talks from
                     // elsewhere, or the ring had not shown the packets yet (a
                     // loaded host retires blocks late). One more look, soon.
-                    peer.recheck = Some(e);
-                    soon = true;
+                    peer.recheck = Some((e, now.mono_ms + RECHECK_MS));
                 }
                 None if peer.endpoint.is_some() && !hs_adv && !rx_grew => {
                     // Nothing came from the peer at `e`: configuration (netifd's
@@ -1083,7 +1090,6 @@ impl Hub {
             }
         }
         iface.by_kernel_endpoint = by_ep;
-        self.observe_soon |= soon;
         for op in ops {
             match op {
                 Op::Confirm(key, ep, why) => self.confirm(now, name, key, ep, why, out),

@@ -1097,7 +1097,7 @@ fn with_a_working_capture_rx_growth_from_elsewhere_does_not_confirm_a_pushed_end
     );
     // Not at once: the ring may show the packets late. One more look, soon.
     assert!(moves(&a).is_empty() && stages(&a).is_empty());
-    assert!(h.take_observe_soon());
+    assert_eq!(h.poll_at(), Some(t.after_ms(500).mono_ms + RECHECK_MS));
     transport(&mut h, t.after_ms(550), HOME, 0xbbbb, 8, 96);
     let a = observe(
         &mut h,
@@ -1128,7 +1128,7 @@ fn a_data_roam_the_ring_shows_late_is_confirmed_at_the_next_look_not_rolled_back
         vec![snap(1, Some("203.0.113.5:31000"), Some(t.wall), 180 + 192)],
     );
     assert!(moves(&a).is_empty(), "no rollback on the first look: {a:?}");
-    assert!(h.take_observe_soon());
+    assert_eq!(h.poll_at(), Some(t.after_ms(500).mono_ms + RECHECK_MS));
     transport(&mut h, t.after_ms(501), "203.0.113.5:31000", 0xbbbb, 8, 96);
     let a = observe(
         &mut h,
