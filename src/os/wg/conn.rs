@@ -41,6 +41,12 @@ fn netlink_buffer_len() -> usize {
     usize::try_from(page).unwrap_or(0).max(8192)
 }
 
+/// Zeroes `buf` and keeps its length (`Vec::zeroize` would also empty it,
+/// and the next request would find no room).
+fn wipe(buf: &mut [u8]) {
+    buf.zeroize();
+}
+
 fn invalid(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
@@ -111,7 +117,7 @@ impl Genl {
         }
         req.serialize(&mut self.buf[..len]);
         let result = self.exchange::<F>(len);
-        self.buf.zeroize();
+        wipe(&mut self.buf);
         result
     }
 
@@ -507,6 +513,14 @@ errno=0\n\n";
         // Keys it does not know are skipped, not printed.
         let d = parse_get(b"new_thing=1\nerrno=0\n\n", &mut keys).unwrap();
         assert!(d.peers.is_empty());
+    }
+
+    #[test]
+    fn a_wiped_netlink_buffer_keeps_its_room() {
+        let mut buf = vec![7u8; netlink_buffer_len()];
+        wipe(&mut buf);
+        assert_eq!(buf.len(), netlink_buffer_len());
+        assert!(buf.iter().all(|b| *b == 0));
     }
 
     #[test]
