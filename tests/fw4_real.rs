@@ -15,9 +15,9 @@ use std::rc::Rc;
 mod common;
 
 use common::{Scratch, real_uci};
+use wgroam::config::uci::syntax::{Section, Value, parse_config};
 use wgroam::config::{Config, from_sections};
 use wgroam::hub::relay::Fw4Sync;
-use wgroam::os::uci::parse::{Section, Value, parse_config};
 use wgroam::os::uci::{UciCli, UciStore};
 
 const FIXTURE: &str = "tests/fixtures/uci/openwrt-defaults/firewall.fw4-default";
