@@ -400,6 +400,9 @@ PY
 
 declare -A MEM
 : >"$LAB_DIR/extra-peers.uci"
+# The mass move staged endpoints of the 50 peers in uci's save dir; without this
+# they come back as sections of their own.
+rm -f "$LAB_DIR/r2/save/network"
 have=1
 for n in 1 100 1000 1000@2000; do
   opt=()

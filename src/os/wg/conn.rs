@@ -197,6 +197,17 @@ impl PublicCache {
 pub struct Uapi {
     stream: UnixStream,
     buf: Vec<u8>,
+    /// The socket file connected to (device, inode): a re-created link is
+    /// served by a new wireguard-go with a new socket, while the old one may
+    /// still answer for a moment.
+    file: (u64, u64),
+}
+
+/// (device, inode) of the socket file at `path`.
+fn file_id(path: &str) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// How long a read waits for wireguard-go before the connection is dropped.
@@ -204,12 +215,14 @@ const UAPI_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Uapi {
     pub fn connect(path: &str) -> io::Result<Uapi> {
+        let file = file_id(path)?;
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(UAPI_TIMEOUT))?;
         stream.set_write_timeout(Some(UAPI_TIMEOUT))?;
         Ok(Uapi {
             stream,
             buf: Vec::with_capacity(4096),
+            file,
         })
     }
 
@@ -380,6 +393,7 @@ impl Conns {
     }
 
     /// Whether a wireguard-go connection for `ifname` is open.
+    #[cfg(test)]
     pub fn has_uapi(&self, ifname: &str) -> bool {
         self.uapi.iter().any(|(n, _)| n == ifname)
     }
@@ -409,23 +423,20 @@ impl Conns {
         r
     }
 
-    /// Reads `ifname` from wireguard-go, on the open connection if there is
-    /// one, else (or if it broke) on a new one to the socket `socket` names.
-    pub fn userspace(
-        &mut self,
-        ifname: &str,
-        socket: impl Fn(&str) -> Option<String>,
-    ) -> io::Result<Dev> {
+    /// Reads `ifname` from wireguard-go at the socket `path`, on the open
+    /// connection if it is still to that socket file (else, or if it broke,
+    /// on a new one). NotFound: no socket file.
+    pub fn userspace(&mut self, ifname: &str, path: &str) -> io::Result<Dev> {
+        let now = file_id(path);
         if let Some(i) = self.uapi.iter().position(|(n, _)| n == ifname) {
-            match self.uapi[i].1.device(&mut self.keys) {
-                Ok(d) => return Ok(d),
-                Err(_) => {
-                    self.uapi.swap_remove(i);
-                }
+            let same = now.as_ref().is_ok_and(|f| *f == self.uapi[i].1.file);
+            if same && let Ok(d) = self.uapi[i].1.device(&mut self.keys) {
+                return Ok(d);
             }
+            self.uapi.swap_remove(i);
         }
-        let path = socket(ifname).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        let mut c = Uapi::connect(&path)?;
+        now?;
+        let mut c = Uapi::connect(path)?;
         let d = c.device(&mut self.keys)?;
         self.uapi.push((ifname.to_string(), c));
         Ok(d)
@@ -575,7 +586,7 @@ errno=0\n\n";
         let path = dir.join("wgf0.sock");
         let _ = std::fs::remove_file(&path);
         let accepted = fake_uapi(&path, 3);
-        let socket = |_: &str| Some(path.to_str().unwrap().to_string());
+        let socket = path.to_str().unwrap();
         let mut conns = Conns::new();
         let first = conns.userspace("wgf0", socket).unwrap();
         for _ in 0..2 {
@@ -591,13 +602,17 @@ errno=0\n\n";
         // connects again and succeeds.
         assert_eq!(conns.userspace("wgf0", socket).unwrap(), first);
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
-        // No socket any more: the interface is gone (NotFound), and the
-        // broken connection is not kept.
+        // A new wireguard-go (the link was re-created) has a new socket
+        // file: the old connection, though it still answers, is not asked.
         std::fs::remove_file(&path).unwrap();
-        for _ in 0..3 {
-            let _ = conns.userspace("wgf0", socket);
-        }
-        let e = conns.userspace("wgf0", |_: &str| None).unwrap_err();
+        let accepted_new = fake_uapi(&path, 3);
+        assert_eq!(conns.userspace("wgf0", socket).unwrap(), first);
+        assert_eq!(accepted_new.load(Ordering::SeqCst), 1, "the new socket");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "not the old one again");
+        // No socket any more: the interface is gone (NotFound), and the
+        // connection is not kept.
+        std::fs::remove_file(&path).unwrap();
+        let e = conns.userspace("wgf0", socket).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(!conns.has_uapi("wgf0"));
         std::fs::remove_dir_all(&dir).unwrap();

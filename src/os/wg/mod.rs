@@ -249,7 +249,11 @@ fn backends(choice: BackendChoice) -> &'static [Backend] {
 /// wireguard-go's UAPI socket for `ifname`, where wireguard-control looks
 /// for it, if one exists (without it, `apply` would start wireguard-go).
 fn userspace_socket(ifname: &str) -> Option<String> {
-    Some(format!("/var/run/wireguard/{ifname}.sock")).filter(|p| std::path::Path::new(p).exists())
+    Some(socket_path(ifname)).filter(|p| std::path::Path::new(p).exists())
+}
+
+fn socket_path(ifname: &str) -> String {
+    format!("/var/run/wireguard/{ifname}.sock")
 }
 
 /// The connections reads keep open between polls (see [`conn`]).
@@ -270,13 +274,11 @@ fn get(ifname: &str, choice: BackendChoice) -> io::Result<Option<conn::Dev>> {
     for b in order {
         let got = match b {
             Backend::Kernel => conns.kernel(ifname),
-            _ => {
-                // An open connection needs no look at the socket file.
-                if !conns.has_uapi(ifname) && userspace_socket(ifname).is_none() {
-                    continue;
-                }
-                conns.userspace(ifname, userspace_socket)
-            }
+            _ => match conns.userspace(ifname, &socket_path(ifname)) {
+                // No wireguard-go socket: not this backend.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                r => r,
+            },
         };
         match got {
             Ok(d) => {

@@ -69,6 +69,10 @@ agent_seen() {
 }
 
 # ---------------------------------------------------------------- setup ---
+# tcpdump drops its privileges to user tcpdump, as on the host: the image has
+# no user database of its own.
+[ -s /etc/passwd ] || printf 'root:x:0:0:root:/root:/bin/sh\ntcpdump:x:104:110::/nonexistent:/bin/false\n' >/etc/passwd
+[ -s /etc/group ] || printf 'root:x:0:\ntcpdump:x:110:\n' >/etc/group
 must ip netns add inet
 must ip netns add r2
 must ip link add wan netns inet type veth peer name wan netns r2
@@ -129,7 +133,10 @@ window() {
   if [ "$who" = tcpdump ]; then
     r2 tcpdump -n -i wan -w /dev/null "$FILTER" >/tmp/tcpdump.log 2>&1 &
     pid=$!
-    wait_file_has 10 /tmp/tcpdump.log "listening on" || fail "tcpdump did not start"
+    if ! wait_file_has 20 /tmp/tcpdump.log "listening on"; then
+      fail "tcpdump did not start:"
+      sed 's/^/  /' /tmp/tcpdump.log
+    fi
     s0="0 0"
   else
     pid=$(cat /tmp/agent.pid)
@@ -153,6 +160,7 @@ window() {
     dropped=$((${s1#* } - ${s0#* }))
   fi
   achieved=$(echo "$out" | awk '/^sent/ { print $7 }')
+  [ -n "$achieved" ] || echo "flood: $out"
   echo "BENCH flood who=$who kind=$kind pps=$rate achieved=${achieved:-?} rx=$((rx1 - rx0)) cpu_us=$((c1 - c0)) wall_ms=$((t1 - t0)) handled=${handled:-0} dropped=${dropped:-0} rss_kib=$rss"
 }
 
@@ -160,7 +168,10 @@ for spec in "wgjunk $BENCH_PPS" "spoofed $BENCH_PPS" "mac1 $BENCH_PPS" "wgjunk $
   # shellcheck disable=SC2086 # two words on purpose
   window agent $spec
 done
+status_json "$STATE" r2 | head -c 1500
+echo
 agent_stop agent
+agent_log agent 10
 for spec in "wgjunk $BENCH_PPS" "spoofed $BENCH_PPS" "mac1 $BENCH_PPS" "wgjunk $BENCH_LOW_PPS"; do
   # shellcheck disable=SC2086
   window tcpdump $spec
