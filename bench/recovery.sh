@@ -142,8 +142,8 @@ stats() { # median and max of ms values, "> CAP" when capped
 }
 
 declare -A result
-for sc in uplink rebind restart; do
-  setups="wgroam sniff-once ka25 ka-off"
+for sc in ${BENCH_SCENARIOS:-uplink rebind restart}; do
+  setups=${BENCH_SETUPS:-wgroam sniff-once ka25 ka-off}
   for su in $setups; do
     vals=()
     for _ in $(seq "$RUNS"); do
@@ -158,7 +158,7 @@ echo
 echo "Recovery of inbound IPv6 (inet -> LAN client), median / max of $RUNS runs, cap ${CAP} s"
 printf '| %-8s | %-17s | %-17s | %-17s | %-17s |\n' scenario wgroam "sniff-once" "keepalive 25" "keepalive off"
 printf '|%s|%s|%s|%s|%s|\n' ---------- ------------------- ------------------- ------------------- -------------------
-for sc in uplink rebind restart; do
+for sc in ${BENCH_SCENARIOS:-uplink rebind restart}; do
   printf '| %-8s | %-17s | %-17s | %-17s | %-17s |\n' "$sc" "${result[$sc/wgroam]}" \
     "${result[$sc/sniff-once]}" "${result[$sc/ka25]}" "${result[$sc/ka-off]}"
 done
