@@ -47,6 +47,12 @@
 #   --dist DIR   where the binaries are copied as wgroam-TRIPLE (default
 #                target/dist).
 #
+# Release builds go to the target dir target/router (CARGO_TARGET_DIR wins),
+# not target/: they run with RUSTC_BOOTSTRAP=1, which build scripts such as
+# proc-macro2's watch, so sharing target/release's host crates with the plain
+# `cargo build --release --target x86_64-unknown-linux-musl` of scripts/test.sh,
+# tests/vm/build.sh and bench/ made each rebuild them after the other.
+#
 # How each target builds (flags per target live in .cargo/config.toml):
 #   x86_64/aarch64  rustup's musl std, or -Zbuild-std for the size measures;
 #                   linked by the host gcc / rust-lld.
@@ -228,9 +234,10 @@ build_one() {
   [ "$(cargo_for "$t")" = cargo-zigbuild ] && sub=zigbuild
   echo "build-targets: $t: $(cargo_for "$t") $sub ${args[*]}"
   local start=$SECONDS
-  RUSTC_BOOTSTRAP=1 "$(cargo_for "$t")" "$sub" "${args[@]}"
+  local tdir=${CARGO_TARGET_DIR:-$root/target/router}
+  CARGO_TARGET_DIR=$tdir RUSTC_BOOTSTRAP=1 "$(cargo_for "$t")" "$sub" "${args[@]}"
   mkdir -p "$dist"
-  cp "${CARGO_TARGET_DIR:-target}/$t/release/wgroam" "$dist/wgroam-$t"
+  cp "$tdir/$t/release/wgroam" "$dist/wgroam-$t"
   if [ "$STRIP_ALL" = 1 ]; then
     # rust-objcopy (llvm-objcopy) ships with rustc and reads every target;
     # it loads the toolchain's libLLVM from the sysroot's lib/.

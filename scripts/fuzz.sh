@@ -61,12 +61,6 @@ die() {
 # the failure that matters; CI's short pass builds without AddressSanitizer
 # (FUZZ_SANITIZER=none, several times faster to build), the long run with it.
 FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
-# The short pass also builds without debuginfo (fuzz/Cargo.toml has debug = 1 for
-# the long runs' stack traces): a crash there still keeps its input and prints the
-# replay command, which rebuilds with line numbers.
-if [ "$FUZZ_SANITIZER" = none ]; then
-  export CARGO_PROFILE_RELEASE_DEBUG=${CARGO_PROFILE_RELEASE_DEBUG:-0}
-fi
 
 prepare() {
   local t0=$SECONDS

@@ -73,7 +73,7 @@ if [ "$crates" = 1 ]; then
   # Unstripped build of the shipped set, for the symbol table (the copy in
   # --dist is stripped by the strip-all measure; cargo's own is not).
   CARGO_PROFILE_RELEASE_STRIP=false scripts/build-targets.sh --dist "$out/symbols" "$target" >"$out.log" 2>&1
-  bin=${CARGO_TARGET_DIR:-target}/$triple/release/wgroam
+  bin=${CARGO_TARGET_DIR:-target/router}/$triple/release/wgroam
   printf '\nbiggest crates in %s (sum of symbol sizes, bytes):\n' "$triple"
   nm -S --size-sort -C "$bin" | python3 -c '
 import re, sys
