@@ -117,6 +117,15 @@ impl HubCapture {
         let device = cfg.capture_device.as_deref();
         match open(device, port, self.want_transport) {
             Ok(source) => {
+                crate::os::syslog::emit(
+                    crate::core::Level::Debug,
+                    &format!(
+                        "{}: capture on {} port {port} (transport {})",
+                        cfg.ifname,
+                        device.unwrap_or("any"),
+                        self.want_transport
+                    ),
+                );
                 self.open = Some(Open {
                     source,
                     responder: Responder::new(**private),

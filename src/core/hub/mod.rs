@@ -371,7 +371,9 @@ pub struct Peer {
     handshake_traffic: bool,
     /// The kernel moved here while the peer's counters grew, but the capture
     /// showed nothing from here: the next look decides (confirm or restore).
-    recheck: Option<(SocketAddr, u64)>,
+    /// (endpoint, when, the peer's data was captured from where the agent
+    /// believes it is).
+    recheck: Option<(SocketAddr, u64, bool)>,
     /// Set in the kernel live; re-created there at the next look if the
     /// kernel still has no session with the peer.
     rearm: Option<SocketAddr>,
@@ -577,7 +579,7 @@ impl Hub {
             .ifaces
             .values()
             .flat_map(|i| i.peers.values())
-            .filter_map(|p| p.recheck.map(|(_, at)| at));
+            .filter_map(|p| p.recheck.map(|(_, at, _)| at));
         commit.into_iter().chain(confirm).chain(recheck).min()
     }
 
@@ -847,6 +849,7 @@ impl Hub {
                 && snap.last_handshake.is_some()
                 && snap.last_handshake > peer.last_handshake;
             let rx_grew = !first && !reset && snap.rx > peer.rx;
+            let prev_rx = peer.rx;
             let prev_kernel = peer.kernel_endpoint;
             let handshake_traffic = std::mem::take(&mut peer.handshake_traffic);
             if hs_adv {
@@ -969,14 +972,34 @@ impl Hub {
             // Bytes captured from `e` since the last look: the kernel roams
             // only to the source of an authenticated packet.
             let data_from_e = rx_from.get(&e).is_some_and(|b| *b > 0);
-            if peer.recheck.take().is_some_and(|(r, _)| r == e) {
+            let from_believed = peer
+                .endpoint
+                .is_some_and(|b| b != e && rx_from.get(&b).is_some_and(|x| *x > 0));
+            if let Some((_, _, seen_elsewhere)) = peer.recheck.take().filter(|r| r.0 == e) {
                 // The second look: data from `e` captured since the first one
                 // (the ring showed it late) or a handshake completed there
-                // confirms it; still nothing from there, it was put there.
+                // confirms it. The peer's data captured from where the agent
+                // believes it is means configuration put `e` there. Nothing
+                // captured from the peer at all: the capture missed its
+                // traffic (the kernel moves only on authenticated packets and
+                // its counter grew), so the kernel is believed.
                 let fallback = peer.endpoint.or(peer.uci_endpoint).filter(|k| *k != e);
-                if (data_from_e && !lossy && suspect.is_none()) || (hs_adv && !replay_src) {
+                let pushed = seen_elsewhere || from_believed;
+                if (data_from_e && !lossy && suspect.is_none())
+                    || (hs_adv && !replay_src)
+                    || (!pushed && !lossy && suspect.is_none())
+                {
                     ops.push(Op::Confirm(snap.key, e, Why::Kernel));
                 } else if let Some(back) = fallback {
+                    log(
+                        out,
+                        Level::Debug,
+                        format!(
+                            "{name}: peer {} at {e} on the second look: its data came from {}, nothing from there, no handshake",
+                            snap.key.short(),
+                            peer.endpoint.map_or("-".into(), |b| b.to_string())
+                        ),
+                    );
                     ops.push(Op::Restore(
                         snap.key,
                         back,
@@ -1059,11 +1082,32 @@ impl Hub {
                     // configuration put it there while the peer talks from
                     // elsewhere, or the ring had not shown the packets yet (a
                     // loaded host retires blocks late). One more look, soon.
-                    peer.recheck = Some((e, now.mono_ms + RECHECK_MS));
+                    log(
+                        out,
+                        Level::Debug,
+                        format!(
+                            "{name}: peer {} at {e}: rx {prev_rx} -> {}, nothing captured from there (captured from {:?}); a second look",
+                            snap.key.short(),
+                            snap.rx,
+                            rx_from.keys().collect::<Vec<_>>()
+                        ),
+                    );
+                    peer.recheck = Some((e, now.mono_ms + RECHECK_MS, from_believed));
                 }
                 None if peer.endpoint.is_some() && !hs_adv && !rx_grew => {
                     // Nothing came from the peer at `e`: configuration (netifd's
                     // `wg syncconf`, a ucode handler's snapshot) put it there.
+                    log(
+                        out,
+                        Level::Debug,
+                        format!(
+                            "{name}: peer {} at {e}: its rx counter did not grow ({} -> {}{})",
+                            snap.key.short(),
+                            prev_rx,
+                            snap.rx,
+                            if reset { ", reset" } else { "" }
+                        ),
+                    );
                     ops.push(Op::Restore(
                         snap.key,
                         back,

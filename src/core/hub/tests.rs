@@ -1197,3 +1197,43 @@ fn poll_at_names_the_cores_next_deadline() {
         Some(commit.map_or(deadline, |c| c.min(deadline)))
     );
 }
+
+#[test]
+fn a_data_roam_the_capture_missed_entirely_is_believed_not_rolled_back() {
+    // e2e 41 on a loaded host: tcpdump saw the packet from the new NAT port,
+    // the agent's ring showed nothing within either look. The kernel moves
+    // only on authenticated packets and its counter grew; no data of the
+    // peer was captured from where the agent believed it: not a push.
+    let (mut h, t) = confirmed_hub();
+    // The capture works: the peer's data from HOME, an interval earlier.
+    transport(&mut h, t.after_ms(100), HOME, 0xbbbb, 7, 96);
+    observe(
+        &mut h,
+        t.after_ms(200),
+        vec![snap(1, Some(HOME), Some(t.wall), 180 + 96)],
+    );
+    let a = observe(
+        &mut h,
+        t.after_ms(500),
+        vec![snap(
+            1,
+            Some("203.0.113.5:31000"),
+            Some(t.wall),
+            180 + 96 + 144,
+        )],
+    );
+    assert!(moves(&a).is_empty(), "{a:?}");
+    assert_eq!(h.poll_at(), Some(t.after_ms(500).mono_ms + RECHECK_MS));
+    let a = observe(
+        &mut h,
+        t.after_ms(550),
+        vec![snap(
+            1,
+            Some("203.0.113.5:31000"),
+            Some(t.wall),
+            180 + 96 + 144,
+        )],
+    );
+    assert!(moves(&a).is_empty(), "not rolled back: {a:?}");
+    assert_eq!(stages(&a), vec![ep("203.0.113.5:31000")]);
+}
