@@ -874,16 +874,19 @@ impl Hub {
             peer.last_handshake = snap.last_handshake;
             peer.rx = snap.rx;
             peer.tx = snap.tx;
-            if let Some(to) = peer.rearm.take()
+            // A view read before the endpoint was set (events drained after
+            // the read come first) does not decide; the next look does.
+            if let Some(to) = peer.rearm
                 && snap.endpoint == Some(to)
-                && snap.last_handshake.is_none()
-                && !peer.kernel_has_stamp
             {
-                out.push(Action::Rearm {
-                    iface: name.to_string(),
-                    key: snap.key,
-                    endpoint: to,
-                });
+                peer.rearm = None;
+                if snap.last_handshake.is_none() && !peer.kernel_has_stamp {
+                    out.push(Action::Rearm {
+                        iface: name.to_string(),
+                        key: snap.key,
+                        endpoint: to,
+                    });
+                }
             }
             if hs_adv {
                 // The kernel completed a handshake: the initiation seen from

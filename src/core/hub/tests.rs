@@ -1237,3 +1237,25 @@ fn a_data_roam_the_capture_missed_entirely_is_believed_not_rolled_back() {
     assert!(moves(&a).is_empty(), "not rolled back: {a:?}");
     assert_eq!(stages(&a), vec![ep("203.0.113.5:31000")]);
 }
+
+#[test]
+fn a_view_read_before_the_endpoint_was_set_does_not_cancel_the_re_arm() {
+    // The runtime drains the capture after reading the kernel: an index move
+    // drained there is followed by that (older) view, which still shows the
+    // stale endpoint. The re-arm waits for a view with the endpoint set
+    // (bench/recovery.sh restart: 10 s instead of 0.01 s in one run of three).
+    let (mut h, t) = learnt_then_link_recreated();
+    let a = transport(&mut h, t.after_ms(200), "203.0.113.5:30999", 0x1234, 43, 32);
+    assert_eq!(moves(&a), vec![ep("203.0.113.5:30999")]);
+    let a = observe(&mut h, t.after_ms(201), vec![snap(1, Some(HOME), None, 0)]);
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::Rearm { .. })),
+        "{a:?}"
+    );
+    let a = observe(
+        &mut h,
+        t.after_ms(300),
+        vec![snap(1, Some("203.0.113.5:30999"), None, 0)],
+    );
+    assert!(a.iter().any(|x| matches!(x, Action::Rearm { .. })), "{a:?}");
+}
