@@ -398,6 +398,9 @@ pub struct IndexInfo {
     pub confirmed: bool,
     /// Highest transport counter seen with it: anything not above is a replay.
     pub max_counter: Option<u64>,
+    /// When the handshake that handed it out was seen (wall seconds), and
+    /// the initiation's source (`None`: the hub's own initiation).
+    pub issued: Option<(u64, Option<SocketAddr>)>,
 }
 
 /// One managed WireGuard interface.
@@ -409,7 +412,8 @@ pub struct Iface {
     pub link: Option<LinkId>,
     pub peers: BTreeMap<PublicKey, Peer>,
     /// Their sender index from a verified initiation → peer.
-    their_index: HashMap<u32, PublicKey>,
+    /// Initiation sender index -> (peer, where the initiation came from).
+    their_index: HashMap<u32, (PublicKey, SocketAddr)>,
     /// The hub's receiver indices → peer.
     pub indices: HashMap<u32, IndexInfo>,
     /// Sources of recent unproven or replayed initiations and replayed
@@ -628,7 +632,7 @@ impl Hub {
                 receiver_index,
             } => {
                 if let Some(i) = self.ifaces.get_mut(&iface)
-                    && let Some(key) = i.their_index.get(&receiver_index).copied()
+                    && let Some((key, src)) = i.their_index.get(&receiver_index).copied()
                 {
                     // Confirmed only once the kernel completes this handshake.
                     i.add_index(
@@ -637,6 +641,7 @@ impl Hub {
                             key,
                             confirmed: false,
                             max_counter: None,
+                            issued: Some((now.wall, Some(src))),
                         },
                     );
                 }
@@ -657,6 +662,7 @@ impl Hub {
                             key,
                             confirmed: false,
                             max_counter: None,
+                            issued: Some((now.wall, None)),
                         },
                     );
                 }
@@ -762,6 +768,7 @@ impl Hub {
                             key: r.key,
                             confirmed: true,
                             max_counter,
+                            issued: None,
                         },
                     );
                 }
@@ -888,6 +895,24 @@ impl Hub {
                     });
                 }
             }
+            // A handshake the kernel completed at or after an index was handed
+            // out, with the peer where that handshake's initiation came from
+            // (or answering the hub's own), ties the index to the peer even
+            // when the agent never saw `latest handshake` advance (it started
+            // in between, or two handshakes completed within one second). A
+            // replayed initiation's index is never tied: the kernel is not at
+            // the replay's source once the genuine handshake completes.
+            if let (Some(h), Some(at)) = (snap.last_handshake, snap.endpoint) {
+                for i in iface.indices.values_mut() {
+                    if i.key == snap.key
+                        && !i.confirmed
+                        && i.issued
+                            .is_some_and(|(w, src)| h >= w && src.is_none_or(|s| s == at))
+                    {
+                        i.confirmed = true;
+                    }
+                }
+            }
             if hs_adv {
                 // The kernel completed a handshake: the initiation seen from
                 // where it now is was genuine, and so are the indices handed
@@ -938,6 +963,7 @@ impl Hub {
                             key: snap.key,
                             confirmed: true,
                             max_counter: Some(max_counter),
+                            issued: None,
                         },
                     );
                     log(
@@ -1227,8 +1253,8 @@ impl Hub {
         peer.stamp = Some(stamp);
         peer.seen = Some((from, stamp, now.mono_ms));
         peer.kernel_has_stamp = true;
-        iface.their_index.retain(|_, k| *k != key);
-        iface.their_index.insert(sender_index, key);
+        iface.their_index.retain(|_, (k, _)| *k != key);
+        iface.their_index.insert(sender_index, (key, from));
         if !proven {
             // Genuine, but possibly a replay of one the kernel has already
             // seen: the kernel decides (the handshake completes from `from`).

@@ -1259,3 +1259,53 @@ fn a_view_read_before_the_endpoint_was_set_does_not_cancel_the_re_arm() {
     );
     assert!(a.iter().any(|x| matches!(x, Action::Rearm { .. })), "{a:?}");
 }
+
+#[test]
+fn an_index_is_tied_by_a_handshake_completed_after_it_even_unseen_to_advance() {
+    // The lab's first handshake and the roam agent's forced one complete
+    // within the same second: `latest handshake` never advances between two
+    // looks, yet the kernel completed the handshake that handed the index out
+    // (bench/recovery.sh restart: r1's packets were `unknown_index`).
+    let mut h = hub();
+    let t = T0;
+    observe(&mut h, t, vec![snap(1, Some(HOME), Some(t.wall), 180)]);
+    init(&mut h, t.after_ms(10), HOME, 1, (100, 1), 0xaaaa);
+    h.handle(
+        t.after_ms(11),
+        Event::Response {
+            iface: WG.into(),
+            sender_index: 0xbbbb,
+            receiver_index: 0xaaaa,
+        },
+    );
+    observe(
+        &mut h,
+        t.after_ms(500),
+        vec![snap(1, Some(HOME), Some(t.wall), 360)],
+    );
+    assert!(h.ifaces[WG].indices[&0xbbbb].confirmed);
+    // A replay's index is not: its handshake never completes at its source.
+    // (A recording of an initiation newer than any the agent saw, replayed
+    // from elsewhere; the kernel answered it.)
+    init(&mut h, t.after_ms(600), EVIL, 1, (200, 1), 0xcccc);
+    h.handle(
+        t.after_ms(601),
+        Event::Response {
+            iface: WG.into(),
+            sender_index: 0xdddd,
+            receiver_index: 0xcccc,
+        },
+    );
+    let a = observe(
+        &mut h,
+        t.after_ms(900),
+        vec![snap(1, Some(HOME), Some(t.wall), 360)],
+    );
+    assert!(moves(&a).is_empty());
+    assert!(
+        h.ifaces[WG]
+            .indices
+            .get(&0xdddd)
+            .is_none_or(|i| !i.confirmed)
+    );
+}
