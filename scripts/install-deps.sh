@@ -41,7 +41,9 @@ PKGS=(
 # know those architectures (tests/vm/build.sh downloads, never installs them).
 foreign_added=0
 for a in arm64 mipsel; do
-  if ! dpkg --print-foreign-architectures | grep -qx "$a"; then
+  # Read whole first: `dpkg ... | grep -q` under pipefail fails when dpkg gets SIGPIPE.
+  foreign=" $(echo $(dpkg --print-foreign-architectures)) "
+  if [[ $foreign != *" $a "* ]]; then
     echo "install-deps: dpkg --add-architecture $a"
     dpkg --add-architecture "$a"
     foreign_added=1

@@ -45,8 +45,11 @@ if ! command -v "$QEMU" >/dev/null; then
   echo "skip: $QEMU not installed (scripts/install-deps.sh installs $QEMU_PKG)"
   exit 77
 fi
-if ! dpkg --print-architecture 2>/dev/null | grep -qx "$DEB_ARCH" &&
-  ! dpkg --print-foreign-architectures 2>/dev/null | grep -qx "$DEB_ARCH"; then
+# The lists are read whole first: `dpkg ... | grep -q` under pipefail fails when
+# grep exits at the first match and dpkg, still writing, gets SIGPIPE (53 was
+# skipped so once, with arm64 known).
+known_archs=" $(echo $(dpkg --print-architecture 2>/dev/null) $(dpkg --print-foreign-architectures 2>/dev/null)) "
+if [[ $known_archs != *" $DEB_ARCH "* ]]; then
   echo "skip: dpkg does not know the $DEB_ARCH architecture (scripts/install-deps.sh adds it, as root)"
   exit 77
 fi
