@@ -56,7 +56,10 @@ pub enum Action {
     /// Set a peer's endpoint by removing and re-adding the peer with its
     /// configuration. Only for a peer whose kernel session is gone: it resets
     /// WireGuard's 5 s handshake rate limit, so the next packet to the peer
-    /// starts a handshake to the new endpoint at once.
+    /// starts a handshake to the new endpoint at once. Carried out only if
+    /// the kernel still holds no session with the peer at that moment (else
+    /// as `SetEndpoint`): the core's view is a read old, and a session
+    /// completed since must survive.
     Rearm {
         iface: String,
         key: PublicKey,

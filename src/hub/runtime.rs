@@ -283,9 +283,30 @@ impl<W: WireGuard> HubRuntime<W> {
                         .iter()
                         .find(|i| &i.ifname == iface)
                         .map(|i| i.backend);
-                    let result = backend.map(|b| match a {
-                        Action::Rearm { .. } => self.wg.rearm(iface, b, &key, Some(endpoint)),
-                        _ => self.wg.set_endpoint(iface, b, &key, endpoint),
+                    let result = backend.map(|b| {
+                        // Rearm's contract: re-create the peer only if the
+                        // kernel still holds no session with it when carried
+                        // out. The core decides on a view at least one read
+                        // old (the capture is drained after the read); a
+                        // handshake completed since must not be destroyed, so
+                        // the condition is checked here, at the last moment,
+                        // like a compare-and-swap.
+                        let fresh = || {
+                            self.wg.read(iface, b).ok().flatten().is_some_and(|v| {
+                                v.peers.iter().any(|p| {
+                                    p.key == key
+                                        && p.last_handshake.is_some_and(|t| {
+                                            crate::os::signals::now().wall.saturating_sub(t)
+                                                < crate::core::hub::SESSION_LIFETIME_S
+                                        })
+                                })
+                            })
+                        };
+                        if matches!(a, Action::Rearm { .. }) && !fresh() {
+                            self.wg.rearm(iface, b, &key, Some(endpoint))
+                        } else {
+                            self.wg.set_endpoint(iface, b, &key, endpoint)
+                        }
                     });
                     if let Some(Err(e)) = result {
                         emit(

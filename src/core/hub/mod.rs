@@ -374,9 +374,6 @@ pub struct Peer {
     /// (endpoint, when, the peer's data was captured from where the agent
     /// believes it is).
     recheck: Option<(SocketAddr, u64, bool)>,
-    /// Set in the kernel live; re-created there at the next look if the
-    /// kernel still has no session with the peer.
-    rearm: Option<SocketAddr>,
     learn: Learn,
 }
 
@@ -881,20 +878,6 @@ impl Hub {
             peer.last_handshake = snap.last_handshake;
             peer.rx = snap.rx;
             peer.tx = snap.tx;
-            // A view read before the endpoint was set (events drained after
-            // the read come first) does not decide; the next look does.
-            if let Some(to) = peer.rearm
-                && snap.endpoint == Some(to)
-            {
-                peer.rearm = None;
-                if snap.last_handshake.is_none() && !peer.kernel_has_stamp {
-                    out.push(Action::Rearm {
-                        iface: name.to_string(),
-                        key: snap.key,
-                        endpoint: to,
-                    });
-                }
-            }
             // A handshake the kernel completed at or after an index was handed
             // out, with the peer where that handshake's initiation came from
             // (or answering the hub's own), ties the index to the peer even
@@ -1498,18 +1481,22 @@ impl Hub {
         // Re-creating the peer object resets WireGuard's handshake rate limit
         // (the hub handshakes at once) but also its memory of the peer's last
         // timestamp: only when it holds none, so no replay window opens.
-        // The view this is decided on may be a poll old: set it live now,
-        // and re-create the peer only if the next look (soon) still shows no
-        // session, so a handshake completed meanwhile is never destroyed.
         let rearm = why == Why::Index && !peer.kernel_has_stamp && peer.last_handshake.is_none();
         peer.kernel_endpoint = Some(to);
-        peer.rearm = rearm.then_some(to);
-        out.push(Action::SetEndpoint {
-            iface: name.to_string(),
-            key,
-            endpoint: to,
+        let (iface, endpoint) = (name.to_string(), to);
+        out.push(if rearm {
+            Action::Rearm {
+                iface,
+                key,
+                endpoint,
+            }
+        } else {
+            Action::SetEndpoint {
+                iface,
+                key,
+                endpoint,
+            }
         });
-        self.observe_soon |= rearm;
     }
 
     /// The kernel confirmed `to`: it becomes the endpoint, staged in uci.
