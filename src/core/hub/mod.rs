@@ -570,18 +570,16 @@ impl Hub {
             .pending_since
             .zip(self.policy.commit_after_s)
             .map(|(since, after)| since + after * 1000);
-        let confirm = self
-            .ifaces
-            .values()
-            .flat_map(|i| i.peers.values())
-            .filter_map(|p| p.pending.filter(|p| p.applied))
-            .map(|p| p.since_ms + p.wait_ms);
-        let recheck = self
-            .ifaces
-            .values()
-            .flat_map(|i| i.peers.values())
-            .filter_map(|p| p.recheck.map(|(_, at, _)| at));
-        commit.into_iter().chain(confirm).chain(recheck).min()
+        let peers = self.ifaces.values().flat_map(|i| i.peers.values());
+        let due = peers.flat_map(|p| {
+            let confirm = p
+                .pending
+                .filter(|p| p.applied)
+                .map(|p| p.since_ms + p.wait_ms);
+            let recheck = p.recheck.map(|(_, at, _)| at);
+            confirm.into_iter().chain(recheck)
+        });
+        commit.into_iter().chain(due).min()
     }
 
     /// Whether the kernel should be read again now (an unproven or replayed
