@@ -33,6 +33,10 @@ pub trait NetworkConfig {
 /// Minimum spacing of status file rewrites caused by counters alone (any
 /// real change is written at once).
 const STATUS_EVERY_MS: u64 = 5000;
+/// Longest time between two status writes when nothing in it changed (its
+/// `updated` field says the agent is alive; `wgroam status` also checks
+/// the pid).
+const STATUS_HEARTBEAT_MS: u64 = 60_000;
 /// How soon the kernel is read again after a packet that may have moved it.
 const OBSERVE_SOON_MS: u64 = 100;
 
@@ -49,6 +53,9 @@ pub struct HubRuntime<W: WireGuard> {
     /// uci sections to stage at the end of this loop turn.
     staged: Vec<(String, SocketAddr)>,
     last_status_ms: u64,
+    /// When the status file was last written, and a digest of what it said
+    /// (without `updated`).
+    last_status_write: Option<(u64, u64)>,
     /// Peer-prefix routes, forwarding, relay policy, NDP proxy.
     relay: crate::hub::relay::HubRelay,
     /// Pairing: the redeem listener (interfaces with a `pool`).
@@ -87,6 +94,7 @@ impl<W: WireGuard> HubRuntime<W> {
             status_dirty: true,
             staged: Vec::new(),
             last_status_ms: 0,
+            last_status_write: None,
             relay: crate::hub::relay::HubRelay::system(),
             pairing: None,
             wg_public: HashMap::new(),
@@ -167,6 +175,11 @@ impl<W: WireGuard> HubRuntime<W> {
             let rt = self.runtime.entry(i.ifname.clone()).or_default();
             self.wg_public
                 .insert(i.ifname.clone(), view.as_ref().and_then(|v| v.public_key));
+            // Whether the kernel's view of who is where moved since the last
+            // read (endpoints, handshakes, the link itself).
+            let print = view.as_ref().map(view_print);
+            let moved = print.is_none() || rt.view_print != print;
+            rt.view_print = print;
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
                 rt.listen_port = v.listen_port;
@@ -182,11 +195,16 @@ impl<W: WireGuard> HubRuntime<W> {
             // a push. The ring shows a block only once the kernel retires it,
             // at most RETIRE_TOV_MS after its first frame (one jiffy more at a
             // low HZ): wait that long first, so a packet that arrived just
-            // before the read is not missed. All of it, bounded.
-            if self
-                .captures
-                .get(&i.ifname)
-                .is_some_and(|c| c.fd().is_some())
+            // before the read is not missed. All of it, bounded. Only when
+            // the kernel's view moved: the decisions that weigh captured
+            // packets against the kernel are about endpoints and handshakes
+            // (and a second look follows RECHECK_MS later anyway); a quiet
+            // poll sleeps once, in the event loop.
+            if moved
+                && self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(|c| c.fd().is_some())
             {
                 std::thread::sleep(std::time::Duration::from_millis(
                     u64::from(2 * crate::os::capture::ring::RETIRE_TOV_MS) + 4,
@@ -244,16 +262,22 @@ impl<W: WireGuard> HubRuntime<W> {
             .get(ifname, watched, |n| crate::os::capture::ifindex(n).ok())
     }
 
-    /// Drains the link events; if there were any, forgets the indices (and
-    /// tells the relay) and returns true.
+    /// Drains the link and route events; a route event makes the relay
+    /// look at the routing table again; if a link changed, forgets the
+    /// indices (and tells the relay) and returns true.
     fn links_changed_since_last_look(&mut self) -> bool {
-        if self.links.as_mut().is_some_and(|l| l.drain()) {
+        let Some(c) = self.links.as_mut().map(LinkWatch::drain) else {
+            return false;
+        };
+        if c.routes {
+            self.relay.routes_changed();
+        }
+        if c.links {
             self.ifindex.clear();
             self.relay.links_changed();
             self.links_moved = true;
-            return true;
         }
-        false
+        c.links
     }
 
     /// Handles one event and carries out the resulting actions.
@@ -417,6 +441,18 @@ impl<W: WireGuard> HubRuntime<W> {
             let runtime = |n: &str| self.runtime.get(n).cloned().unwrap_or_default();
             let mut v = status::hub_json(&self.hub, now, self.started, &runtime);
             v["relay"] = self.relay.status_json();
+            // Counters that did not move rewrite nothing but `updated`:
+            // skipped until the heartbeat is due.
+            let updated = v["updated"].take();
+            let print = digest(v.to_string().as_bytes());
+            v["updated"] = updated;
+            let same = self
+                .last_status_write
+                .is_some_and(|(at, p)| p == print && now.since_ms(at) < STATUS_HEARTBEAT_MS);
+            if same && !force {
+                return;
+            }
+            self.last_status_write = Some((now.mono_ms, print));
             if let Err(e) = status::write(&self.cfg.state_dir, &v) {
                 emit(
                     Level::Error,
@@ -593,6 +629,26 @@ impl<W: WireGuard> Role for HubRuntime<W> {
         self.feed(now, Event::Stop);
         self.relay.stop(&self.cfg);
     }
+}
+
+/// A digest of some bytes, to tell whether they changed.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// A digest of where the kernel has each peer and when it last completed a
+/// handshake: two reads with the same digest saw nobody move.
+fn view_print(v: &crate::os::wg::DeviceView) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.public_key.hash(&mut h);
+    for p in &v.peers {
+        (p.key, p.endpoint, p.last_handshake).hash(&mut h);
+    }
+    h.finish()
 }
 
 #[cfg(test)]

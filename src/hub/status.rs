@@ -23,6 +23,8 @@ pub struct IfaceRuntime {
     pub capture_error: Option<String>,
     /// Captured frames the kernel dropped because the agent fell behind.
     pub capture_drops: u64,
+    /// Digest of the last WireGuard read (`runtime::view_print`).
+    pub view_print: Option<u64>,
 }
 
 pub fn hub_json(

@@ -74,9 +74,12 @@ pub const ROUTE_METRIC: u32 = 1119;
 pub const ROUTE_GRACE_MS: u64 = 3_000;
 /// The same action is not repeated sooner than this while unconfirmed.
 pub const RETRY_MS: u64 = 10_000;
-/// Re-checked this often even when the WireGuard view did not change (a
-/// route deleted by hand, a sysctl someone reset).
-pub const CHECK_MS: u64 = 1_000;
+/// Re-checked this often even when nothing says it changed (a sysctl
+/// someone reset, our nft table deleted). Route changes do not wait for it:
+/// the adapter watches rtnetlink's route notifications and calls
+/// [`Relay::look_again`]; a missing route's grace and an unconfirmed
+/// action's retry have their own deadlines.
+pub const CHECK_MS: u64 = 10_000;
 /// The nft table (family `inet`).
 pub const NFT_TABLE: &str = "wgroam";
 /// sysctl keys, as paths below `/proc/sys`.
@@ -457,6 +460,8 @@ pub struct Relay {
     /// is due even if they stay the same.
     last: Option<Vec<IfaceFacts>>,
     next_check_ms: u64,
+    /// When the last reconciliation was due: deadlines up to it are met.
+    last_check_ms: u64,
 }
 
 impl Default for Relay {
@@ -493,6 +498,7 @@ impl Relay {
             known_oifs: BTreeMap::new(),
             last: None,
             next_check_ms: 0,
+            last_check_ms: 0,
         }
     }
 
@@ -513,12 +519,30 @@ impl Relay {
     /// changed since the last one, or [`CHECK_MS`] passed); records them.
     /// The adapter gathers the costly facts (route dump, sysctls) only then.
     pub fn due(&mut self, now: Now, ifaces: &[IfaceFacts]) -> bool {
-        if self.last.as_deref() == Some(ifaces) && now.mono_ms < self.next_check_ms {
+        if self.last.as_deref() == Some(ifaces) && now.mono_ms < self.next_due() {
             return false;
         }
         self.last = Some(ifaces.to_vec());
         self.next_check_ms = now.mono_ms + CHECK_MS;
+        self.last_check_ms = now.mono_ms;
         true
+    }
+
+    /// When a reconciliation is due by itself: the periodic re-check, the
+    /// end of a missing route's grace, an unconfirmed action's retry, a
+    /// failed nft script's retry (each only if a check has not met it).
+    fn next_due(&self) -> u64 {
+        let met = self.last_check_ms;
+        let grace = self.missing.values().map(|since| since + ROUTE_GRACE_MS);
+        let nft = match self.nft {
+            Nft::Failed(t) => Some(t + RETRY_MS),
+            _ => None,
+        };
+        grace
+            .chain(self.inflight.poll_at())
+            .chain(nft)
+            .filter(|t| *t > met)
+            .fold(self.next_check_ms, u64::min)
     }
 
     /// Check again at the next [`Relay::due`], whatever it is given (a
@@ -534,14 +558,7 @@ impl Relay {
 
     /// When the relay wants to be asked [`Relay::due`] again.
     pub fn poll_at(&self) -> Option<u64> {
-        let nft = match self.nft {
-            Nft::Failed(t) => Some(t + RETRY_MS),
-            _ => None,
-        };
-        [Some(self.next_check_ms), self.inflight.poll_at(), nft]
-            .into_iter()
-            .flatten()
-            .min()
+        Some(self.next_due())
     }
 
     /// The sysctl keys whose values [`Facts::sysctl`] must carry.

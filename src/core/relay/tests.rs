@@ -720,13 +720,21 @@ fn the_relay_asks_for_facts_when_its_interfaces_change_or_a_check_is_due() {
     let i = vec![iface(all_on())];
     assert!(r.due(t, &i), "the first look");
     assert!(!r.due(t.after_ms(999), &i), "nothing changed, not yet");
-    assert_eq!(r.poll_at(), Some(2_000));
+    assert_eq!(r.poll_at(), Some(1_000 + CHECK_MS));
     let mut changed = i.clone();
     changed[0].allowed_ips.push(net("2001:db8:300::/48"));
     assert!(r.due(t.after_ms(10), &changed), "new allowed IPs: at once");
-    assert!(r.due(t.after_ms(1_010), &changed), "a periodic re-check");
+    assert!(!r.due(t.after_ms(CHECK_MS + 9), &changed), "not yet");
+    assert!(
+        r.due(t.after_ms(CHECK_MS + 10), &changed),
+        "a periodic re-check"
+    );
     r.look_again();
-    assert!(r.due(t.after_ms(1_011), &changed), "after look_again");
+    let t = t.after_ms(CHECK_MS);
+    assert!(
+        r.due(t.after_ms(1_011), &changed),
+        "after look_again (a route event)"
+    );
     // Through the one entry point: a failed nft script is retried later.
     let a = r.handle(
         t.after_ms(1_011),
@@ -742,7 +750,40 @@ fn the_relay_asks_for_facts_when_its_interfaces_change_or_a_check_is_due() {
     );
     assert_eq!(
         r.poll_at(),
-        Some(3_011),
-        "the next check before the retries"
+        Some(t.after_ms(1_011).mono_ms + ROUTE_GRACE_MS),
+        "the missing routes' grace first, then the check and the retries"
+    );
+}
+
+#[test]
+fn a_missing_routes_grace_ends_a_wait_without_waiting_for_the_periodic_check() {
+    // Route events make the adapter look again; the end of the grace is
+    // the core's own deadline, long before CHECK_MS.
+    let mut r = Relay::new();
+    let t = Now::new(5_000, 0);
+    let i = vec![iface(all_on())];
+    assert!(r.due(t, &i));
+    r.handle(t, RelayEvent::Observed(facts(i[0].clone(), vec![])));
+    assert_eq!(r.poll_at(), Some(t.mono_ms + ROUTE_GRACE_MS));
+    assert!(
+        !r.due(t.after_ms(ROUTE_GRACE_MS - 1), &i),
+        "still in its grace"
+    );
+    assert!(r.due(t.after_ms(ROUTE_GRACE_MS), &i), "the grace is over");
+    let out = r.handle(
+        t.after_ms(ROUTE_GRACE_MS),
+        RelayEvent::Observed(facts(i[0].clone(), vec![])),
+    );
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, RelayAction::AddRoute { .. })),
+        "{out:?}"
+    );
+    // Met deadlines do not make every poll a check (a route that cannot be
+    // added is retried after RETRY_MS, not at each poll).
+    assert!(!r.due(t.after_ms(ROUTE_GRACE_MS + 500), &i));
+    assert_eq!(
+        r.poll_at(),
+        Some(t.after_ms(ROUTE_GRACE_MS).mono_ms + CHECK_MS.min(RETRY_MS))
     );
 }

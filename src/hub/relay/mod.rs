@@ -6,8 +6,9 @@
 //!
 //! The daemon calls [`HubRelay::seen`] with each interface's WireGuard view,
 //! [`HubRelay::reconcile`] after each observation (it works only when
-//! something changed, or every [`crate::core::relay::CHECK_MS`] to catch changes made by
-//! others), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the
+//! something changed — [`HubRelay::routes_changed`] on a route notification —
+//! when one of the core's deadlines is due, or every
+//! [`crate::core::relay::CHECK_MS`] to catch changes made by others), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the
 //! fw4 relay's firewall zone in uci `firewall` (checked on each
 //! reconciliation, written only when the config asks for something else).
 
@@ -257,6 +258,12 @@ impl HubRelay {
     /// A link appeared, went or changed: device indices are looked up again.
     pub fn links_changed(&mut self) {
         self.host.links_changed();
+    }
+
+    /// A route was added or removed (rtnetlink notification): the next
+    /// reconciliation dumps the routing table again.
+    pub fn routes_changed(&mut self) {
+        self.core.look_again();
     }
 
     /// Records one interface's WireGuard view: its peers' allowed IPs, or
