@@ -20,11 +20,22 @@ const BURST: usize = 256;
 /// burst allowance; real peers initiate every two minutes.
 const VERIFY_PER_S: u64 = 200;
 const VERIFY_BURST: u64 = 400;
+/// And verification time at most this share of the CPU (per mille), with a
+/// burst allowance: on a fast CPU the count above binds (200 a second of
+/// ~70 µs is 1.4 %), on a 24Kc router, where one verification takes
+/// milliseconds, this one does, so a flood of valid-mac1 garbage costs the
+/// router the same small share whatever its speed. An initiation over
+/// budget is not lost: the kernel handles it, the next poll reads the result.
+const VERIFY_CPU_PERMILLE: i64 = 30;
+const VERIFY_CPU_BURST_US: i64 = 100_000;
 
-/// A token bucket over monotonic milliseconds.
+/// Two token buckets over monotonic milliseconds: verifications, and the
+/// CPU time they took.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     tokens_milli: u64,
+    /// Below zero: time spent beyond the budget, paid back first.
+    cpu_us: i64,
     last_ms: u64,
 }
 
@@ -32,21 +43,33 @@ impl Budget {
     pub fn new() -> Self {
         Self {
             tokens_milli: VERIFY_BURST * 1000,
+            cpu_us: VERIFY_CPU_BURST_US,
             last_ms: 0,
         }
     }
 
-    /// Takes one token if available.
+    /// Takes one verification if both buckets allow it; the caller then
+    /// [`Budget::charge`]s what it cost.
     pub fn take(&mut self, now_ms: u64) -> bool {
-        let refill = now_ms.saturating_sub(self.last_ms) * VERIFY_PER_S;
+        let dt = now_ms.saturating_sub(self.last_ms);
         self.last_ms = now_ms;
-        self.tokens_milli = (self.tokens_milli + refill).min(VERIFY_BURST * 1000);
-        if self.tokens_milli >= 1000 {
+        self.tokens_milli = (self.tokens_milli + dt * VERIFY_PER_S).min(VERIFY_BURST * 1000);
+        let earned = i64::try_from(dt)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(VERIFY_CPU_PERMILLE);
+        self.cpu_us = self.cpu_us.saturating_add(earned).min(VERIFY_CPU_BURST_US);
+        if self.tokens_milli >= 1000 && self.cpu_us > 0 {
             self.tokens_milli -= 1000;
             true
         } else {
             false
         }
+    }
+
+    /// Records the time one verification took.
+    pub fn charge(&mut self, spent: std::time::Duration) {
+        let us = i64::try_from(spent.as_micros()).unwrap_or(i64::MAX);
+        self.cpu_us = self.cpu_us.saturating_sub(us);
     }
 }
 
@@ -204,16 +227,26 @@ impl HubCapture {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
                     let budget = &mut o.budget;
-                    let mut verify = || budget.take(now_ms);
+                    // When a verification was allowed: it runs right after.
+                    let mut granted = None;
+                    let mut verify = || {
+                        let ok = budget.take(now_ms);
+                        if ok {
+                            granted = Some(std::time::Instant::now());
+                        }
+                        ok
+                    };
                     let frame = &buf[..c.len.min(buf.len())];
                     let who = Who {
                         responder: &o.responder,
                         port: o.port,
                         peers: &o.peers,
                     };
-                    if let Some(e) = classify(iface, &who, frame, c.direction, &mut verify) {
-                        events.push(e);
+                    let e = classify(iface, &who, frame, c.direction, &mut verify);
+                    if let Some(t0) = granted {
+                        o.budget.charge(t0.elapsed());
                     }
+                    events.extend(e);
                 }
                 Ok(None) => {
                     self.saturated = false;
@@ -360,6 +393,35 @@ pub fn probe(device: Option<&str>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_verification_budget_binds_by_count_on_a_fast_cpu_and_by_time_on_a_slow_one() {
+        use std::time::Duration;
+        let allowed = |cost: Duration| {
+            let mut b = Budget::new();
+            let mut n = 0;
+            // Ten seconds of a flood: as many as the budget allows.
+            for ms in 0..10_000u64 {
+                while b.take(1_000 + ms) {
+                    b.charge(cost);
+                    n += 1;
+                }
+            }
+            n
+        };
+        // 70 µs each: the count binds (burst + 200 a second).
+        let fast = allowed(Duration::from_micros(70));
+        assert!((2_000..=2_400).contains(&fast), "{fast}");
+        // 5 ms each (a 24Kc): 3 % of the CPU (+ the burst), ~70 in 10 s.
+        let slow = allowed(Duration::from_millis(5));
+        assert!((60..=90).contains(&slow), "{slow}");
+        // Time spent beyond the burst is paid back before the next one.
+        let mut b = Budget::new();
+        assert!(b.take(0));
+        b.charge(Duration::from_secs(1));
+        assert!(!b.take(1_000), "1 s spent, 30 ms earned back");
+        assert!(b.take(40_000), "paid back");
+    }
     use crate::core::Now;
     use crate::core::hub::{Hub, HubPolicy, PeerSnapshot, UciPeer};
     use crate::core::{Action, PublicKey};
