@@ -726,6 +726,9 @@ impl Hub {
             .peers
             .iter()
             .filter(|r| r.iface == name)
+            // A peer removed from the kernel and from uci while the agent
+            // was stopped is gone: remembering it would list it again.
+            .filter(|r| peers.iter().any(|s| s.key == r.key) || iface.peers.contains_key(&r.key))
             .cloned()
             .collect();
         if mine.is_empty() {

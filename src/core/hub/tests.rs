@@ -657,6 +657,25 @@ fn a_state_file_matching_the_link_is_trusted_after_a_restart_or_reload() {
 }
 
 #[test]
+fn a_peer_removed_while_the_agent_was_stopped_does_not_come_back_from_the_state_file() {
+    let (h, t) = confirmed_hub();
+    let mut mem = memory_of(&h);
+    let mut gone = mem.peers[0].clone();
+    gone.key = key(5);
+    mem.peers.push(gone);
+    let mut h = hub_with(mem);
+    observe(
+        &mut h,
+        t.after_ms(3000),
+        vec![snap(1, Some(HOME), Some(t.wall), 180)],
+    );
+    assert!(peer(&h).trusted);
+    assert!(!h.ifaces[WG].peers.contains_key(&key(5)));
+    // Nor at the next save.
+    assert!(memory_of(&h).peers.iter().all(|r| r.key != key(5)));
+}
+
+#[test]
 fn a_state_file_is_untrusted_after_the_link_was_recreated() {
     let (h, t) = confirmed_hub();
     let mem = memory_of(&h);
