@@ -131,7 +131,12 @@ window() {
   gkind=$kind
   [ "$kind" = mac1 ] && gkind=spoofed
   if [ "$who" = tcpdump ]; then
-    r2 tcpdump -n -i wan -w /dev/null "$FILTER" >/tmp/tcpdump.log 2>&1 &
+    # Not through the function r2: backgrounded, a function runs in a
+    # subshell and $! is that subshell, not tcpdump. The SIGINT below then went
+    # to the subshell (an asynchronous command: it ignores SIGINT), tcpdump
+    # never stopped and the wait hung; the CPU time read would have been the
+    # subshell's too.
+    /usr/bin/ip netns exec r2 tcpdump -n -i wan -w /dev/null "$FILTER" >/tmp/tcpdump.log 2>&1 &
     pid=$!
     if ! wait_file_has 20 /tmp/tcpdump.log "listening on"; then
       fail "tcpdump did not start:"
@@ -150,6 +155,16 @@ window() {
   rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   if [ "$who" = tcpdump ]; then
     kill -INT "$pid"
+    # Bounded: a tcpdump that does not stop fails the run instead of hanging it.
+    i=0
+    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 400 ]; do
+      usleep 50000
+      i=$((i + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      fail "tcpdump still running 20 s after SIGINT"
+      kill -KILL "$pid"
+    fi
     wait "$pid"
     handled=$(awk '/packets received by filter/ { print $1 }' /tmp/tcpdump.log)
     dropped=$(awk '/packets dropped by kernel/ { print $1 }' /tmp/tcpdump.log)
