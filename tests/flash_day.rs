@@ -1,7 +1,8 @@
 //! Issue 7, flash: a simulated roaming day, time compressed. The hub runtime
 //! (the daemon's own loop body: observe, flush) runs against the REAL uci tool
-//! and a real OpenWrt `network` file, with a fake WireGuard whose peer moves
-//! behind its NAT; time is passed in, one second per step. What reaches flash
+//! and a real OpenWrt `network` file, with the fake WireGuard
+//! (`wgroam::os::wg::fake`, feature `test-support`) whose peer moves behind
+//! its NAT; time is passed in, one second per step. What reaches flash
 //! is counted where flash would see it: every new version of the config file
 //! (uci commit replaces it by rename).
 //!
@@ -11,68 +12,21 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::fs;
-use std::io;
-use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::rc::Rc;
 
 use common::{Scratch, real_uci};
 use wgroam::config;
 use wgroam::config::uci::syntax::parse_config;
-use wgroam::core::hub::{Event, PeerSnapshot};
+use wgroam::core::hub::Event;
 use wgroam::core::{Now, PublicKey};
 use wgroam::hub::network::UciNetwork;
 use wgroam::hub::runtime::{HubRuntime, NetworkConfig};
 use wgroam::os::uci::UciCli;
-use wgroam::os::wg::{BackendChoice, DeviceView, WireGuard};
+use wgroam::os::wg::fake::FakeWg;
 
 const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
-
-/// One peer, roaming wherever the test puts it; the kernel keeps a live session.
-#[derive(Clone)]
-struct FakeKernel(Rc<RefCell<(SocketAddr, u64)>>);
-
-impl WireGuard for FakeKernel {
-    fn read(&self, _: &str, _: BackendChoice) -> io::Result<Option<DeviceView>> {
-        let (endpoint, wall) = *self.0.borrow();
-        Ok(Some(DeviceView {
-            backend: "fake",
-            listen_port: Some(51820),
-            public_key: None,
-            private_key: None,
-            peers: vec![PeerSnapshot {
-                key: PublicKey::from_base64(PEER).unwrap(),
-                endpoint: Some(endpoint),
-                last_handshake: Some(wall.saturating_sub(30)),
-                rx: wall,
-                tx: wall,
-            }],
-            allowed_ips: Vec::new(),
-        }))
-    }
-    fn set_endpoint(
-        &self,
-        _: &str,
-        _: BackendChoice,
-        _: &PublicKey,
-        e: SocketAddr,
-    ) -> io::Result<()> {
-        self.0.borrow_mut().0 = e;
-        Ok(())
-    }
-    fn rearm(
-        &self,
-        _: &str,
-        _: BackendChoice,
-        _: &PublicKey,
-        _: Option<SocketAddr>,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Identity of the file's current version: uci commit writes a new file and
 /// renames it over the old one.
@@ -117,18 +71,25 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
     };
     let net: Box<dyn NetworkConfig> = Box::new(UciNetwork::new(store));
 
+    // One peer, roaming wherever the test puts it; the kernel keeps a live
+    // session (a handshake 30 s ago, traffic every second).
     let start_wall = 1_795_000_000;
-    let kernel = FakeKernel(Rc::new(RefCell::new((
-        "198.51.100.3:30000".parse().unwrap(),
-        start_wall,
-    ))));
+    let key = PublicKey::from_base64(PEER).unwrap();
+    let kernel = FakeWg::new().with_device("wg0", 51820).with_peer(
+        "wg0",
+        key,
+        Some("198.51.100.3:30000".parse().unwrap()),
+        &["2001:db8:100:1::/64".parse().unwrap()],
+    );
+    kernel.handshake("wg0", &key, start_wall - 30);
     let mut now = Now::new(1_000, start_wall);
     let mut rt = HubRuntime::new(cfg, kernel.clone(), Some(net), now);
 
     let mut last = version(&network);
     let mut writes = 0;
-    let mut step = |rt: &mut HubRuntime<FakeKernel>, now: Now| {
-        kernel.0.borrow_mut().1 = now.wall;
+    let mut step = |rt: &mut HubRuntime<FakeWg>, now: Now| {
+        kernel.handshake("wg0", &key, now.wall.saturating_sub(30));
+        kernel.traffic("wg0", &key, 1, 1);
         rt.observe(now);
         rt.flush(now, false);
         let v = version(&network);
@@ -145,7 +106,7 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
         if s % 120 == 60 {
             moves += 1;
             let port = 30000 + moves;
-            kernel.0.borrow_mut().0 = format!("198.51.100.3:{port}").parse().unwrap();
+            kernel.roam("wg0", &key, format!("198.51.100.3:{port}").parse().unwrap());
         }
         now = Now::new(now.mono_ms + 1000, now.wall + 1);
         step(&mut rt, now);
@@ -184,7 +145,7 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
     );
 
     // One more move, then a clean stop: committed once, at the stop.
-    kernel.0.borrow_mut().0 = "198.51.100.3:31000".parse().unwrap();
+    kernel.roam("wg0", &key, "198.51.100.3:31000".parse().unwrap());
     now = Now::new(now.mono_ms + 1000, now.wall + 1);
     let before_stop = step(&mut rt, now);
     rt.feed(now, Event::Stop);

@@ -2,8 +2,19 @@
 //!
 //! Each adapter is thin: it turns the system's replies into the core's plain
 //! values and the core's actions into calls, and it sits behind a small trait
-//! (`WireGuard`, `Routing`, `UciStore`, `Ubus`, `PacketSource`, ...) so the
-//! glue in [`crate::hub`] and [`crate::roam`] is tested against fakes.
+//! so the glue in [`crate::hub`] and [`crate::roam`] is tested against fakes.
+//! Each fake lives beside its real one and has the real one's semantics; it
+//! is compiled for tests only (`cfg(test)`), the ones integration tests use
+//! also under the `test-support` feature, never into the shipped binary.
+//!
+//! | adapter | trait | the real one | the fake |
+//! |---|---|---|---|
+//! | [`wg`] | `WireGuard` | `System` (kernel netlink, wireguard-go UAPI) | `wg::fake::FakeWg` (also `test-support`) |
+//! | [`rtnl`] | `Routing` | `Rtnl` (rtnetlink) | `rtnl::fake::FakeRouting` |
+//! | [`host`] | `RelayHost` | `SystemHost` (sysctl, nft, NDP) | `host::fake::FakeHost` |
+//! | [`uci`] | `UciStore` | `UciCli` (the uci tool) | `uci::MemoryUci` |
+//! | [`ubus`] | `Ubus` | `UbusCli` (the ubus tool) | `ubus::fake::FakeUbus` (netifd and odhcpd as observed) |
+//! | [`capture`] | `PacketSource` | `PacketCapture` (AF_PACKET ring) | `capture::QueueSource` |
 
 pub mod capture;
 pub mod clock;

@@ -1,73 +1,16 @@
 //! The hub's redeem handling with an in-memory uci and a fake WireGuard: what
 //! is written on a grant, and that a refusal writes nothing.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use zeroize::Zeroizing;
 
 use super::*;
 use crate::config::uci::syntax::parse_config;
 use crate::core::pairing::{Answer, Host, Redeem, Token, clamp, public_of};
 use crate::os::uci::MemoryUci;
-use crate::os::wg::{BackendChoice, DeviceView};
+use crate::os::wg::fake::FakeWg;
 
 const HUB_PRIVATE: [u8; 32] = [0x48; 32];
-
-type Added = Vec<(PublicKey, Vec<(IpAddr, u8)>)>;
-
-#[derive(Default)]
-struct FakeWg {
-    added: RefCell<Added>,
-}
-
-impl WireGuard for FakeWg {
-    fn read(&self, _: &str, _: BackendChoice) -> io::Result<Option<DeviceView>> {
-        let ips: Vec<IpNet> = self
-            .added
-            .borrow()
-            .iter()
-            .flat_map(|(_, v)| v.iter().map(|(a, l)| IpNet::new(*a, *l).unwrap()))
-            .collect();
-        Ok(Some(DeviceView {
-            backend: "fake",
-            listen_port: Some(51820),
-            public_key: Some(PublicKey(public_of(&clamp(HUB_PRIVATE)))),
-            private_key: Some(Zeroizing::new(clamp(HUB_PRIVATE))),
-            peers: Vec::new(),
-            allowed_ips: ips,
-        }))
-    }
-    fn set_endpoint(
-        &self,
-        _: &str,
-        _: BackendChoice,
-        _: &PublicKey,
-        _: SocketAddr,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-    fn rearm(
-        &self,
-        _: &str,
-        _: BackendChoice,
-        _: &PublicKey,
-        _: Option<SocketAddr>,
-    ) -> io::Result<()> {
-        Ok(())
-    }
-    fn add_peer(
-        &self,
-        _: &str,
-        _: BackendChoice,
-        key: &PublicKey,
-        ips: &[(IpAddr, u8)],
-    ) -> io::Result<()> {
-        self.added.borrow_mut().push((*key, ips.to_vec()));
-        Ok(())
-    }
-}
 
 const NETWORK: &str = "config interface 'wg0'\n\toption proto 'wireguard'\n\tlist addresses '2001:db8:100::1/64'\n\nconfig wireguard_wg0 'old'\n\toption public_key 'xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg='\n\tlist allowed_ips '2001:db8:100::2/128'\n\tlist allowed_ips '2001:db8:100:1::/64'\n";
 
@@ -100,7 +43,10 @@ fn setup(tag: &str) -> Setup {
         dir,
         uci,
         listener,
-        wg: FakeWg::default(),
+        // The hub's interface: its key, none of the joiners yet.
+        wg: FakeWg::new()
+            .with_device("wg0", 51820)
+            .with_private_key("wg0", HUB_PRIVATE),
     }
 }
 
@@ -170,12 +116,12 @@ fn a_grant_writes_one_peer_section_and_adds_the_peer_live() {
         s.uci.pending("network").unwrap().is_empty(),
         "everything committed"
     );
-    assert_eq!(s.wg.added.borrow().len(), 1);
+    assert_eq!(s.wg.added().len(), 1);
     // The same request again (the answer was lost): the same grant, nothing new.
     let (a2, added2) = redeem(&mut s, &t, joiner, 3, 11);
     assert_eq!(a2, Some(Answer::Granted(g)));
     assert!(!added2);
-    assert_eq!(s.wg.added.borrow().len(), 1);
+    assert_eq!(s.wg.added().len(), 1);
     // The store holds the hash and the grant, never the secret.
     let text = fs::read_to_string(store_path(&s.dir)).unwrap();
     assert!(!text.contains(&pairing::hex(&t.secret)));
@@ -200,7 +146,7 @@ fn refusals_write_nothing() {
     let check = |s: &Setup| {
         assert_eq!(committed_network(s), before);
         assert!(s.uci.pending("network").unwrap().is_empty());
-        assert!(s.wg.added.borrow().is_empty());
+        assert!(s.wg.added().is_empty());
         assert_eq!(fs::read(store_path(&s.dir)).unwrap(), store_before);
     };
     // Expired.
@@ -228,7 +174,7 @@ fn refusals_write_nothing() {
     let (a, _) = redeem(&mut s, &t, [1; 32], 6, 10);
     assert_eq!(a, Some(Answer::Refused(Refusal::Revoked)));
     assert_eq!(committed_network(&s), before);
-    assert!(s.wg.added.borrow().is_empty());
+    assert!(s.wg.added().is_empty());
     let _ = fs::remove_dir_all(&s.dir);
 }
 

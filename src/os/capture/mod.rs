@@ -7,7 +7,6 @@
 //! The core sees it only through [`PacketSource`], so tests feed it fakes
 //! ([`QueueSource`]).
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -299,12 +298,14 @@ impl PacketSource for PacketCapture {
 }
 
 /// In-memory [`PacketSource`] for tests of the code that consumes captures.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct QueueSource {
-    pub frames: VecDeque<(Vec<u8>, Direction, u32)>,
+    pub frames: std::collections::VecDeque<(Vec<u8>, Direction, u32)>,
     pub transport: bool,
 }
 
+#[cfg(test)]
 impl PacketSource for QueueSource {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
         let Some((frame, direction, ifindex)) = self.frames.pop_front() else {

@@ -42,6 +42,8 @@ use crate::core::net::IpNet;
 pub use crate::config::BackendChoice;
 
 mod conn;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fake;
 
 /// What one read of an interface returns.
 pub struct DeviceView {
@@ -55,7 +57,8 @@ pub struct DeviceView {
     pub allowed_ips: Vec<IpNet>,
 }
 
-/// The WireGuard operations the daemon needs; fakes implement it in tests.
+/// The WireGuard operations the daemon needs: [`System`] is the real one,
+/// [`fake::FakeWg`] the tests'.
 pub trait WireGuard {
     /// Reads an interface; `Ok(None)` when it does not exist.
     fn read(&self, ifname: &str, choice: BackendChoice) -> io::Result<Option<DeviceView>>;
@@ -776,5 +779,98 @@ mod tests {
                 .is_none()
         );
         assert!(System.read("bad/name", BackendChoice::Auto).is_err());
+
+        behaves_like_the_adapter(&System, &live.dev, peer);
+    }
+
+    /// What the real adapter does and the fake must do too, seen through the
+    /// trait only: `ifname` holds `peer` with allowed IPs 100.64.9.0/24 and
+    /// 2001:db8:100::2/128, and no peer `[0x33; 32]` or `[0x44; 32]`. Run on
+    /// a live wireguard-go device above and on [`fake::FakeWg`] below.
+    fn behaves_like_the_adapter(wg: &dyn WireGuard, ifname: &str, peer: PublicKey) {
+        let auto = BackendChoice::Auto;
+        let read = || wg.read(ifname, auto).unwrap().unwrap();
+        let find = |v: &DeviceView, k: PublicKey| v.peers.iter().find(|p| p.key == k).cloned();
+        let nets = |v: &DeviceView| {
+            let mut n: Vec<String> = v.allowed_ips.iter().map(|n| n.to_string()).collect();
+            n.sort();
+            n
+        };
+        let count = read().peers.len();
+        wg.set_endpoint(ifname, auto, &peer, v4("203.0.113.20:2000"))
+            .unwrap();
+        let p = find(&read(), peer).unwrap();
+        assert_eq!(p.endpoint, Some(v4("203.0.113.20:2000")));
+        wg.rearm(ifname, auto, &peer, Some(v4("203.0.113.21:2001")))
+            .unwrap();
+        let v = read();
+        let p = find(&v, peer).unwrap();
+        assert_eq!(p.endpoint, Some(v4("203.0.113.21:2001")));
+        assert_eq!(p.last_handshake, None, "no session after a rearm");
+        assert_eq!(nets(&v), ["100.64.9.0/24", "2001:db8:100::2/128"]);
+        wg.rearm(ifname, auto, &peer, None).unwrap();
+        let p = find(&read(), peer).unwrap();
+        assert_eq!(p.endpoint, Some(v4("203.0.113.21:2001")), "endpoint kept");
+
+        // Unknown peers and interfaces: NotFound, nothing added or created.
+        let other = PublicKey([0x33; 32]);
+        let e = wg
+            .set_endpoint(ifname, auto, &other, v4("192.0.2.1:1"))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        let e = wg.rearm(ifname, auto, &other, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert_eq!(read().peers.len(), count);
+        let absent = "wgr-absent1";
+        let e = wg
+            .set_endpoint(absent, auto, &peer, v4("192.0.2.1:1"))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        let e = wg.rearm(absent, auto, &peer, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        let e = wg.add_peer(absent, auto, &other, &[]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(wg.read(absent, auto).unwrap().is_none(), "not created");
+        assert!(wg.read("bad/name", auto).is_err());
+
+        // add_peer adds a peer without a session; the same key again gets
+        // the new allowed IPs; the other peer keeps its endpoint.
+        let joiner = PublicKey([0x44; 32]);
+        let host: std::net::IpAddr = "2001:db8:100::3".parse().unwrap();
+        let prefix: std::net::IpAddr = "2001:db8:100:3::".parse().unwrap();
+        wg.add_peer(ifname, auto, &joiner, &[(host, 128)]).unwrap();
+        wg.add_peer(ifname, auto, &joiner, &[(host, 128), (prefix, 64)])
+            .unwrap();
+        let v = read();
+        assert_eq!(v.peers.len(), count + 1);
+        let j = find(&v, joiner).unwrap();
+        assert_eq!((j.endpoint, j.last_handshake), (None, None));
+        assert_eq!(
+            nets(&v),
+            [
+                "100.64.9.0/24",
+                "2001:db8:100:3::/64",
+                "2001:db8:100::2/128",
+                "2001:db8:100::3/128"
+            ]
+        );
+        let p = find(&v, peer).unwrap();
+        assert_eq!(p.endpoint, Some(v4("203.0.113.21:2001")));
+    }
+
+    #[test]
+    fn the_fake_behaves_like_the_adapter() {
+        let peer = PublicKey([0x22; 32]);
+        let wg = fake::FakeWg::new().with_device("wg0", 51999).with_peer(
+            "wg0",
+            peer,
+            Some(v4("198.51.100.2:51820")),
+            &[
+                "2001:db8:100::2/128".parse().unwrap(),
+                "100.64.9.0/24".parse().unwrap(),
+            ],
+        );
+        wg.handshake("wg0", &peer, 1_700_000_000);
+        behaves_like_the_adapter(&wg, "wg0", peer);
     }
 }

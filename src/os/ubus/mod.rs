@@ -8,6 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[cfg(test)]
+pub mod fake;
+
 /// Environment variable naming the ubus binary (tests use a recorder).
 pub const UBUS_BIN_ENV: &str = "WGROAM_UBUS_BIN";
 
@@ -45,6 +48,8 @@ impl From<UbusError> for String {
     }
 }
 
+/// The bus: [`UbusCli`] is the real one, `fake::FakeUbus` (a netifd model)
+/// the tests'.
 pub trait Ubus {
     /// `ubus call OBJECT METHOD [ARGS]`; the reply as JSON (`Null` if empty).
     fn call(&self, object: &str, method: &str, args: Option<&Value>) -> Result<Value, UbusError>;
