@@ -80,7 +80,10 @@ impl Wake for SystemWake<'_> {
         all.push(self.signals.fd());
         all.extend_from_slice(fds);
         let ready = signals::wait(&all, timeout_ms as i32).map_err(|e| format!("poll: {e}"))?;
-        Ok((ready[1..].to_vec(), self.signals.take()))
+        // The self-pipe is read only when poll says so: a signal that
+        // arrives later keeps it readable for the next wait.
+        let signal = if ready[0] { self.signals.take() } else { None };
+        Ok((ready[1..].to_vec(), signal))
     }
 }
 
