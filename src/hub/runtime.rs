@@ -111,6 +111,9 @@ impl<W: WireGuard> HubRuntime<W> {
             ifindex: IndexCache::default(),
             links_moved: false,
         };
+        if rt.links.is_some() {
+            rt.wg.watch_links();
+        }
         rt.load_uci_peers(now);
         rt
     }
@@ -159,6 +162,11 @@ impl<W: WireGuard> HubRuntime<W> {
 
     /// Reads every managed interface from the kernel.
     pub fn observe(&mut self, now: Now) {
+        // Link events queued before this read are this read's news (the
+        // WireGuard adapter drops connections a re-created link made stale);
+        // only those that come during it ask for another look.
+        self.links_changed_since_last_look();
+        self.links_moved = false;
         for i in self.cfg.interfaces.clone() {
             let view = match self.wg.read(&i.ifname, i.backend) {
                 Ok(v) => v,
@@ -274,6 +282,7 @@ impl<W: WireGuard> HubRuntime<W> {
         }
         if c.links {
             self.ifindex.clear();
+            self.wg.links_changed();
             self.relay.links_changed();
             self.links_moved = true;
         }

@@ -366,6 +366,10 @@ pub struct Conns {
     /// time, so that a poll of a wireguard-go interface does not first ask
     /// the kernel (a failed family lookup per poll, for nothing).
     answered: Vec<(String, Backend)>,
+    /// Link events are watched ([`crate::os::wg::WireGuard::watch_links`]):
+    /// a kept wireguard-go connection is used without looking at its socket
+    /// file, and dropped at the next link event.
+    pub links_watched: bool,
 }
 
 impl Conns {
@@ -375,7 +379,13 @@ impl Conns {
             uapi: Vec::new(),
             keys: PublicCache(None),
             answered: Vec::new(),
+            links_watched: false,
         }
+    }
+
+    /// Closes every wireguard-go connection (opened again when next read).
+    pub fn forget_uapi(&mut self) {
+        self.uapi.clear();
     }
 
     pub fn answered(&self, ifname: &str) -> Option<Backend> {
@@ -424,18 +434,18 @@ impl Conns {
     }
 
     /// Reads `ifname` from wireguard-go at the socket `path`, on the open
-    /// connection if it is still to that socket file (else, or if it broke,
-    /// on a new one). NotFound: no socket file.
+    /// connection if it is still to that socket file — taken as given while
+    /// link events are watched (a new wireguard-go comes with a link event,
+    /// which closed the connection) — else, or if it broke, on a new one.
+    /// NotFound: no socket file.
     pub fn userspace(&mut self, ifname: &str, path: &str) -> io::Result<Dev> {
-        let now = file_id(path);
         if let Some(i) = self.uapi.iter().position(|(n, _)| n == ifname) {
-            let same = now.as_ref().is_ok_and(|f| *f == self.uapi[i].1.file);
+            let same = self.links_watched || file_id(path).is_ok_and(|f| f == self.uapi[i].1.file);
             if same && let Ok(d) = self.uapi[i].1.device(&mut self.keys) {
                 return Ok(d);
             }
             self.uapi.swap_remove(i);
         }
-        now?;
         let mut c = Uapi::connect(path)?;
         let d = c.device(&mut self.keys)?;
         self.uapi.push((ifname.to_string(), c));

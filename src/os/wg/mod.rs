@@ -92,6 +92,14 @@ pub trait WireGuard {
         let _ = (ifname, choice, key, allowed_ips);
         Err(io::Error::other("adding peers is not supported here"))
     }
+    /// The caller watches rtnetlink link events and calls
+    /// [`WireGuard::links_changed`] for them before its next read: what a
+    /// read keeps open (wireguard-go's connection) is then trusted until a
+    /// link changes, instead of being checked at every read.
+    fn watch_links(&self) {}
+    /// A link appeared, went or changed (wireguard-go starts and stops with
+    /// its TUN device, so a new wireguard-go always comes with one).
+    fn links_changed(&self) {}
 }
 
 /// The real thing.
@@ -334,6 +342,14 @@ fn no_interface(ifname: &str) -> io::Error {
 }
 
 impl WireGuard for System {
+    fn watch_links(&self) {
+        conns().links_watched = true;
+    }
+
+    fn links_changed(&self) {
+        conns().forget_uapi();
+    }
+
     fn read(&self, ifname: &str, choice: BackendChoice) -> io::Result<Option<DeviceView>> {
         let Some(mut d) = get(ifname, choice)? else {
             return Ok(None);
