@@ -144,6 +144,27 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
         "{text}"
     );
 
+    // A silent tunnel (no traffic, no handshake) for ten minutes: the status
+    // file (RAM, but every rewrite is work) is rewritten on its heartbeat
+    // only, not every time the counters are due.
+    let status = dir.path("run").join("status.json");
+    let mut status_last = version(&status);
+    let mut status_writes = 0;
+    for _ in 0..600u64 {
+        now = Now::new(now.mono_ms + 1000, now.wall + 1);
+        rt.observe(now);
+        rt.flush(now, false);
+        let v = version(&status);
+        if v != status_last {
+            status_last = v;
+            status_writes += 1;
+        }
+    }
+    assert!(
+        (9..=11).contains(&status_writes),
+        "{status_writes} status rewrites in 10 silent minutes (heartbeat 60 s)"
+    );
+
     // One more move, then a clean stop: committed once, at the stop.
     kernel.roam("wg0", &key, "198.51.100.3:31000".parse().unwrap());
     now = Now::new(now.mono_ms + 1000, now.wall + 1);
@@ -161,6 +182,6 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
     let text = fs::read_to_string(&network).unwrap();
     assert!(text.contains("config interface 'lan'") && text.contains("option ip6assign '60'"));
     eprintln!(
-        "flash_day: {moves} moves in the roaming hour -> {roaming} config writes (commit_interval 600); quiet hour -> {quiet}; stop -> 1"
+        "flash_day: {moves} moves in the roaming hour -> {roaming} config writes (commit_interval 600); quiet hour -> {quiet}; stop -> 1; 10 silent minutes -> {status_writes} status rewrites"
     );
 }

@@ -453,7 +453,7 @@ impl<W: WireGuard> HubRuntime<W> {
             // Counters that did not move rewrite nothing but `updated`:
             // skipped until the heartbeat is due.
             let updated = v["updated"].take();
-            let print = digest(v.to_string().as_bytes());
+            let print = json_digest(&v);
             v["updated"] = updated;
             let same = self
                 .last_status_write
@@ -640,12 +640,25 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 }
 
-/// A digest of some bytes, to tell whether they changed.
-fn digest(bytes: &[u8]) -> u64 {
+/// A digest of a JSON value's text, to tell whether it changed; streamed
+/// (the status of a thousand peers is ~350 KB of text, not built twice).
+fn json_digest(v: &serde_json::Value) -> u64 {
     use std::hash::Hasher;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
+    struct Sink(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.write(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sink = Sink(std::collections::hash_map::DefaultHasher::new());
+    // Writing to a hasher cannot fail; a value that cannot be written
+    // digests as what was written of it.
+    let _ = serde_json::to_writer(&mut sink, v);
+    sink.0.finish()
 }
 
 /// A digest of where the kernel has each peer and when it last completed a
