@@ -184,12 +184,18 @@ impl HubCapture {
     }
 
     /// The descriptor to wait on; none while the capture rests after a flood
-    /// went over its budget (the daemon looks again at its next turn).
+    /// went over its budget or coalesces wakeups (see [`HubCapture::waits`]).
     pub fn fd(&self) -> Option<RawFd> {
         self.open
             .as_ref()
-            .filter(|o| !o.source.resting())
+            .filter(|o| o.source.waits().is_none())
             .map(|o| o.source.fd())
+    }
+
+    /// Until when [`HubCapture::fd`] is none: the daemon wakes then to wait
+    /// for the descriptor again.
+    pub fn waits(&self) -> Option<u64> {
+        self.open.as_ref().and_then(|o| o.source.waits())
     }
 
     pub fn set_transport(&mut self, on: bool) {

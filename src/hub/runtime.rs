@@ -258,6 +258,14 @@ impl<W: WireGuard> HubRuntime<W> {
         self.relay.reconcile(now.mono_ms, &self.cfg);
     }
 
+    /// When the next WireGuard read is due: the poll interval, or a deadline
+    /// of the core's that the last read did not already handle (never a
+    /// busy loop).
+    fn observe_at(&self) -> u64 {
+        let core = self.hub.poll_at().filter(|t| *t > self.last_observe_ms);
+        core.map_or(self.next_poll, |t| t.min(self.next_poll))
+    }
+
     /// `ifname`'s index, from the cache unless a link changed since it was
     /// looked up. Called after the WireGuard read: a link the read saw
     /// re-created has already queued its event (rtnetlink notifies before
@@ -564,7 +572,7 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn turn(&mut self, now: Now) {
-        if now.mono_ms >= self.wake_at() {
+        if now.mono_ms >= self.observe_at() {
             self.last_observe_ms = now.mono_ms;
             self.links_moved = false;
             self.observe(now);
@@ -579,10 +587,12 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn wake_at(&self) -> u64 {
-        // A deadline of the core's that this turn's read already handled is
-        // none (never a busy loop).
-        let core = self.hub.poll_at().filter(|t| *t > self.last_observe_ms);
-        core.map_or(self.next_poll, |t| t.min(self.next_poll))
+        // A capture that coalesces or rests is waited for again when that
+        // ends (without reading WireGuard then).
+        self.captures
+            .values()
+            .filter_map(HubCapture::waits)
+            .fold(self.observe_at(), u64::min)
     }
 
     fn fds(&self) -> Vec<(RawFd, HubToken)> {

@@ -46,9 +46,10 @@ pub trait PacketSource {
     fn fd(&self) -> RawFd;
     /// Also capture (truncated) transport data packets, or stop doing so.
     fn set_transport(&mut self, on: bool) -> io::Result<()>;
-    /// Over its budget lately: do not wait for `fd` now (it stays readable).
-    fn resting(&self) -> bool {
-        false
+    /// Until when not to wait for `fd` (monotonic ms): over its budget
+    /// lately, or coalescing wakeups; `recv` still works meanwhile.
+    fn waits(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -279,8 +280,8 @@ impl PacketSource for PacketCapture {
         self.fd.as_raw_fd()
     }
 
-    fn resting(&self) -> bool {
-        self.ring.resting(mono_ms())
+    fn waits(&self) -> Option<u64> {
+        self.ring.waits(mono_ms())
     }
 
     /// Swaps the filter in place; frames already queued under the old filter

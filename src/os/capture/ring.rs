@@ -43,6 +43,14 @@ pub const FRAMES_PER_S: u64 = 5_000;
 /// [`Ring::resting`]): a flood then wakes it a few times a second instead of
 /// once per block, and the kernel drops (and counts) what arrives meanwhile.
 pub const REST_MS: u64 = 100;
+/// After a read that found frames and emptied the ring, the reader is not
+/// woken again for this long (interrupt coalescing, see [`Ring::waits`]): a
+/// steady trickle below the budget (junk at a few thousand packets a
+/// second) then costs a wakeup per 20 ms instead of one per block retired
+/// every [`RETIRE_TOV_MS`]. A lone initiation after a quiet spell is read at
+/// once; one in a trickle waits this long at most. Reads the daemon makes
+/// for its own reasons (after each WireGuard read) are not held back.
+pub const COALESCE_MS: u64 = 20;
 
 // Offsets in `struct tpacket_block_desc` / `tpacket_hdr_v1` and in
 // `struct tpacket3_hdr` + `struct sockaddr_ll` (linux/if_packet.h); the tests
@@ -233,6 +241,11 @@ pub struct Ring {
     shed: u64,
     /// Set when a block was shed: no reading before this time.
     rest_until: Option<u64>,
+    /// Frames were read since the ring was last found empty.
+    read_some: bool,
+    /// Set when a read that found frames emptied the ring: no waiting for
+    /// the descriptor before this time (reading is still allowed).
+    quiet_until: Option<u64>,
 }
 
 // SAFETY: the ring is only touched through &mut self; the mapping is not
@@ -255,6 +268,8 @@ impl Ring {
             budget: FrameBudget::new(per_s),
             shed: 0,
             rest_until: None,
+            read_some: false,
+            quiet_until: None,
         }
     }
 
@@ -301,6 +316,9 @@ impl Ring {
                 Some(w) => w,
                 None => {
                     if !self.user_owned(self.cur) {
+                        if std::mem::take(&mut self.read_some) {
+                            self.quiet_until = Some(now_ms + COALESCE_MS);
+                        }
                         return None;
                     }
                     let block = self.block(self.cur);
@@ -326,6 +344,7 @@ impl Ring {
             match frames.next() {
                 Some(frame) => {
                     self.walk = Some((frames.left, frames.at));
+                    self.read_some = true;
                     return Some(frame);
                 }
                 None => self.release(),
@@ -348,6 +367,17 @@ impl Ring {
     /// before `now_ms` passes the rest (it stays readable meanwhile).
     pub fn resting(&self, now_ms: u64) -> bool {
         self.rest_until.is_some_and(|t| now_ms < t)
+    }
+
+    /// Until when the caller should not wait for the descriptor: a rest
+    /// after a flood, or the coalescing after a read that found frames;
+    /// `None` when it may wait now.
+    pub fn waits(&self, now_ms: u64) -> Option<u64> {
+        [self.rest_until, self.quiet_until]
+            .into_iter()
+            .flatten()
+            .filter(|t| now_ms < *t)
+            .max()
     }
 
     /// Frames handed back unread since the last call.
@@ -674,6 +704,35 @@ pub(crate) mod tests {
         assert_eq!(sim.deliver(&inits(101, 2)), Some(2));
         assert_eq!(read_all(&mut ring, 9), [100, 101, 102]);
         assert_eq!(ring.take_shed(), 0);
+    }
+
+    #[test]
+    fn a_read_that_found_frames_holds_back_the_next_wakeup_not_the_next_read() {
+        let mut sim = SimRing::new(1024, 4);
+        let mut ring = sim.reader(1_000_000);
+        // Nothing read: the caller may wait for the descriptor.
+        assert!(read_all(&mut ring, 100).is_empty());
+        assert_eq!(ring.waits(100), None);
+        // Frames read until the ring was empty: no wakeup for COALESCE_MS.
+        sim.deliver(&inits(0, 2)).unwrap();
+        assert_eq!(read_all(&mut ring, 200), [0, 1]);
+        assert_eq!(ring.waits(200), Some(200 + COALESCE_MS));
+        assert_eq!(ring.waits(200 + COALESCE_MS - 1), Some(200 + COALESCE_MS));
+        assert_eq!(ring.waits(200 + COALESCE_MS), None);
+        // A read the caller makes meanwhile (after a WireGuard read) gets
+        // what arrived; an empty one does not extend the hold.
+        sim.deliver(&inits(2, 1)).unwrap();
+        assert_eq!(read_all(&mut ring, 205), [2]);
+        assert_eq!(ring.waits(205), Some(205 + COALESCE_MS));
+        assert!(read_all(&mut ring, 230).is_empty());
+        assert_eq!(ring.waits(230), None);
+        // Over the budget the longer rest wins.
+        let mut sim = SimRing::new(1024, 4);
+        let mut ring = sim.reader(1);
+        sim.deliver(&inits(10, 3)).unwrap();
+        sim.deliver(&inits(13, 3)).unwrap();
+        read_all(&mut ring, 1000);
+        assert_eq!(ring.waits(1000), Some(1000 + REST_MS));
     }
 
     #[test]
