@@ -672,21 +672,59 @@ fn json_digest(v: &serde_json::Value) -> u64 {
 }
 
 /// A digest of where the kernel has each peer and when it last completed a
-/// handshake: two reads with the same digest saw nobody move.
+/// handshake: two reads with the same digest saw nobody move. The order of
+/// the peers does not count (wireguard-go lists them in Go's random map
+/// order).
 fn view_print(v: &crate::os::wg::DeviceView) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    v.public_key.hash(&mut h);
-    for p in &v.peers {
-        (p.key, p.endpoint, p.last_handshake).hash(&mut h);
-    }
-    h.finish()
+    use std::hash::BuildHasher;
+    // Fixed keys: the same view gives the same digest in every read.
+    let state =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let peers = v
+        .peers
+        .iter()
+        .map(|p| state.hash_one((p.key, p.endpoint, p.last_handshake)))
+        .fold(0u64, u64::wrapping_add);
+    state.hash_one((v.public_key, v.peers.len(), peers))
 }
 
 #[cfg(test)]
 mod tests {
     use super::IndexCache;
     use std::cell::Cell;
+
+    #[test]
+    fn the_view_digest_sees_moves_and_handshakes_not_the_order_of_peers() {
+        use crate::core::PublicKey;
+        use crate::core::hub::PeerSnapshot;
+        use crate::os::wg::DeviceView;
+        let peer = |k: u8, port: u16, hs: Option<u64>| PeerSnapshot {
+            key: PublicKey([k; 32]),
+            endpoint: Some(std::net::SocketAddr::from(([198, 51, 100, k], port))),
+            last_handshake: hs,
+            rx: u64::from(port),
+            tx: 0,
+        };
+        let view = |peers: Vec<PeerSnapshot>| DeviceView {
+            backend: "fake",
+            listen_port: Some(51820),
+            public_key: Some(PublicKey([9; 32])),
+            private_key: None,
+            peers,
+            allowed_ips: Vec::new(),
+        };
+        let d = |peers| super::view_print(&view(peers));
+        let base = d(vec![peer(1, 30000, Some(5)), peer(2, 30001, None)]);
+        // wireguard-go lists peers in random order; counters do not count.
+        assert_eq!(base, d(vec![peer(2, 30001, None), peer(1, 30000, Some(5))]));
+        let mut busy = peer(1, 30000, Some(5));
+        busy.rx += 1000;
+        assert_eq!(base, d(vec![busy, peer(2, 30001, None)]));
+        // A move, a handshake, a peer more or less: news.
+        assert_ne!(base, d(vec![peer(1, 30002, Some(5)), peer(2, 30001, None)]));
+        assert_ne!(base, d(vec![peer(1, 30000, Some(6)), peer(2, 30001, None)]));
+        assert_ne!(base, d(vec![peer(1, 30000, Some(5))]));
+    }
 
     #[test]
     fn indices_are_looked_up_once_until_a_link_event() {

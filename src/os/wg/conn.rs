@@ -238,8 +238,11 @@ impl Uapi {
         self.buf.clear();
         // The reply ends with "errno=N\n\n", the only empty line in it.
         while !self.buf.ends_with(b"\n\n") {
+            // Into the whole kept buffer at once: with many peers the reply
+            // is hundreds of KB, read in a few calls instead of one per 4 KB.
             let at = self.buf.len();
-            self.buf.resize(at + 4096, 0);
+            let room = (self.buf.capacity() - at).max(4096);
+            self.buf.resize(at + room, 0);
             match self.stream.read(&mut self.buf[at..]) {
                 Ok(0) => {
                     self.buf.truncate(at);
