@@ -45,7 +45,8 @@ MANY_ADDR4=100.64.0.200
 MANY_PORT_BASE=40000
 MANY_TUN6_NET=2001:db8:100:2
 MANY_TABLE_BASE=1000
-# Upper bound: ports 40000.. and one routing table per peer; the NAT has 1000 ports.
+# Upper bound: ports 40000.. (below the netns' ephemeral range, 50000..) and one
+# routing table per peer; the NAT has 1000 ports.
 MANY_MAX=500
 
 _many_err() { echo "many: $*" >&2; }
@@ -98,6 +99,10 @@ _many_build() {
 
   ip netns add "$MANY_NETNS" || return 1
   _lab_sysctl "$MANY_NETNS" net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 || return 1
+  # wireguard-go binds a random port until `wg set ... listen-port`: keep those out of
+  # the peers' fixed ports (40000..), or one of them takes another's ("Address already
+  # in use"). Per netns; IPv6 uses the same range.
+  _lab_sysctl "$MANY_NETNS" "net.ipv4.ip_local_port_range=50000 60999" || return 1
   _lab_ip wgr-nat <<EOF || return 1
 link add peers type veth peer name wan netns $MANY_NETNS
 link set peers up
