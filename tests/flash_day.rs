@@ -28,11 +28,38 @@ use wgroam::os::wg::fake::FakeWg;
 
 const PEER: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
 
-/// Identity of the file's current version: uci commit writes a new file and
-/// renames it over the old one.
-fn version(path: &Path) -> (u64, i64, i64) {
-    let m = fs::metadata(path).unwrap();
-    (m.ino(), m.mtime(), m.mtime_nsec())
+/// Counts the versions of a file: uci commit (and the agent's atomic
+/// writes) write a new file and rename it over the old one.
+struct Versions<'a> {
+    path: &'a Path,
+    last: (u64, i64, i64),
+    count: u32,
+}
+
+impl<'a> Versions<'a> {
+    fn new(path: &'a Path) -> Self {
+        let last = Self::id(path);
+        Versions {
+            path,
+            last,
+            count: 0,
+        }
+    }
+
+    fn id(path: &Path) -> (u64, i64, i64) {
+        let m = fs::metadata(path).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    }
+
+    /// New versions seen so far, this look included.
+    fn check(&mut self) -> u32 {
+        let v = Self::id(self.path);
+        if v != self.last {
+            self.last = v;
+            self.count += 1;
+        }
+        self.count
+    }
 }
 
 #[test]
@@ -85,19 +112,13 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
     let mut now = Now::new(1_000, start_wall);
     let mut rt = HubRuntime::new(cfg, kernel.clone(), Some(net), now);
 
-    let mut last = version(&network);
-    let mut writes = 0;
+    let mut writes = Versions::new(&network);
     let mut step = |rt: &mut HubRuntime<FakeWg>, now: Now| {
         kernel.handshake("wg0", &key, now.wall.saturating_sub(30));
         kernel.traffic("wg0", &key, 1, 1);
         rt.observe(now);
         rt.flush(now, false);
-        let v = version(&network);
-        if v != last {
-            last = v;
-            writes += 1;
-        }
-        writes
+        writes.check()
     };
 
     // The roaming hour: a new NAT port every 2 minutes.
@@ -148,17 +169,13 @@ fn a_roaming_day_costs_flash_only_by_the_commit_policy() {
     // file (RAM, but every rewrite is work) is rewritten on its heartbeat
     // only, not every time the counters are due.
     let status = dir.path("run").join("status.json");
-    let mut status_last = version(&status);
+    let mut status_versions = Versions::new(&status);
     let mut status_writes = 0;
     for _ in 0..600u64 {
         now = Now::new(now.mono_ms + 1000, now.wall + 1);
         rt.observe(now);
         rt.flush(now, false);
-        let v = version(&status);
-        if v != status_last {
-            status_last = v;
-            status_writes += 1;
-        }
+        status_writes = status_versions.check();
     }
     assert!(
         (9..=11).contains(&status_writes),

@@ -574,7 +574,7 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     fn turn(&mut self, now: Now) {
         if now.mono_ms >= self.observe_at() {
             self.last_observe_ms = now.mono_ms;
-            self.links_moved = false;
+            // observe() clears links_moved after its own first drain.
             self.observe(now);
             self.next_poll = now.mono_ms + self.cfg.poll_ms;
             if std::mem::take(&mut self.links_moved) {

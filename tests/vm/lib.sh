@@ -256,6 +256,21 @@ agent_start() {
   fi
 }
 
+# signal_and_wait PID SIG SECONDS: sends SIG and waits (bounded) for PID to exit;
+# if it is still running after SECONDS, SIGKILLs it and returns 1.
+signal_and_wait() {
+  kill -"$2" "$1"
+  sw_=0
+  while kill -0 "$1" 2>/dev/null && [ "$sw_" -lt $(($3 * 20)) ]; do
+    usleep 50000
+    sw_=$((sw_ + 1))
+  done
+  if kill -0 "$1" 2>/dev/null; then
+    kill -KILL "$1"
+    return 1
+  fi
+}
+
 # agent_stop NAME: SIGTERM; checks that the agent was still running and exits 0.
 agent_stop() {
   pid_=$(cat "/tmp/$1.pid")
@@ -264,15 +279,8 @@ agent_stop() {
     fail "$1: exited early (status $?)"
     return
   fi
-  kill -TERM "$pid_"
-  i_=0
-  while kill -0 "$pid_" 2>/dev/null && [ "$i_" -lt $((WAIT_S * 20)) ]; do
-    usleep 50000
-    i_=$((i_ + 1))
-  done
-  if kill -0 "$pid_" 2>/dev/null; then
+  if ! signal_and_wait "$pid_" TERM "$WAIT_S"; then
     fail "$1: still running ${WAIT_S}s after SIGTERM"
-    kill -KILL "$pid_"
     return
   fi
   wait "$pid_"

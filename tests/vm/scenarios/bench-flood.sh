@@ -154,17 +154,8 @@ window() {
   rx1=$(rx_packets)
   rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
   if [ "$who" = tcpdump ]; then
-    kill -INT "$pid"
     # Bounded: a tcpdump that does not stop fails the run instead of hanging it.
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ "$i" -lt 400 ]; do
-      usleep 50000
-      i=$((i + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      fail "tcpdump still running 20 s after SIGINT"
-      kill -KILL "$pid"
-    fi
+    signal_and_wait "$pid" INT 20 || fail "tcpdump still running 20 s after SIGINT"
     wait "$pid"
     handled=$(awk '/packets received by filter/ { print $1 }' /tmp/tcpdump.log)
     dropped=$(awk '/packets dropped by kernel/ { print $1 }' /tmp/tcpdump.log)
