@@ -90,6 +90,8 @@ pub struct HubCapture {
     failed: Option<String>,
     /// The last drain stopped at its burst limit: more is queued.
     saturated: bool,
+    /// A frame was read (or dropped) since [`HubCapture::take_seen`].
+    seen: bool,
 }
 
 struct Open {
@@ -178,6 +180,23 @@ impl HubCapture {
         }
     }
 
+    /// Whether the socket is open: then every packet to the listen port
+    /// that the kernel could roam or handshake on wakes the hub (while a
+    /// peer is known, transport packets too).
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Whether a frame was read or dropped since the last call.
+    pub fn take_seen(&mut self) -> bool {
+        std::mem::take(&mut self.seen)
+    }
+
+    /// Whether a frame was read or dropped since [`HubCapture::take_seen`].
+    pub fn seen(&self) -> bool {
+        self.seen
+    }
+
     /// More frames were queued than the last drain read.
     pub fn saturated(&self) -> bool {
         self.open.is_some() && self.saturated
@@ -215,10 +234,13 @@ impl HubCapture {
 
     /// Frames the kernel dropped (queue full) since the last call.
     pub fn take_drops(&mut self) -> u64 {
-        self.open
+        let drops = self
+            .open
             .as_mut()
             .and_then(|o| o.source.take_drops().ok())
-            .map_or(0, u64::from)
+            .map_or(0, u64::from);
+        self.seen |= drops > 0;
+        drops
     }
 
     /// Reads what is queued and turns it into core events.
@@ -232,6 +254,7 @@ impl HubCapture {
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
+                    self.seen = true;
                     let budget = &mut o.budget;
                     // When a verification was allowed: it runs right after.
                     let mut granted = None;

@@ -1,5 +1,6 @@
 //! The hub as the [`crate::driver`] runs it: reads the kernel's WireGuard
-//! view every `poll_ms` (and at once after a link event), drains captured
+//! view every `poll_ms` while anything moves (and at once after a link
+//! event or, once quiet, a captured packet: [`Cadence`]), drains captured
 //! packets as they arrive, hands everything to the sans-IO [`Hub`] and
 //! carries out its actions through the adapters.
 
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use crate::config::Config;
+use crate::core::hub::cadence::{Cadence, Read};
 use crate::core::hub::{Event, Hub, HubPolicy, LinkId, UciPeer};
 use crate::core::{Action, Level, Now};
 use crate::driver::Role;
@@ -50,6 +52,10 @@ pub struct HubRuntime<W: WireGuard> {
     started: u64,
     persist_dirty: bool,
     status_dirty: bool,
+    /// Counters may have moved since the status was last built: a read that
+    /// was not idle, captured packets, a redeem. A quiet hub's status stays
+    /// as it is (but for the heartbeat).
+    status_news: bool,
     /// uci sections to stage at the end of this loop turn.
     staged: Vec<(String, SocketAddr)>,
     last_status_ms: u64,
@@ -70,8 +76,8 @@ pub struct HubRuntime<W: WireGuard> {
     /// Link events were drained during an observation: observe once more,
     /// at once (the change may have come after that interface's read).
     links_moved: bool,
-    /// When the kernel is read next (monotonic ms).
-    next_poll: u64,
+    /// When the kernel is read next.
+    cadence: Cadence,
     last_observe_ms: u64,
 }
 
@@ -82,6 +88,7 @@ impl<W: WireGuard> HubRuntime<W> {
             emit(Level::Warn, &p);
         }
         let hub = Hub::new(policy(&cfg), &names(&cfg), memory);
+        let cfg_poll_ms = cfg.poll_ms;
         let mut rt = Self {
             cfg,
             wg,
@@ -92,6 +99,7 @@ impl<W: WireGuard> HubRuntime<W> {
             started: now.wall,
             persist_dirty: false,
             status_dirty: true,
+            status_news: true,
             staged: Vec::new(),
             last_status_ms: 0,
             last_status_write: None,
@@ -106,7 +114,7 @@ impl<W: WireGuard> HubRuntime<W> {
                     )
                 })
                 .ok(),
-            next_poll: 0,
+            cadence: Cadence::new(cfg_poll_ms, now.mono_ms),
             last_observe_ms: 0,
             ifindex: IndexCache::default(),
             links_moved: false,
@@ -128,6 +136,8 @@ impl<W: WireGuard> HubRuntime<W> {
             self.captures.clear();
         }
         self.cfg = cfg;
+        self.cadence.set_poll(self.cfg.poll_ms);
+        self.cadence.wake(now.mono_ms);
         if let Some((l, uci)) = self.pairing.take() {
             drop(l);
             self.pairing = Some((
@@ -160,8 +170,15 @@ impl<W: WireGuard> HubRuntime<W> {
         }
     }
 
-    /// Reads every managed interface from the kernel.
-    pub fn observe(&mut self, now: Now) {
+    /// Reads every managed interface from the kernel; says whether anything
+    /// moved, or nothing happened at all since the read before.
+    pub fn observe(&mut self, now: Now) -> Read {
+        // Quiet needs link events (a re-created link is noticed by them) and
+        // an open capture on every interface (a packet wakes the hub).
+        let mut read = Read {
+            moved: false,
+            idle: self.links.is_some(),
+        };
         // Link events queued before this read are this read's news (the
         // WireGuard adapter drops connections a re-created link made stale);
         // only those that come during it ask for another look.
@@ -175,6 +192,7 @@ impl<W: WireGuard> HubRuntime<W> {
                         Level::Warn,
                         &format!("{}: cannot read WireGuard state: {e}", i.ifname),
                     );
+                    read.idle = false;
                     continue;
                 }
             };
@@ -188,6 +206,15 @@ impl<W: WireGuard> HubRuntime<W> {
             let print = view.as_ref().map(view_print);
             let moved = print.is_none() || rt.view_print != print;
             rt.view_print = print;
+            let traffic = view.as_ref().map(|v| {
+                v.peers
+                    .iter()
+                    .fold(0u64, |s, p| s.wrapping_add(p.rx).wrapping_add(p.tx))
+            });
+            let counted = rt.traffic != traffic;
+            rt.traffic = traffic;
+            read.moved |= moved;
+            read.idle &= !moved && !counted && i.capture;
             let peers = view.map(|v| {
                 rt.backend = Some(v.backend);
                 rt.listen_port = v.listen_port;
@@ -228,6 +255,13 @@ impl<W: WireGuard> HubRuntime<W> {
                     break;
                 }
             }
+            // Frames read since the last read (here, or in between).
+            let captured = self.captures.get_mut(&i.ifname).map(HubCapture::take_seen);
+            read.idle &= captured == Some(false)
+                && self
+                    .captures
+                    .get(&i.ifname)
+                    .is_some_and(HubCapture::is_open);
             let link = peers.as_ref().and_then(|_| {
                 let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
                 let ifindex = self.ifindex(&i.ifname)?;
@@ -256,14 +290,19 @@ impl<W: WireGuard> HubRuntime<W> {
         }
         self.feed(now, Event::Tick);
         self.relay.reconcile(now.mono_ms, &self.cfg);
+        read
     }
 
-    /// When the next WireGuard read is due: the poll interval, or a deadline
-    /// of the core's that the last read did not already handle (never a
-    /// busy loop).
+    /// When the next WireGuard read is due: the cadence's, or a deadline of
+    /// the core's or the relay's that the last read did not already handle
+    /// (never a busy loop).
     fn observe_at(&self) -> u64 {
-        let core = self.hub.poll_at().filter(|t| *t > self.last_observe_ms);
-        core.map_or(self.next_poll, |t| t.min(self.next_poll))
+        let later = |t: &u64| *t > self.last_observe_ms;
+        let core = self.hub.poll_at().filter(later);
+        let relay = self.relay.poll_at().filter(later);
+        core.into_iter()
+            .chain(relay)
+            .fold(self.cadence.due(), u64::min)
     }
 
     /// `ifname`'s index, from the cache unless a link changed since it was
@@ -287,6 +326,7 @@ impl<W: WireGuard> HubRuntime<W> {
         };
         if c.routes {
             self.relay.routes_changed();
+            self.cadence.within_a_poll(self.last_observe_ms);
         }
         if c.links {
             self.ifindex.clear();
@@ -451,9 +491,14 @@ impl<W: WireGuard> HubRuntime<W> {
     pub fn flush(&mut self, now: Now, force: bool) {
         self.persist_now();
         self.stage_now();
-        let counters_due = now.since_ms(self.last_status_ms) >= STATUS_EVERY_MS;
+        let heartbeat_due = self
+            .last_status_write
+            .is_none_or(|(at, _)| now.since_ms(at) >= STATUS_HEARTBEAT_MS);
+        let counters_due = now.since_ms(self.last_status_ms) >= STATUS_EVERY_MS
+            && (self.status_news || heartbeat_due);
         if force || self.status_dirty || counters_due {
             self.status_dirty = false;
+            self.status_news = false;
             self.last_status_ms = now.mono_ms;
             let runtime = |n: &str| self.runtime.get(n).cloned().unwrap_or_default();
             let mut v = status::hub_json(&self.hub, now, self.started, &runtime);
@@ -575,13 +620,14 @@ impl<W: WireGuard> Role for HubRuntime<W> {
         if now.mono_ms >= self.observe_at() {
             self.last_observe_ms = now.mono_ms;
             // observe() clears links_moved after its own first drain.
-            self.observe(now);
-            self.next_poll = now.mono_ms + self.cfg.poll_ms;
+            let read = self.observe(now);
+            self.status_news |= !read.idle;
+            self.cadence.read(now.mono_ms, read);
             if std::mem::take(&mut self.links_moved) {
-                self.next_poll = now.mono_ms;
+                self.cadence.wake(now.mono_ms);
             }
             if self.hub.take_observe_soon() {
-                self.next_poll = self.next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
+                self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
             }
         }
     }
@@ -613,21 +659,27 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn ready(&mut self, now: Now, token: HubToken) {
+        self.status_news = true;
         match token {
             HubToken::Links => {
                 if self.links_changed_since_last_look() {
                     // A link came, went or changed: observe in this turn.
-                    self.next_poll = 0;
+                    self.cadence.wake(now.mono_ms);
                     self.links_moved = false;
                 }
             }
-            HubToken::Capture(name) => self.drain_capture(now, &name),
+            HubToken::Capture(name) => {
+                self.drain_capture(now, &name);
+                if self.captures.get(&name).is_some_and(HubCapture::seen) {
+                    self.cadence.packet(now.mono_ms);
+                }
+            }
             HubToken::Redeem(i) => self.redeem(now, i),
         }
         if self.hub.take_observe_soon() {
             // An unproven or replayed initiation: if the kernel took it (it
             // forgot the peer's timestamp), roll back before anyone uses it.
-            self.next_poll = self.next_poll.min(now.mono_ms + OBSERVE_SOON_MS);
+            self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
         }
     }
 
@@ -640,8 +692,8 @@ impl<W: WireGuard> Role for HubRuntime<W> {
         Ok(())
     }
 
-    fn nudge(&mut self, _: Now) {
-        self.next_poll = 0;
+    fn nudge(&mut self, now: Now) {
+        self.cadence.wake(now.mono_ms);
     }
 
     fn stop(&mut self, now: Now) {

@@ -25,6 +25,8 @@ pub struct IfaceRuntime {
     pub capture_drops: u64,
     /// Digest of the last WireGuard read (`runtime::view_print`).
     pub view_print: Option<u64>,
+    /// Sum of the peers' byte counters at the last read: traffic moves it.
+    pub traffic: Option<u64>,
 }
 
 pub fn hub_json(

@@ -27,6 +27,8 @@
 //!
 //! Everything else is counted and reported, never acted on.
 
+pub mod cadence;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 

@@ -256,6 +256,12 @@ impl HubRelay {
         })
     }
 
+    /// When the relay wants to reconcile by itself (a missing route's grace
+    /// end, a retry, the periodic re-check).
+    pub fn poll_at(&self) -> Option<u64> {
+        self.core.poll_at()
+    }
+
     /// A link appeared, went or changed: device indices are looked up again.
     pub fn links_changed(&mut self) {
         self.host.links_changed();

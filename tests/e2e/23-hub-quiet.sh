@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Issue 16 (idle): a quiet hub stops asking WireGuard every poll, and misses nothing by
+# it. With nothing on the wire for 10 s (no packet to or from the listen port, no move,
+# no link event), the hub agent reads wg0 once every 10 s instead of every poll_ms
+# (500 here): counted as its requests on wireguard-go's UAPI socket and its event-loop
+# wakeups (strace), against the same count while it is busy. Yet, while it is quiet:
+#  - r1 moving to a new NAT port and sending data is followed at once (the captured
+#    packet wakes the agent; the poll would have taken up to 500 ms, the next quiet read
+#    10 s);
+#  - a stale endpoint pushed with `wg set` while nobody sends anything is undone at the
+#    next quiet read (<= 10 s, and at once by any packet);
+#  - the attacker's strongest replay: initiations recorded before the agent started,
+#    sent after wg0 was re-created (the kernel forgot r1's timestamp and takes them)
+#    once the agent has gone quiet: what the kernel took is rolled back, the agent
+#    never moves r1 to the attacker, uci is untouched.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lab/lab.sh"
+. "$here/agent.sh"
+trap lab_down EXIT
+
+iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
+kernel_is() { [ "$(lab_r2_endpoint)" = "$1" ]; }
+sum_md5() { { cat "$@" 2>/dev/null || true; } | md5sum | cut -d' ' -f1; }
+
+# reads_in S: "UAPI_REQUESTS WAKEUPS" of the hub agent during S seconds.
+reads_in() {
+  local out=$LAB_DIR/strace-$RANDOM.txt
+  timeout -s INT "$1" strace -f -e trace=sendto,poll,ppoll -p "$(agent_hub_pid)" -o "$out" 2>/dev/null || true
+  echo "$(grep -c 'get=1' "$out" || true) $(grep -cE '^[0-9]+ +(poll|ppoll|restart_syscall)\(' "$out" || true)"
+}
+
+# time_until MAX_MS CMD...: ms until CMD succeeds (polled every 10 ms), or fails.
+time_until() {
+  local max=$1 start
+  shift
+  start=$(agent_ms)
+  until "$@"; do
+    [ $(($(agent_ms) - start)) -lt "$max" ] || return 1
+    sleep 0.01
+  done
+  echo $(($(agent_ms) - start))
+}
+
+lab_up
+T0=$(agent_ms)
+agent_hub_setup "option poll_ms '500'"
+
+# The attacker's recording, before any agent runs.
+record_r1_start || fail "tcpdump did not start"
+r1_rehandshake
+lab_exec lan ping -6 -c2 -i0.2 -W2 "$LAB_INET6" >/dev/null || fail "no tunnel"
+rec=$(record_r1_stop "$LAB_DIR/genuine.hex" "$LAB_DIR/transport.hex")
+[ "$(echo "$rec" | jq .initiations)" -ge 1 ] || fail "recorded $rec"
+t "recorded before the agent started: $rec"
+
+agent_hub_start
+lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "no tunnel"
+learned="$LAB_NAT_OUT4:$(lab_nat_port_of_r1)"
+lab_wait_for 3 agent_hub_endpoint_is "$learned" || fail "agent did not learn r1"
+
+# Busy (right after the start): a read per poll.
+read -r busy_reads busy_wakes < <(reads_in 4)
+t "first 4 s after the start: $busy_reads WireGuard reads, $busy_wakes wakeups"
+[ "$busy_reads" -ge 6 ] || fail "only $busy_reads reads in 4 s at poll_ms 500 (the count is broken)"
+
+# Quiet: 10 s after the last packet, move or link event.
+sleep 8
+read -r quiet_reads quiet_wakes < <(reads_in 10)
+t "10 s of a quiet tunnel: $quiet_reads WireGuard reads, $quiet_wakes wakeups (busy: 20 and 20)"
+[ "$quiet_reads" -le 2 ] || fail "$quiet_reads reads in 10 s of quiet (expected 1, 2 at most)"
+[ "$quiet_wakes" -le 3 ] || fail "$quiet_wakes wakeups in 10 s of quiet"
+
+# A genuine move while quiet: followed at once.
+p1=$(lab_nat_port_of_r1)
+for attempt in 1 2 3 4 5; do
+  lab_nat_rebind
+  # r1's data from the new port: the kernel roams on it, the capture wakes the agent.
+  lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "ping after NAT rebind failed"
+  p2=$(lab_nat_port_of_r1)
+  [ "$p2" != "$p1" ] && break
+done
+[ "$p2" != "$p1" ] || fail "NAT never changed the port"
+moved="$LAB_NAT_OUT4:$p2"
+took=$(time_until 10000 agent_hub_endpoint_is "$moved") || fail "agent did not follow r1 to $moved"
+t "r1 moved to $moved while the hub was quiet: followed ${took} ms after its ping's answer"
+[ "$took" -le 2000 ] || fail "${took} ms: the packet did not wake the quiet hub"
+learned=$moved
+stale="$LAB_NAT_OUT4:$p1"
+
+# A push nobody sends a packet after, once quiet again.
+sleep 11
+from=$(wc -l <"$LAB_DIR/logs/agent-r2.log")
+ip netns exec wgr-r2 wg set wg0 peer "$(lab_r1_pubkey)" endpoint "$stale"
+took=$(time_until 13000 kernel_is "$learned") || fail "the push of $stale was never undone"
+t "stale endpoint pushed while quiet and idle: undone ${took} ms later (next quiet read)"
+tail -n +"$((from + 1))" "$LAB_DIR/logs/agent-r2.log" | grep -q "(restored" || fail "no restore logged"
+
+# The strongest replay: wg0 re-created (the kernel forgot r1's timestamp), then quiet.
+lab_r2_wg_stop
+lab_wait_for 3 iface_up_is false || fail "agent did not notice wg0 going away"
+lab_r2_wg_start "$learned"
+lab_wait_for 3 iface_up_is true || fail "agent did not notice wg0 coming back"
+sleep 11
+read -r quiet_reads _ < <(reads_in 3)
+[ "$quiet_reads" -le 1 ] || fail "not quiet 11 s after the link came back ($quiet_reads reads in 3 s)"
+from=$(wc -l <"$LAB_DIR/logs/agent-r2.log")
+uci0=$(sum_md5 "$LAB_DIR"/r2/save/* "$LAB_DIR/r2/etc/network")
+endpoint_sampler_start
+sent=$(lab_exec inet python3 "$here/spoof.py" "$(lab_r2_pubkey)" "$LAB_DIR/genuine.hex" \
+  "$LAB_R2_WAN4" "$LAB_R2_PORT" 200)
+sleep 1
+endpoint_sampler_stop
+foreign=$(grep -c "$LAB_INET4" "$LAB_DIR/endpoints.log" || true)
+samples=$(wc -l <"$LAB_DIR/endpoints.log")
+t "replayed while quiet: sent $sent; kernel endpoint foreign in $foreign of $samples samples"
+tail -n +"$((from + 1))" "$LAB_DIR/logs/agent-r2.log" | head -n 8 | sed 's/^/    agent: /'
+[ "$(lab_r2_endpoint)" = "$learned" ] || fail "kernel endpoint is $(lab_r2_endpoint), not $learned"
+! tail -n +"$((from + 1))" "$LAB_DIR/logs/agent-r2.log" | grep -q -- "-> $LAB_INET4" ||
+  fail "the agent moved r1 to the attacker"
+[ "$(sum_md5 "$LAB_DIR"/r2/save/* "$LAB_DIR/r2/etc/network")" = "$uci0" ] || fail "uci changed"
+if [ "$foreign" != 0 ]; then
+  tail -n +"$((from + 1))" "$LAB_DIR/logs/agent-r2.log" | grep -q "(restored" ||
+    fail "the kernel took a replay and nothing was restored"
+fi
+echo "PASS"
