@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wgroam::os::capture::Direction;
-use wgroam::hub::capture::{Who, classify};
 use wgroam::core::hub::Event;
+use wgroam::hub::capture::{Who, classify};
+use wgroam::os::capture::Direction;
 use wgroam::wire;
 
 #[path = "fixture.rs"]
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         port: 51820,
         peers: &peers,
     };
-    let event = classify("wg0", &who, frame, direction, &mut budget);
+    let event = classify("wg0", &who, frame, direction, &mut budget).map(|v| v.into_event("wg0"));
     if let Some(Event::Initiation { key, .. }) = event {
         let d = wire::parse_l3_prefix(frame).expect("an initiation came from a datagram");
         let who = responder()

@@ -1,6 +1,8 @@
 //! Glue between the capture socket, the handshake verifier and the hub core:
-//! every captured frame becomes exactly one core event, verified here so
-//! the core only ever sees authenticated initiations.
+//! every captured frame becomes at most one core event, verified here so
+//! the core only ever sees authenticated initiations; the frames it rejects
+//! itself (bad mac1, malformed, forged, over the budget) are counted per
+//! drain and reach the core as one event per kind.
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -250,6 +252,8 @@ impl HubCapture {
         };
         let mut buf = [0u8; 256];
         let mut events = Vec::new();
+        // Rejected frames by kind: (first source, how many).
+        let mut rejected: Vec<(Ignored, SocketAddr, u64)> = Vec::new();
         self.saturated = true;
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
@@ -271,11 +275,20 @@ impl HubCapture {
                         port: o.port,
                         peers: &o.peers,
                     };
-                    let e = classify(iface, &who, frame, c.direction, &mut verify);
+                    let v = classify(iface, &who, frame, c.direction, &mut verify);
                     if let Some(t0) = granted {
                         o.budget.charge(t0.elapsed());
                     }
-                    events.extend(e);
+                    match v {
+                        Some(Verdict::Event(e)) => events.push(e),
+                        Some(Verdict::Ignored(from, why)) => {
+                            match rejected.iter_mut().find(|r| r.0 == why) {
+                                Some(r) => r.2 += 1,
+                                None => rejected.push((why, from, 1)),
+                            }
+                        }
+                        None => {}
+                    }
                 }
                 Ok(None) => {
                     self.saturated = false;
@@ -290,6 +303,19 @@ impl HubCapture {
                 }
             }
         }
+        // After the drain's events: an initiation over the budget makes the
+        // core distrust its stamps, which is never undone by a verified one
+        // read earlier in the same drain.
+        events.extend(
+            rejected
+                .into_iter()
+                .map(|(why, from, count)| Event::Ignored {
+                    iface: iface.to_string(),
+                    from,
+                    why,
+                    count,
+                }),
+        );
         events
     }
 }
@@ -302,26 +328,46 @@ pub struct Who<'a> {
     pub peers: &'a [(PublicKey, [u8; 32])],
 }
 
-/// One captured L3 frame → at most one core event.
+/// What one captured frame is.
+#[derive(Debug)]
+pub enum Verdict {
+    /// News for the core.
+    Event(Event),
+    /// Rejected here, from this source: only counted (and logged, rate
+    /// limited) by the core.
+    Ignored(SocketAddr, Ignored),
+}
+
+impl Verdict {
+    /// The core event for this one frame.
+    pub fn into_event(self, iface: &str) -> Event {
+        match self {
+            Verdict::Event(e) => e,
+            Verdict::Ignored(from, why) => Event::Ignored {
+                iface: iface.to_string(),
+                from,
+                why,
+                count: 1,
+            },
+        }
+    }
+}
+
+/// One captured L3 frame → at most one verdict.
 pub fn classify(
     iface: &str,
     who: &Who<'_>,
     frame: &[u8],
     direction: Direction,
     budget: &mut dyn FnMut() -> bool,
-) -> Option<Event> {
+) -> Option<Verdict> {
     let (responder, port) = (who.responder, who.port);
     // Names are allocated only for an event: frames that make none (most
-    // of a flood's, see the ring's budget) cost no allocation here.
+    // of a flood's) cost no allocation here.
     let dg = wire::parse_l3_prefix(frame).ok()?;
     let payload = dg.payload(frame);
-    let ignored = |from: SocketAddr, why| {
-        Some(Event::Ignored {
-            iface: iface.to_string(),
-            from,
-            why,
-        })
-    };
+    let ignored = |from: SocketAddr, why| Some(Verdict::Ignored(from, why));
+    let event = |e| Some(Verdict::Event(e));
     match direction {
         Direction::Outgoing => {
             // Our own responses teach us which index we gave to whom.
@@ -329,7 +375,7 @@ pub fn classify(
                 return None;
             }
             match wire::classify(payload) {
-                Ok(Message::Response(r)) => Some(Event::Response {
+                Ok(Message::Response(r)) => event(Event::Response {
                     iface: iface.to_string(),
                     sender_index: r.sender_index(),
                     receiver_index: r.receiver_index(),
@@ -338,10 +384,12 @@ pub fn classify(
                     .peers
                     .iter()
                     .find(|(_, k)| crate::wire::noise::verify_mac1_with(k, init.as_bytes()))
-                    .map(|(key, _)| Event::OwnInitiation {
-                        iface: iface.to_string(),
-                        key: *key,
-                        sender_index: init.sender_index(),
+                    .and_then(|(key, _)| {
+                        event(Event::OwnInitiation {
+                            iface: iface.to_string(),
+                            key: *key,
+                            sender_index: init.sender_index(),
+                        })
                     }),
                 _ => None,
             }
@@ -355,7 +403,7 @@ pub fn classify(
                 // Transport packets are captured cut short on purpose.
                 // (the filter keeps the 32 bytes a transport header needs).
                 return match wire::classify(payload) {
-                    Ok(Message::Transport(t)) => Some(Event::Transport {
+                    Ok(Message::Transport(t)) => event(Event::Transport {
                         iface: iface.to_string(),
                         from,
                         receiver_index: t.receiver_index(),
@@ -371,7 +419,7 @@ pub fn classify(
                 }
                 Ok(Message::Initiation(_)) if !budget() => ignored(from, Ignored::RateLimited),
                 Ok(Message::Initiation(init)) => match responder.identify(&init) {
-                    Ok(who) => Some(Event::Initiation {
+                    Ok(who) => event(Event::Initiation {
                         iface: iface.to_string(),
                         from,
                         key: PublicKey(who.static_public),
@@ -382,7 +430,7 @@ pub fn classify(
                     Err(Reject::Malformed) => ignored(from, Ignored::Malformed),
                     Err(_) => ignored(from, Ignored::Forged),
                 },
-                Ok(Message::Transport(t)) => Some(Event::Transport {
+                Ok(Message::Transport(t)) => event(Event::Transport {
                     iface: iface.to_string(),
                     from,
                     receiver_index: t.receiver_index(),
@@ -515,7 +563,7 @@ mod tests {
             port: PORT,
             peers: &peers,
         };
-        classify("wg0", &who, f, dir, &mut || allow)
+        classify("wg0", &who, f, dir, &mut || allow).map(|v| v.into_event("wg0"))
     }
 
     #[test]
@@ -646,7 +694,7 @@ mod tests {
                 peers: &[],
             };
             match classify("wg0", &who, f, Direction::Incoming, &mut allow) {
-                Some(e) => hub.handle(t, e),
+                Some(v) => hub.handle(t, v.into_event("wg0")),
                 None => Vec::new(),
             }
         };

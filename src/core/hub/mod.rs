@@ -284,11 +284,14 @@ pub enum Event {
     /// The capture socket dropped packets (queue full): something may have
     /// arrived that the agent did not see.
     CaptureLoss { iface: String },
-    /// A captured packet that failed verification.
+    /// Captured packets that failed verification: `count` of them for the
+    /// same reason, the first from `from` (the capture glue counts a drain's
+    /// rejections per kind).
     Ignored {
         iface: String,
         from: SocketAddr,
         why: Ignored,
+        count: u64,
     },
     /// Timer.
     Tick,
@@ -690,7 +693,12 @@ impl Hub {
                     }
                 }
             }
-            Event::Ignored { iface, from, why } => self.ignored(now, &iface, from, why, &mut out),
+            Event::Ignored {
+                iface,
+                from,
+                why,
+                count,
+            } => self.ignored_many(now, &iface, from, why, count, &mut out),
             Event::Tick => self.tick(now, &mut out),
             Event::StagedBeforeStart => {
                 if self.policy.commit_after_s.is_some() && self.pending_since.is_none() {
@@ -1367,10 +1375,25 @@ impl Hub {
         why: Ignored,
         out: &mut Vec<Action>,
     ) {
+        self.ignored_many(now, name, from, why, 1, out);
+    }
+
+    fn ignored_many(
+        &mut self,
+        now: Now,
+        name: &str,
+        from: SocketAddr,
+        why: Ignored,
+        count: u64,
+        out: &mut Vec<Action>,
+    ) {
         let Some(iface) = self.ifaces.get_mut(name) else {
             return;
         };
-        *iface.ignored.entry(why).or_default() += 1;
+        if count == 0 {
+            return;
+        }
+        *iface.ignored.entry(why).or_default() += count;
         if why == Ignored::RateLimited {
             // An initiation went unverified: if it was the peer's, the kernel
             // may hold a newer stamp than ours. Safe degradation under a flood:
@@ -1401,10 +1424,14 @@ impl Hub {
             Level::Notice
         };
         if iface.logs_this_minute.1 <= REJECT_LOGS_PER_MINUTE {
+            let more = match count {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            };
             log(
                 out,
                 level,
-                format!("{name}: ignored packet from {from}: {}", why.as_str()),
+                format!("{name}: ignored packet from {from}: {}{more}", why.as_str()),
             );
         }
     }

@@ -317,6 +317,7 @@ fn a_lossy_capture_makes_freshness_unprovable_until_the_next_handshake() {
             iface: WG.into(),
             from: ep(EVIL),
             why: Ignored::RateLimited,
+            count: 1,
         },
     );
     assert!(!peer(&h).trusted);
@@ -952,6 +953,7 @@ fn ignored_packets_are_logged_at_a_bounded_rate() {
                     iface: WG.into(),
                     from: ep("198.51.100.66:1"),
                     why: Ignored::BadMac1,
+                    count: 1,
                 },
             )
             .len()
@@ -959,6 +961,46 @@ fn ignored_packets_are_logged_at_a_bounded_rate() {
         .sum();
     assert!(logs <= 5, "{logs} log lines for 10k junk packets in 10 s");
     assert_eq!(h.ifaces[WG].ignored[&Ignored::BadMac1], 10_000);
+}
+
+#[test]
+fn a_drains_rejections_count_as_many_and_log_as_one_line() {
+    let mut h = hub();
+    let a = h.handle(
+        T0,
+        Event::Ignored {
+            iface: WG.into(),
+            from: ep("198.51.100.66:1"),
+            why: Ignored::BadMac1,
+            count: 1000,
+        },
+    );
+    assert_eq!(h.ifaces[WG].ignored[&Ignored::BadMac1], 1000);
+    let lines: Vec<_> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Log(l) => Some(l.msg.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        ["wg0: ignored packet from 198.51.100.66:1: bad_mac1 (and 999 more)"]
+    );
+    // Over the verification budget, however many: the stamps are no
+    // longer trusted, as for one.
+    let (mut h, t) = confirmed_hub();
+    h.handle(
+        t,
+        Event::Ignored {
+            iface: WG.into(),
+            from: ep(EVIL),
+            why: Ignored::RateLimited,
+            count: 7,
+        },
+    );
+    assert!(!peer(&h).trusted);
+    assert_eq!(h.ifaces[WG].ignored[&Ignored::RateLimited], 7);
 }
 
 #[test]
