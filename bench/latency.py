@@ -17,7 +17,11 @@ sendto(): process start-up is not counted.
 Output: one JSON object {"mode", "runs": [{"ms", "endpoint", "why"}], "retries"}.
 Bounded: every wait has a timeout; at most 3 * RUNS attempts.
 
-usage: latency.py MODE RUNS STATUS_FILE R1_PUB R2_PUB
+With SETTLE_S (a 6th argument, default 0), each run first waits that long without
+traffic: past the hub's 10 s hot window, the hub is quiet (it reads WireGuard when a
+packet wakes it, not every poll).
+
+usage: latency.py MODE RUNS STATUS_FILE R1_PUB R2_PUB [SETTLE_S]
 """
 import ctypes
 import json
@@ -80,6 +84,7 @@ def fresh_r1_peer(r2_pub: str) -> None:
 
 def main() -> None:
     mode, runs, status_file, r1_pub, r2_pub = sys.argv[1:6]
+    settle = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
     runs = int(runs)
     assert mode in ("kernel", "initiation")
     sock = lan_socket()
@@ -91,6 +96,7 @@ def main() -> None:
         old = p.get("endpoint") if p else None
         if mode == "initiation":
             fresh_r1_peer(r2_pub)
+        time.sleep(settle)
         sh("ip", "netns", "exec", "wgr-nat", "conntrack", "-F")
         time.sleep(0.2 + random.uniform(0, 0.6))
         t0 = time.monotonic()

@@ -289,7 +289,9 @@ impl<W: WireGuard> HubRuntime<W> {
             );
         }
         self.feed(now, Event::Tick);
-        self.relay.reconcile(now.mono_ms, &self.cfg);
+        if self.relay.reconcile(now.mono_ms, &self.cfg) {
+            self.status_news = true;
+        }
         read
     }
 
@@ -634,10 +636,16 @@ impl<W: WireGuard> Role for HubRuntime<W> {
 
     fn wake_at(&self) -> u64 {
         // A capture that coalesces or rests is waited for again when that
-        // ends (without reading WireGuard then).
+        // ends (without reading WireGuard then); counters that moved reach
+        // the status file within STATUS_EVERY_MS, however quiet the hub is
+        // by then.
+        let status = self
+            .status_news
+            .then_some(self.last_status_ms + STATUS_EVERY_MS);
         self.captures
             .values()
             .filter_map(HubCapture::waits)
+            .chain(status)
             .fold(self.observe_at(), u64::min)
     }
 

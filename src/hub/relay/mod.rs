@@ -347,8 +347,9 @@ impl HubRelay {
     }
 
     /// Brings routes, sysctls, nft and NDP to what `cfg` and the last
-    /// observation ask for, if anything changed or a re-check is due.
-    pub fn reconcile(&mut self, now_ms: u64, cfg: &Config) {
+    /// observation ask for, if anything changed or a re-check is due; says
+    /// whether it changed anything (the status then shows it).
+    pub fn reconcile(&mut self, now_ms: u64, cfg: &Config) -> bool {
         let now = Now::new(now_ms, 0);
         for wan in self.host.ndp_dead() {
             self.core.handle(
@@ -365,11 +366,13 @@ impl HubRelay {
         }
         let ifaces = self.iface_facts(cfg);
         if !self.core.due(now, &ifaces) {
-            return;
+            return false;
         }
         let facts = self.facts(ifaces);
         let actions = self.core.handle(now, RelayEvent::Observed(facts));
+        let changed = !actions.is_empty();
         self.apply(now_ms, actions);
+        changed
     }
 
     /// Removes our routes and nft table, stops the NDP proxy and restores
