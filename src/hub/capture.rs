@@ -92,7 +92,8 @@ pub struct HubCapture {
     failed: Option<String>,
     /// The last drain stopped at its burst limit: more is queued.
     saturated: bool,
-    /// A frame was read (or dropped) since [`HubCapture::take_seen`].
+    /// A frame the kernel may act on was read, or frames were dropped,
+    /// since [`HubCapture::take_seen`].
     seen: bool,
 }
 
@@ -182,19 +183,23 @@ impl HubCapture {
         }
     }
 
-    /// Whether the socket is open: then every packet to the listen port
-    /// that the kernel could roam or handshake on wakes the hub (while a
-    /// peer is known, transport packets too).
-    pub fn is_open(&self) -> bool {
-        self.open.is_some()
+    /// Whether the socket is open with the filter the core asked for: then
+    /// every packet to the listen port that the kernel could roam or
+    /// handshake on wakes the hub (while a peer is known, transport packets
+    /// too).
+    pub fn covers(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|o| o.transport == self.want_transport)
     }
 
-    /// Whether a frame was read or dropped since the last call.
+    /// Whether a frame the kernel may act on was read, or frames were
+    /// dropped, since the last call (junk it rejects itself does not count).
     pub fn take_seen(&mut self) -> bool {
         std::mem::take(&mut self.seen)
     }
 
-    /// Whether a frame was read or dropped since [`HubCapture::take_seen`].
+    /// Whether [`HubCapture::take_seen`] would say so.
     pub fn seen(&self) -> bool {
         self.seen
     }
@@ -258,7 +263,6 @@ impl HubCapture {
         for _ in 0..BURST {
             match o.source.recv(&mut buf) {
                 Ok(Some(c)) => {
-                    self.seen = true;
                     let budget = &mut o.budget;
                     // When a verification was allowed: it runs right after.
                     let mut granted = None;
@@ -279,6 +283,13 @@ impl HubCapture {
                     if let Some(t0) = granted {
                         o.budget.charge(t0.elapsed());
                     }
+                    // What the kernel may act on (news, or an initiation
+                    // left unverified) makes the hub read it; what it rejects
+                    // itself (bad mac1, malformed, forged) does not.
+                    self.seen |= matches!(
+                        v,
+                        Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
+                    );
                     match v {
                         Some(Verdict::Event(e)) => events.push(e),
                         Some(Verdict::Ignored(from, why)) => {

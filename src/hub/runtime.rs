@@ -258,10 +258,7 @@ impl<W: WireGuard> HubRuntime<W> {
             // Frames read since the last read (here, or in between).
             let captured = self.captures.get_mut(&i.ifname).map(HubCapture::take_seen);
             read.idle &= captured == Some(false)
-                && self
-                    .captures
-                    .get(&i.ifname)
-                    .is_some_and(HubCapture::is_open);
+                && self.captures.get(&i.ifname).is_some_and(HubCapture::covers);
             let link = peers.as_ref().and_then(|_| {
                 let public_key = self.wg_public.get(&i.ifname).copied().flatten()?;
                 let ifindex = self.ifindex(&i.ifname)?;

@@ -4,6 +4,8 @@
 # no link event), the hub agent reads wg0 once every 10 s instead of every poll_ms
 # (500 here): counted as its requests on wireguard-go's UAPI socket and its event-loop
 # wakeups (strace), against the same count while it is busy. Yet, while it is quiet:
+#  - a trickle of junk the kernel rejects itself (bad mac1) is examined and counted
+#    without making it read WireGuard;
 #  - r1 moving to a new NAT port and sending data is followed at once (the captured
 #    packet wakes the agent; the poll would have taken up to 500 ms, the next quiet read
 #    10 s);
@@ -70,6 +72,27 @@ read -r quiet_reads quiet_wakes < <(reads_in 10)
 t "10 s of a quiet tunnel: $quiet_reads WireGuard reads, $quiet_wakes wakeups (busy: 20 and 20)"
 [ "$quiet_reads" -le 2 ] || fail "$quiet_reads reads in 10 s of quiet (expected 1, 2 at most)"
 [ "$quiet_wakes" -le 3 ] || fail "$quiet_wakes wakeups in 10 s of quiet"
+
+# Junk the kernel rejects itself (bad mac1) keeps it quiet: every packet is examined
+# and counted, none makes it read WireGuard.
+junk0=$(agent_hub_status | jq '.interfaces[0].ignored.bad_mac1 // 0')
+lab_spawn junk inet python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.monotonic() + 9
+while time.monotonic() < end:
+    s.sendto(b"\x01\x00\x00\x00" + os.urandom(144), (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.005)
+' "$LAB_R2_WAN4" "$LAB_R2_PORT"
+sleep 0.5
+read -r junk_reads junk_wakes < <(reads_in 8)
+sleep 1
+lab_stop junk 2>/dev/null || true
+sleep 5.5
+junk=$(($(agent_hub_status | jq '.interfaces[0].ignored.bad_mac1 // 0') - junk0))
+t "bad-mac1 junk at ~200 packets a second: $junk counted, $junk_reads WireGuard reads and $junk_wakes wakeups in 8 s"
+[ "$junk" -ge 1000 ] || fail "only $junk junk packets counted"
+[ "$junk_reads" -le 2 ] || fail "junk made the quiet hub read WireGuard $junk_reads times in 8 s"
 
 # A genuine move while quiet: followed at once.
 p1=$(lab_nat_port_of_r1)
