@@ -10,7 +10,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
 
 lab_up
 T0=$(agent_ms)

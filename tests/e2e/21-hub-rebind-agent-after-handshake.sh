@@ -13,7 +13,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
 indices_known() { [ "$(agent_hub_status | jq '.interfaces[0].peers[0].indices')" -ge 1 ]; }
 
 lab_up 25

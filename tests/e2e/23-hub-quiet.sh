@@ -21,9 +21,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/agent.sh"
 trap lab_down EXIT
 
-iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
-kernel_is() { [ "$(lab_r2_endpoint)" = "$1" ]; }
-sum_md5() { { cat "$@" 2>/dev/null || true; } | md5sum | cut -d' ' -f1; }
 
 # reads_in S: "UAPI_REQUESTS WAKEUPS" of the hub agent during S seconds.
 reads_in() {
@@ -96,14 +93,8 @@ t "bad-mac1 junk at ~200 packets a second: $junk counted, $junk_reads WireGuard 
 
 # A genuine move while quiet: followed at once.
 p1=$(lab_nat_port_of_r1)
-for attempt in 1 2 3 4 5; do
-  lab_nat_rebind
-  # r1's data from the new port: the kernel roams on it, the capture wakes the agent.
-  lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null || fail "ping after NAT rebind failed"
-  p2=$(lab_nat_port_of_r1)
-  [ "$p2" != "$p1" ] && break
-done
-[ "$p2" != "$p1" ] || fail "NAT never changed the port"
+# r1's data from the new port: the kernel roams on it, the capture wakes the agent.
+p2=$(r1_new_nat_port "$p1") || fail "r1 got no new NAT port"
 moved="$LAB_NAT_OUT4:$p2"
 took=$(time_until 10000 agent_hub_endpoint_is "$moved") || fail "agent did not follow r1 to $moved"
 t "r1 moved to $moved while the hub was quiet: followed ${took} ms after its ping's answer"

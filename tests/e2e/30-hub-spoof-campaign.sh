@@ -17,9 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap lab_down EXIT
 
 PACKETS=${CAMPAIGN_PACKETS:-10500}
-sum_md5() { { cat "$@" 2>/dev/null || true; } | md5sum | cut -d' ' -f1; }
 log_lines() { wc -l <"$LAB_DIR/logs/agent-r2.log"; }
-iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
 uci_ep() { echo "$(agent_hub_uci endpoint_host):$(agent_hub_uci endpoint_port)"; }
 
 lab_up

@@ -134,6 +134,37 @@ agent_hub_endpoint_is() { [ "$(agent_hub_endpoint)" = "$1" ]; }
 # agent_hub_uci_is OPTION VALUE: succeeds when uci holds VALUE (for lab_wait_for).
 agent_hub_uci_is() { [ "$(agent_hub_uci "$1")" = "$2" ]; }
 
+# iface_up_is true|false: the hub agent reports wg0 up (or not) (for lab_wait_for).
+iface_up_is() { [ "$(agent_hub_status | jq -r '.interfaces[0].up')" = "$1" ]; }
+
+# kernel_is EP: r2's kernel has r1 at EP (for lab_wait_for).
+kernel_is() { [ "$(lab_r2_endpoint)" = "$1" ]; }
+
+# sum_md5 FILE...: one digest of the files' contents (missing files count as empty).
+sum_md5() { { cat "$@" 2>/dev/null || true; } | md5sum | cut -d' ' -f1; }
+
+# r1_new_nat_port PORT: rebinds r1's NAT mapping and has r1 send data through the
+# tunnel (the kernel roams on it) until the NAT gives a port other than PORT (it may
+# draw the same one again, 1 in 1000; five tries); prints the new port, or says why
+# not on stderr and fails.
+r1_new_nat_port() {
+  local p2 attempt
+  for attempt in 1 2 3 4 5; do
+    lab_nat_rebind
+    if ! lab_exec lan ping -6 -c1 -W2 "$LAB_INET6" >/dev/null; then
+      echo "ping after NAT rebind failed" >&2
+      return 1
+    fi
+    p2=$(lab_nat_port_of_r1) || return 1
+    if [ "$p2" != "$1" ]; then
+      echo "$p2"
+      return 0
+    fi
+  done
+  echo "NAT never changed the port" >&2
+  return 1
+}
+
 # lab_r2_wg_stop: takes r2's WireGuard link down (wireguard-go exits, wg0 is gone).
 lab_r2_wg_stop() {
   lab_stop wireguard-go-wg0
