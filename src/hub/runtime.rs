@@ -427,6 +427,18 @@ impl<W: WireGuard> HubRuntime<W> {
             .collect()
     }
 
+    /// Reads one interface's capture (ready, or its hold ended); a packet
+    /// the kernel may act on makes the hub read WireGuard at once.
+    fn capture_ready(&mut self, now: Now, iface: &str) {
+        // Counters (ignored, drops) may move: the status follows within
+        // STATUS_EVERY_MS.
+        self.status_news = true;
+        self.drain_capture(now, iface);
+        if self.captures.get(iface).is_some_and(HubCapture::seen) {
+            self.cadence.packet(now.mono_ms);
+        }
+    }
+
     /// Drains one interface's capture socket into the core.
     pub fn drain_capture(&mut self, now: Now, iface: &str) {
         let events = match self.captures.get_mut(iface) {
@@ -616,6 +628,19 @@ impl<W: WireGuard> Role for HubRuntime<W> {
     }
 
     fn turn(&mut self, now: Now) {
+        // A capture whose hold ended is read now, not after one more poll.
+        let over: Vec<String> = self
+            .captures
+            .iter()
+            .filter(|(_, c)| c.hold_over())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in over {
+            self.capture_ready(now, &name);
+        }
+        if self.hub.take_observe_soon() {
+            self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
+        }
         if now.mono_ms >= self.observe_at() {
             self.last_observe_ms = now.mono_ms;
             // observe() clears links_moved after its own first drain.
@@ -673,12 +698,7 @@ impl<W: WireGuard> Role for HubRuntime<W> {
                     self.links_moved = false;
                 }
             }
-            HubToken::Capture(name) => {
-                self.drain_capture(now, &name);
-                if self.captures.get(&name).is_some_and(HubCapture::seen) {
-                    self.cadence.packet(now.mono_ms);
-                }
-            }
+            HubToken::Capture(name) => self.capture_ready(now, &name),
             HubToken::Redeem(i) => self.redeem(now, i),
         }
         if self.hub.take_observe_soon() {

@@ -37,11 +37,37 @@ pub struct Captured {
     pub truncated: bool,
 }
 
+/// One frame where the source keeps it: the L3 frame, possibly cut by the
+/// filter's snap length (transport packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Borrowed<'a> {
+    pub data: &'a [u8],
+    pub direction: Direction,
+    /// Interface the frame was seen on (useful with the "any" index 0).
+    pub ifindex: u32,
+}
+
 /// A source of captured L3 frames. `recv` never blocks; the daemon polls
 /// `fd` for readability.
 pub trait PacketSource {
-    /// Next frame, or `None` when nothing is queued.
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Captured>>;
+    /// Next frame, borrowed where it lies (the ring) until the next call,
+    /// or `None` when nothing is queued. `now_ms` is the monotonic clock in
+    /// ms (CLOCK_MONOTONIC, as [`PacketSource::waits`]), read once per
+    /// drain rather than once per frame.
+    fn next_frame(&mut self, now_ms: u64) -> io::Result<Option<Borrowed<'_>>>;
+    /// [`PacketSource::next_frame`], copied into `buf`.
+    fn recv(&mut self, now_ms: u64, buf: &mut [u8]) -> io::Result<Option<Captured>> {
+        Ok(self.next_frame(now_ms)?.map(|f| {
+            let len = f.data.len().min(buf.len());
+            buf[..len].copy_from_slice(&f.data[..len]);
+            Captured {
+                len,
+                direction: f.direction,
+                ifindex: f.ifindex,
+                truncated: len < f.data.len(),
+            }
+        }))
+    }
     /// Descriptor to poll for readability.
     fn fd(&self) -> RawFd;
     /// Also capture (truncated) transport data packets, or stop doing so.
@@ -258,22 +284,17 @@ impl PacketCapture {
 }
 
 impl PacketSource for PacketCapture {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
-        let now = mono_ms();
-        while let Some(f) = self.ring.next(now) {
-            if self.any && f.vlan.is_some() {
-                continue;
-            }
-            let len = f.data.len().min(buf.len());
-            buf[..len].copy_from_slice(&f.data[..len]);
-            return Ok(Some(Captured {
-                len,
+    fn next_frame(&mut self, now_ms: u64) -> io::Result<Option<Borrowed<'_>>> {
+        // On "any", tagged frames are also seen untagged on the VLAN device.
+        let any = self.any;
+        Ok(self
+            .ring
+            .next_where(now_ms, |f| !(any && f.vlan.is_some()))
+            .map(|f| Borrowed {
+                data: f.data,
                 direction: f.direction,
                 ifindex: f.ifindex,
-                truncated: len < f.data.len(),
-            }));
-        }
-        Ok(None)
+            }))
     }
 
     fn fd(&self) -> RawFd {
@@ -304,22 +325,22 @@ impl PacketSource for PacketCapture {
 pub struct QueueSource {
     pub frames: std::collections::VecDeque<(Vec<u8>, Direction, u32)>,
     pub transport: bool,
+    /// The frame handed out last.
+    current: Option<(Vec<u8>, Direction, u32)>,
 }
 
 #[cfg(test)]
 impl PacketSource for QueueSource {
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Captured>> {
-        let Some((frame, direction, ifindex)) = self.frames.pop_front() else {
-            return Ok(None);
-        };
-        let len = frame.len().min(buf.len());
-        buf[..len].copy_from_slice(&frame[..len]);
-        Ok(Some(Captured {
-            len,
-            direction,
-            ifindex,
-            truncated: len < frame.len(),
-        }))
+    fn next_frame(&mut self, _now_ms: u64) -> io::Result<Option<Borrowed<'_>>> {
+        self.current = self.frames.pop_front();
+        Ok(self
+            .current
+            .as_ref()
+            .map(|(data, direction, ifindex)| Borrowed {
+                data,
+                direction: *direction,
+                ifindex: *ifindex,
+            }))
     }
 
     fn fd(&self) -> RawFd {
@@ -361,13 +382,13 @@ mod tests {
         let mut q = QueueSource::default();
         q.frames.push_back((vec![1, 2, 3], Direction::Outgoing, 7));
         let mut buf = [0u8; 2];
-        let c = q.recv(&mut buf).unwrap().unwrap();
+        let c = q.recv(0, &mut buf).unwrap().unwrap();
         assert_eq!(
             (c.len, c.truncated, c.direction, c.ifindex),
             (2, true, Direction::Outgoing, 7)
         );
         assert_eq!(buf, [1, 2]);
-        assert_eq!(q.recv(&mut buf).unwrap(), None);
+        assert_eq!(q.recv(0, &mut buf).unwrap(), None);
     }
 
     /// Two namespaces joined by a veth pair: hub 192.0.2.1, 2001:db8:c::1;
@@ -435,7 +456,7 @@ mod tests {
         let mut grace: Option<Instant> = None;
         let mut buf = [0u8; 2048];
         while Instant::now() < grace.unwrap_or(deadline) {
-            match cap.recv(&mut buf).unwrap() {
+            match cap.recv(mono_ms(), &mut buf).unwrap() {
                 Some(c) => {
                     let frame = buf[..c.len].to_vec();
                     let d = wire::parse_l3_prefix(&frame).unwrap();
