@@ -121,6 +121,7 @@ impl<W: WireGuard> HubRuntime<W> {
         };
         if rt.links.is_some() {
             rt.wg.watch_links();
+            rt.relay.links_watched();
         }
         rt.load_uci_peers(now);
         rt

@@ -15,6 +15,9 @@ pub trait RelayHost {
     fn ifindex(&mut self, name: &str) -> Option<u32>;
     /// A link appeared, went or changed (rtnetlink): indices may have.
     fn links_changed(&mut self) {}
+    /// Link events are watched: every change reaches
+    /// [`RelayHost::links_changed`], so cached indices need no expiry.
+    fn links_watched(&mut self) {}
     /// `/proc/sys/<key>`, trimmed.
     fn read_sysctl(&mut self, key: &str) -> io::Result<String>;
     fn write_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
@@ -26,8 +29,8 @@ pub trait RelayHost {
     fn ndp_dead(&mut self) -> Vec<String>;
 }
 
-/// Indices are looked up again after this long even without a link event
-/// (in case rtnetlink events are unavailable).
+/// Without link events (rtnetlink unavailable), indices are looked up
+/// again after this long.
 const INDEX_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The real host: `/proc/sys`, the `nft` tool, NDP responder threads.
@@ -35,14 +38,16 @@ const INDEX_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct SystemHost {
     responders: HashMap<String, Responder>,
     /// Device indices, kept until a link event: `if_nametoindex` opens a
-    /// socket each time, and the relay asks every second.
+    /// socket each time, and the relay asks at every reconciliation.
     indices: HashMap<String, (u32, std::time::Instant)>,
+    /// Link events reach us: no [`INDEX_TTL`].
+    watched: bool,
 }
 
 impl RelayHost for SystemHost {
     fn ifindex(&mut self, name: &str) -> Option<u32> {
         if let Some((i, at)) = self.indices.get(name)
-            && at.elapsed() < INDEX_TTL
+            && (self.watched || at.elapsed() < INDEX_TTL)
         {
             return Some(*i);
         }
@@ -61,6 +66,10 @@ impl RelayHost for SystemHost {
 
     fn links_changed(&mut self) {
         self.indices.clear();
+    }
+
+    fn links_watched(&mut self) {
+        self.watched = true;
     }
 
     fn read_sysctl(&mut self, key: &str) -> io::Result<String> {

@@ -267,6 +267,12 @@ impl HubRelay {
         self.host.links_changed();
     }
 
+    /// Link events are watched ([`HubRelay::links_changed`] follows every
+    /// change): device indices are kept until one.
+    pub fn links_watched(&mut self) {
+        self.host.links_watched();
+    }
+
     /// A route was added or removed (rtnetlink notification): the next
     /// reconciliation dumps the routing table again.
     pub fn routes_changed(&mut self) {
