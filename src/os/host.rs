@@ -152,6 +152,8 @@ pub mod fake {
         pub ndp: Vec<(String, Vec<IpNet>)>,
         /// Responders that died, reported by the next `ndp_dead`.
         pub dead: Vec<String>,
+        /// sysctls read.
+        pub reads: usize,
     }
 
     /// `wg0` is index 7; nothing else exists.
@@ -162,6 +164,7 @@ pub mod fake {
             (name == "wg0").then_some(7)
         }
         fn read_sysctl(&mut self, key: &str) -> io::Result<String> {
+            self.0.borrow_mut().reads += 1;
             self.0
                 .borrow()
                 .sysctl

@@ -642,12 +642,15 @@ pub mod fake {
         pub routes: Vec<Route>,
         pub adds: usize,
         pub dels: usize,
+        /// Route dumps asked for.
+        pub dumps: usize,
     }
 
     pub struct FakeRouting(pub Rc<RefCell<Table>>);
 
     impl Routing for FakeRouting {
         fn routes(&mut self, table: u32) -> io::Result<Vec<Route>> {
+            self.0.borrow_mut().dumps += 1;
             let t = self.0.borrow();
             Ok(t.routes
                 .iter()

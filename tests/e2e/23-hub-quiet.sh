@@ -4,6 +4,8 @@
 # no link event), the hub agent reads wg0 once every 10 s instead of every poll_ms
 # (500 here): counted as its requests on wireguard-go's UAPI socket and its event-loop
 # wakeups (strace), against the same count while it is busy. Yet, while it is quiet:
+#  - the relay's periodic re-check does not dump the routing table (a route event
+#    does);
 #  - a trickle of junk the kernel rejects itself (bad mac1) is examined and counted
 #    without making it read WireGuard, one wakeup per 160 ms capture hold;
 #  - r1 moving to a new NAT port and sending data is followed at once (the captured
@@ -22,11 +24,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 trap lab_down EXIT
 
 
-# reads_in S: "UAPI_REQUESTS WAKEUPS" of the hub agent during S seconds.
+# reads_in S: "UAPI_REQUESTS WAKEUPS ROUTE_DUMPS" of the hub agent during S seconds
+# (a route dump is an RTM_GETROUTE request, type 0x1a, on its rtnetlink socket).
 reads_in() {
   local out=$LAB_DIR/strace-$RANDOM.txt
   timeout -s INT "$1" strace -f -e trace=sendto,poll,ppoll -p "$(agent_hub_pid)" -o "$out" 2>/dev/null || true
-  echo "$(grep -c 'get=1' "$out" || true) $(grep -cE '^[0-9]+ +(poll|ppoll|restart_syscall)\(' "$out" || true)"
+  echo "$(grep -c 'get=1' "$out" || true) $(grep -cE '^[0-9]+ +(poll|ppoll|restart_syscall)\(' "$out" || true)" \
+    "$(grep -cE 'nlmsg_type=(0x1a|RTM_GETROUTE)' "$out" || true)"
 }
 
 # time_until MAX_MS CMD...: ms until CMD succeeds (polled every 10 ms), or fails.
@@ -59,16 +63,27 @@ learned="$LAB_NAT_OUT4:$(lab_nat_port_of_r1)"
 lab_wait_for 3 agent_hub_endpoint_is "$learned" || fail "agent did not learn r1"
 
 # Busy (right after the start): a read per poll.
-read -r busy_reads busy_wakes < <(reads_in 4)
+read -r busy_reads busy_wakes _ < <(reads_in 4)
 t "first 4 s after the start: $busy_reads WireGuard reads, $busy_wakes wakeups"
 [ "$busy_reads" -ge 6 ] || fail "only $busy_reads reads in 4 s at poll_ms 500 (the count is broken)"
 
 # Quiet: 10 s after the last packet, move or link event.
 sleep 8
-read -r quiet_reads quiet_wakes < <(reads_in 10)
-t "10 s of a quiet tunnel: $quiet_reads WireGuard reads, $quiet_wakes wakeups (busy: 20 and 20)"
+read -r quiet_reads quiet_wakes quiet_dumps < <(reads_in 10)
+t "10 s of a quiet tunnel: $quiet_reads WireGuard reads, $quiet_wakes wakeups, $quiet_dumps route dumps (busy: 20 and 20)"
 [ "$quiet_reads" -le 2 ] || fail "$quiet_reads reads in 10 s of quiet (expected 1, 2 at most)"
 [ "$quiet_wakes" -le 3 ] || fail "$quiet_wakes wakeups in 10 s of quiet"
+# The relay's periodic re-check (sysctls) does not dump the routing table: route and
+# link events say when it changed. One does, and the table is dumped again.
+[ "$quiet_dumps" = 0 ] || fail "$quiet_dumps route dumps in 10 s of quiet (route events are watched)"
+(sleep 1; lab_exec r2 ip -6 route add blackhole 2001:db8:beef::/64) &
+adder=$!
+read -r _ _ event_dumps < <(reads_in 3)
+wait "$adder"
+lab_exec r2 ip -6 route del blackhole 2001:db8:beef::/64
+sleep 1 # (the look the deletion asks for, within a poll, before the next window)
+t "a route added while quiet: $event_dumps route dumps in the next 2 s"
+[ "$event_dumps" -ge 1 ] || fail "a route event did not make the relay dump the table again"
 
 # Junk the kernel rejects itself (bad mac1) keeps it quiet: every packet is examined
 # and counted, none makes it read WireGuard.
@@ -82,7 +97,7 @@ while time.monotonic() < end:
     time.sleep(0.005)
 ' "$LAB_R2_WAN4" "$LAB_R2_PORT"
 sleep 0.5
-read -r junk_reads junk_wakes < <(reads_in 8)
+read -r junk_reads junk_wakes _ < <(reads_in 8)
 sleep 1
 lab_stop junk 2>/dev/null || true
 sleep 5.5

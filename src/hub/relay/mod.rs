@@ -189,6 +189,13 @@ pub struct HubRelay {
     routing_error: Option<String>,
     /// The fw4 relay (zone in uci `firewall`); `None` in tests without it.
     fw4: Option<Fw4Sync>,
+    /// Route and link events are watched: every change of the routing
+    /// table reaches [`HubRelay::routes_changed`] or
+    /// [`HubRelay::links_changed`] (a link going down takes its IPv4 routes
+    /// without a notification), so the last dump stays true until one.
+    routes_watched: bool,
+    /// The main table as last dumped, while `routes_watched`.
+    last_routes: Option<Vec<crate::core::net::Route>>,
 }
 
 impl HubRelay {
@@ -202,6 +209,8 @@ impl HubRelay {
             allowed: BTreeMap::new(),
             routing_error: None,
             fw4: None,
+            routes_watched: false,
+            last_routes: None,
         }
     }
 
@@ -262,21 +271,27 @@ impl HubRelay {
         self.core.poll_at()
     }
 
-    /// A link appeared, went or changed: device indices are looked up again.
+    /// A link appeared, went or changed: device indices are looked up
+    /// again, and the routing table dumped again.
     pub fn links_changed(&mut self) {
         self.host.links_changed();
+        self.last_routes = None;
     }
 
-    /// Link events are watched ([`HubRelay::links_changed`] follows every
-    /// change): device indices are kept until one.
+    /// Link and route events are watched ([`HubRelay::links_changed`] and
+    /// [`HubRelay::routes_changed`] follow every change): device indices
+    /// and the last route dump are kept until one. A quiet hub's periodic
+    /// re-check then reads sysctls only, not the routing table.
     pub fn links_watched(&mut self) {
         self.host.links_watched();
+        self.routes_watched = true;
     }
 
     /// A route was added or removed (rtnetlink notification): the next
     /// reconciliation dumps the routing table again.
     pub fn routes_changed(&mut self) {
         self.core.look_again();
+        self.last_routes = None;
     }
 
     /// Records one interface's WireGuard view: its peers' allowed IPs, or
@@ -324,6 +339,9 @@ impl HubRelay {
     }
 
     fn routes(&mut self) -> Option<Vec<crate::core::net::Route>> {
+        if let Some(r) = &self.last_routes {
+            return Some(r.clone());
+        }
         let result = match &mut self.routing {
             Some(r) => r.routes(RT_TABLE_MAIN),
             None => match (self.open_routing)() {
@@ -337,6 +355,9 @@ impl HubRelay {
         match result {
             Ok(r) => {
                 self.routing_error = None;
+                if self.routes_watched {
+                    self.last_routes = Some(r.clone());
+                }
                 Some(r)
             }
             Err(e) => {
@@ -384,6 +405,7 @@ impl HubRelay {
     /// Removes our routes and nft table, stops the NDP proxy and restores
     /// the sysctls this agent changed.
     pub fn stop(&mut self, cfg: &Config) {
+        self.last_routes = None;
         let ifaces = self.iface_facts(cfg);
         let facts = self.facts(ifaces);
         let actions = self.core.handle(Now::new(0, 0), RelayEvent::Stop(facts));
@@ -392,6 +414,14 @@ impl HubRelay {
 
     fn apply(&mut self, now_ms: u64, actions: Vec<RelayAction>) {
         for a in actions {
+            if matches!(
+                a,
+                RelayAction::AddRoute { .. } | RelayAction::DelRoute { .. }
+            ) {
+                // Its notification follows; the next look is a fresh dump
+                // in any case.
+                self.last_routes = None;
+            }
             let result = match &a {
                 RelayAction::Log(l) => {
                     emit(l.level, &l.msg);

@@ -47,6 +47,57 @@ fn ours() -> Route {
 }
 
 #[test]
+fn with_route_events_watched_only_an_event_makes_it_dump_the_table_again() {
+    let table = Rc::new(RefCell::new(Table::default()));
+    let host = host_before_forwarding();
+    let c = cfg("\toption wan 'wan'\n\toption forwarding '1'\n");
+    let mut r = relay(&table, &host);
+    r.links_watched();
+    let run = |r: &mut HubRelay, from: u64, to: u64| {
+        for t in (from..to).step_by(500) {
+            r.seen("wg0", Some(allowed()));
+            r.reconcile(t, &c);
+        }
+    };
+    run(&mut r, 0, 30_000);
+    assert_eq!(table.borrow().adds, 1);
+    assert_eq!(table.borrow().routes, [ours()]);
+    // A minute of periodic re-checks: the table is not dumped (nothing said
+    // it changed), yet the re-check runs: a sysctl someone reset (no event
+    // tells of that) is set again.
+    let dumps = table.borrow().dumps;
+    host.borrow_mut()
+        .sysctl
+        .insert(crate::core::relay::SYSCTL_FORWARDING.into(), "0".into());
+    run(&mut r, 30_000, 90_000);
+    assert_eq!(table.borrow().dumps, dumps, "no route event, no dump");
+    assert_eq!(
+        host.borrow().sysctl[crate::core::relay::SYSCTL_FORWARDING],
+        "1",
+        "the re-check still runs"
+    );
+    // Someone deletes the route: its notification makes the relay look,
+    // and the route is back after its grace.
+    table.borrow_mut().routes.clear();
+    r.routes_changed();
+    run(&mut r, 90_000, 90_000 + ROUTE_GRACE_MS + 2_000);
+    assert_eq!(table.borrow().adds, 2);
+    assert_eq!(table.borrow().routes, [ours()]);
+    // A link event (a link going down takes its IPv4 routes without a
+    // route notification) makes the next reconciliation (here the periodic
+    // re-check) dump again too.
+    run(&mut r, 100_000, 120_000);
+    let dumps = table.borrow().dumps;
+    r.links_changed();
+    run(
+        &mut r,
+        120_000,
+        120_000 + crate::core::relay::CHECK_MS + 500,
+    );
+    assert_eq!(table.borrow().dumps, dumps + 1);
+}
+
+#[test]
 fn route_is_added_once_survives_a_restart_and_goes_on_stop() {
     let table = Rc::new(RefCell::new(Table::default()));
     let host = Rc::new(RefCell::new(Host::default()));
