@@ -8,8 +8,10 @@
 //! [`HubRelay::reconcile`] after each observation (it works only when
 //! something changed — [`HubRelay::routes_changed`] on a route notification —
 //! when one of the core's deadlines is due, or every
-//! [`crate::core::relay::CHECK_MS`] to catch changes made by others), and
-//! [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the fw4 relay's
+//! [`crate::core::relay::CHECK_MS`] to catch changes made by others; with
+//! route and link events watched, [`HubRelay::links_watched`], that
+//! re-check reuses the last route dump until an event says the table
+//! changed), and [`HubRelay::stop`] on a clean stop. [`Fw4Sync`] keeps the fw4 relay's
 //! firewall zone in uci `firewall` (checked on each reconciliation, written
 //! only when the config asks for something else).
 
