@@ -24,6 +24,13 @@ pub const HOT_MS: u64 = 10_000;
 /// once).
 pub const QUIET_READ_MS: u64 = 10_000;
 
+/// After a read a captured packet asked for found nothing moved, one more
+/// look this much later: the ring hands a packet over a few ms after it
+/// arrived, and the WireGuard that roams on it (a decrypt worker in the
+/// kernel, a goroutine in wireguard-go) may not have got to it yet under
+/// load. Without it such a roam waited for the next poll.
+pub const SECOND_LOOK_MS: u64 = 50;
+
 /// What one read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Read {
@@ -40,6 +47,8 @@ pub struct Cadence {
     hot_until: u64,
     quiet: bool,
     next: u64,
+    /// A captured packet woke the quiet hub: its read gets a second look.
+    packet_woke: bool,
 }
 
 impl Cadence {
@@ -50,6 +59,7 @@ impl Cadence {
             hot_until: now_ms + HOT_MS,
             quiet: false,
             next: 0,
+            packet_woke: false,
         }
     }
 
@@ -75,6 +85,9 @@ impl Cadence {
             self.poll_ms
         };
         self.next = now_ms + wait;
+        if std::mem::take(&mut self.packet_woke) && !read.moved {
+            self.next = self.next.min(now_ms + SECOND_LOOK_MS);
+        }
     }
 
     /// A link came, went or changed, or a nudge or reload: read at once and
@@ -90,6 +103,7 @@ impl Cadence {
     pub fn packet(&mut self, now_ms: u64) {
         if self.quiet {
             self.quiet = false;
+            self.packet_woke = true;
             self.next = self.next.min(now_ms);
         }
     }
@@ -192,11 +206,23 @@ mod tests {
         c.packet(15_123);
         assert_eq!(c.due(), 15_123, "the kernel may have roamed on it");
         assert!(!c.quiet());
-        // The read after the packet is not idle (a frame was captured): back
-        // at the poll; a second packet changes nothing.
+        // The read after the packet is not idle (a frame was captured) and
+        // found nothing moved: WireGuard may not have processed the packet
+        // yet, one more look SECOND_LOOK_MS later; a second packet changes
+        // nothing.
         c.read(15_123, BUSY);
-        c.packet(15_200);
-        assert_eq!(c.due(), 15_623);
+        assert_eq!(c.due(), 15_123 + SECOND_LOOK_MS);
+        c.packet(15_150);
+        assert_eq!(c.due(), 15_123 + SECOND_LOOK_MS);
+        // After that look, back at the poll (no third look).
+        c.read(15_173, BUSY);
+        assert_eq!(c.due(), 15_173 + POLL);
+        // A read that found the move needs no second look.
+        run(&mut c, 15_173, 40_000, |_| IDLE);
+        assert!(c.quiet());
+        c.packet(40_001);
+        c.read(40_001, MOVED);
+        assert_eq!(c.due(), 40_001 + POLL);
     }
 
     #[test]
