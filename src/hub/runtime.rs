@@ -438,6 +438,11 @@ impl<W: WireGuard> HubRuntime<W> {
         if self.captures.get(iface).is_some_and(HubCapture::seen) {
             self.cadence.packet(now.mono_ms);
         }
+        if self.hub.take_observe_soon() {
+            // An unproven or replayed initiation: if the kernel took it (it
+            // forgot the peer's timestamp), roll back before anyone uses it.
+            self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
+        }
     }
 
     /// Drains one interface's capture socket into the core.
@@ -639,9 +644,6 @@ impl<W: WireGuard> Role for HubRuntime<W> {
         for name in over {
             self.capture_ready(now, &name);
         }
-        if self.hub.take_observe_soon() {
-            self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
-        }
         if now.mono_ms >= self.observe_at() {
             self.last_observe_ms = now.mono_ms;
             // observe() clears links_moved after its own first drain.
@@ -701,11 +703,6 @@ impl<W: WireGuard> Role for HubRuntime<W> {
             }
             HubToken::Capture(name) => self.capture_ready(now, &name),
             HubToken::Redeem(i) => self.redeem(now, i),
-        }
-        if self.hub.take_observe_soon() {
-            // An unproven or replayed initiation: if the kernel took it (it
-            // forgot the peer's timestamp), roll back before anyone uses it.
-            self.cadence.by(now.mono_ms + OBSERVE_SOON_MS);
         }
     }
 

@@ -24,19 +24,6 @@ pub enum Direction {
     Outgoing,
 }
 
-/// One frame written into the caller's buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Captured {
-    /// Bytes written: the L3 frame, possibly cut by the filter's snap length
-    /// (transport packets) or by the buffer size.
-    pub len: usize,
-    pub direction: Direction,
-    /// Interface the frame was seen on (useful with the "any" index 0).
-    pub ifindex: u32,
-    /// The frame did not fit into the buffer.
-    pub truncated: bool,
-}
-
 /// One frame where the source keeps it: the L3 frame, possibly cut by the
 /// filter's snap length (transport packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +34,7 @@ pub struct Borrowed<'a> {
     pub ifindex: u32,
 }
 
-/// A source of captured L3 frames. `recv` never blocks; the daemon polls
+/// A source of captured L3 frames. `next_frame` never blocks; the daemon polls
 /// `fd` for readability.
 pub trait PacketSource {
     /// Next frame, borrowed where it lies (the ring) until the next call,
@@ -55,25 +42,12 @@ pub trait PacketSource {
     /// ms (CLOCK_MONOTONIC, as [`PacketSource::waits`]), read once per
     /// drain rather than once per frame.
     fn next_frame(&mut self, now_ms: u64) -> io::Result<Option<Borrowed<'_>>>;
-    /// [`PacketSource::next_frame`], copied into `buf`.
-    fn recv(&mut self, now_ms: u64, buf: &mut [u8]) -> io::Result<Option<Captured>> {
-        Ok(self.next_frame(now_ms)?.map(|f| {
-            let len = f.data.len().min(buf.len());
-            buf[..len].copy_from_slice(&f.data[..len]);
-            Captured {
-                len,
-                direction: f.direction,
-                ifindex: f.ifindex,
-                truncated: len < f.data.len(),
-            }
-        }))
-    }
     /// Descriptor to poll for readability.
     fn fd(&self) -> RawFd;
     /// Also capture (truncated) transport data packets, or stop doing so.
     fn set_transport(&mut self, on: bool) -> io::Result<()>;
     /// Until when not to wait for `fd` (monotonic ms): over its budget
-    /// lately, or coalescing wakeups; `recv` still works meanwhile.
+    /// lately, or coalescing wakeups; `next_frame` still works meanwhile.
     fn waits(&self) -> Option<u64> {
         None
     }
@@ -381,14 +355,12 @@ mod tests {
     fn queue_source_hands_out_frames() {
         let mut q = QueueSource::default();
         q.frames.push_back((vec![1, 2, 3], Direction::Outgoing, 7));
-        let mut buf = [0u8; 2];
-        let c = q.recv(0, &mut buf).unwrap().unwrap();
+        let f = q.next_frame(0).unwrap().unwrap();
         assert_eq!(
-            (c.len, c.truncated, c.direction, c.ifindex),
-            (2, true, Direction::Outgoing, 7)
+            (f.data, f.direction, f.ifindex),
+            (&[1, 2, 3][..], Direction::Outgoing, 7)
         );
-        assert_eq!(buf, [1, 2]);
-        assert_eq!(q.recv(0, &mut buf).unwrap(), None);
+        assert_eq!(q.next_frame(0).unwrap(), None);
     }
 
     /// Two namespaces joined by a veth pair: hub 192.0.2.1, 2001:db8:c::1;
@@ -454,11 +426,10 @@ mod tests {
         let mut got = Vec::new();
         let deadline = Instant::now() + wait;
         let mut grace: Option<Instant> = None;
-        let mut buf = [0u8; 2048];
         while Instant::now() < grace.unwrap_or(deadline) {
-            match cap.recv(mono_ms(), &mut buf).unwrap() {
+            match cap.next_frame(mono_ms()).unwrap() {
                 Some(c) => {
-                    let frame = buf[..c.len].to_vec();
+                    let frame = c.data.to_vec();
                     let d = wire::parse_l3_prefix(&frame).unwrap();
                     got.push((frame, d, c.direction, c.ifindex));
                     if got.len() >= want && grace.is_none() {
