@@ -14,7 +14,7 @@ agent_bin() {
   # The newest build wins, so a stale release binary is never tested by mistake.
   local b
   b=$(ls -t "$_agent_root/target/x86_64-unknown-linux-musl/release/wgroam" \
-    "$_agent_root/target/debug/wgroam" 2>/dev/null | head -n 1)
+    "$_agent_root/target/debug/wgroam" 2>/dev/null | head -n 1 || true) # ls fails for the missing one
   if [ -z "$b" ]; then
     echo "agent: no wgroam binary; build it (cargo build) or set WGROAM_BIN" >&2
     return 1
