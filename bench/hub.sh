@@ -175,6 +175,19 @@ for mode in kernel initiation kernel@quiet; do
 done
 
 # === 2. idle ========================================================================
+# wait_quiet PID: waits (30 s at most) until 3 s pass in which PID does not wake;
+# prints the seconds waited.
+wait_quiet() {
+  local v0 v1 n0 n1 t=0
+  while [ "$t" -lt 30 ]; do
+    read -r v0 n0 < <(ctxsw "$1")
+    sleep 3
+    read -r v1 n1 < <(ctxsw "$1")
+    [ "$v0" = "$v1" ] && break
+    t=$((t + 3))
+  done
+  echo "$t"
+}
 declare -A IDLE
 IDLE_ROWS=(500 1000 2000)
 # The agent of $BENCH_BASE_BIN at poll_ms 500: the idle baseline of the same run.
@@ -187,8 +200,11 @@ for row in "${IDLE_ROWS[@]}"; do
     restart_agent "option poll_ms '$poll'"
   fi
   pid=$(agent_hub_pid)
-  # Past the hot window after a start (10 s at poll_ms): the idle hub is quiet.
+  # Past the hot window after a start (10 s at poll_ms): the idle hub is quiet,
+  # once the tunnel is (the latency section's sessions can still be talking):
+  # up to 30 s more, until 3 s pass without the agent waking.
   sleep 12
+  waited=$(wait_quiet "$pid")
   c0=$(cpu_ns "$pid") t0=$(ticks "$pid")
   read -r v0 n0 < <(ctxsw "$pid")
   sleep "$IDLE_S"
@@ -209,7 +225,7 @@ $(awk -v a="$n0" -v b="$n1" -v w="$IDLE_S" 'BEGIN { printf "%.2f", (b - a) / w }
 $(awk -v c="${calls:-0}" -v w="$IDLE_S" 'BEGIN { printf "%d", c * 60 / w }') \
 $(awk -v a="$c0" -v b="$c1" -v w="$IDLE_S" 'BEGIN { printf "%.1f", (b - a) / 1e6 * 60 / w }') \
 $(awk -v a="$t0" -v b="$t1" -v w="$IDLE_S" -v hz="$HZ" 'BEGIN { printf "%.2f", (b - a) / hz * 60 / w }')|$top"
-  note "idle poll_ms $row: ${IDLE[$row]}"
+  note "idle poll_ms $row (waited ${waited} s for quiet): ${IDLE[$row]}"
 done
 restart_agent
 
