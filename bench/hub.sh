@@ -3,7 +3,7 @@
 # tables (Markdown) in which every number stands beside its baseline, measured in the
 # same run. Not a pass/fail test: it fails only when it cannot measure.
 #
-#   bash bench/hub.sh            # as root; about 3 minutes; output also in
+#   bash bench/hub.sh            # as root; 4-9 minutes; output also in
 #                                # target/bench/hub-latest.md
 #   bash bench/hub.sh --vm mipsel   # the capture section (agent vs tcpdump) inside
 #                                # the mipsel test VM (qemu-system Malta, 24Kc,
