@@ -34,6 +34,8 @@ PKGS=(
   # luci-app-wgroam: views driven in a headless browser (tests/luci), feed
   # signatures (usign-compatible signify)
   chromium signify-openbsd
+  # benchmarks: instructions per captured packet (bench/capture-instr.sh)
+  valgrind
 )
 
 # The aarch64/mipsel VMs take their kernel and userland (busybox-static, ip,
