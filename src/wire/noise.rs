@@ -226,9 +226,14 @@ impl Mac1 {
         Mac1 { core, key: *key }
     }
 
-    /// Same answer as [`verify_mac1_with`], allocation-free.
+    /// Same answer as [`verify_mac1_with`], allocation-free. The covered
+    /// bytes go to the compression function where they lie (all blocks but
+    /// the last; BLAKE2s finalizes the last one, full or not), and the
+    /// comparison is two 64-bit words (the generic `digest_blocks` path and
+    /// a byte-wise fold: 4 042 instructions a junk packet instead of 3 932,
+    /// bench/capture-instr.sh; BLAKE2s compression itself is 3 192).
     pub fn verify(&self, msg: &[u8]) -> bool {
-        use blake2::digest::core_api::{Buffer, UpdateCore, VariableOutputCore};
+        use blake2::digest::core_api::{Block, Buffer, UpdateCore, VariableOutputCore};
         let Some(split) = msg.len().checked_sub(32) else {
             return false;
         };
@@ -237,15 +242,18 @@ impl Mac1 {
             // The key block is then the last one, compressed as such.
             return verify_mac1_with(&self.key, msg);
         }
+        let (blocks, last) = covered.split_at((covered.len() - 1) / 64 * 64);
         let mut core = self.core.clone();
-        let mut buffer = Buffer::<blake2::Blake2sVarCore>::default();
-        buffer.digest_blocks(covered, |blocks| core.update_blocks(blocks));
+        for block in blocks.chunks_exact(64) {
+            core.update_blocks(std::slice::from_ref(
+                Block::<blake2::Blake2sVarCore>::from_slice(block),
+            ));
+        }
+        let mut buffer = Buffer::<blake2::Blake2sVarCore>::new(last);
         let mut out = Default::default();
         core.finalize_variable_core(&mut buffer, &mut out);
-        let diff = out[..16]
-            .iter()
-            .zip(&macs[..16])
-            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        let word = |b: &[u8], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap());
+        let diff = (word(&out, 0) ^ word(macs, 0)) | (word(&out, 8) ^ word(macs, 8));
         std::hint::black_box(diff) == 0
     }
 }
