@@ -28,7 +28,8 @@
 #
 # Knobs (environment): BENCH_BASE_BIN (another agent build, e.g. main's, whose capture
 # cost is measured in the same run), BENCH_LOW_PPS (4000: a flood below the agent's
-# frame budget, for the cost per packet without shedding),
+# frame budget, for the cost per packet without shedding), BENCH_LOW_PAIRS (4 more
+# agent/tcpdump pairs at that rate, back to back; 0 for none),
 # BENCH_RUNS (10 latency runs per path), BENCH_QUIET_RUNS (5 runs of path (a) after
 # 11 s without traffic), BENCH_PPS (150000),
 # BENCH_FLOOD_S (10), BENCH_IDLE_S (10 s per window), BENCH_GEN_NICE (-10: the
@@ -351,6 +352,8 @@ SPOOF="initiation-shaped junk, every packet from a new source (203.0.113.0/24 x 
 MAC1="initiation-shaped garbage with a VALID mac1, every packet from a new source"
 LOW="initiation-shaped junk, 256 sources, below the agent's frame budget"
 LOW_PPS=${BENCH_LOW_PPS:-4000}
+LOW_PAIRS=${BENCH_LOW_PAIRS:-4}
+case "$LOW_PAIRS" in '' | *[!0-9]*) die "BENCH_LOW_PAIRS must be a number (0 for none)" ;; esac
 CAP=()
 phase "$OTHER" other agent; CAP+=("$ROW")
 phase "$JUNK" wgjunk agent; CAP+=("$ROW")
@@ -370,6 +373,21 @@ phase "$JUNK" wgjunk tcpdump; CAP+=("$ROW")
 phase "$SPOOF" spoofed tcpdump; CAP+=("$ROW")
 phase "$MAC1" mac1 tcpdump; CAP+=("$ROW")
 phase "$LOW" wgjunk tcpdump "$LOW_PPS"; CAP+=("$ROW")
+# The ratio below the frame budget, again in LOW_PAIRS pairs back to back (a fresh
+# agent, quiet, its window, then tcpdump's): the single pair above is minutes apart
+# and moves by a fifth between runs here.
+LOW_KEY=wgjunk:$LOW_PPS
+MAIN_LOW="${CPU_MS[agent:$LOW_KEY]:-} ${HANDLED[agent:$LOW_KEY]:-0} ${CPU_MS[tcpdump:$LOW_KEY]:-} ${HANDLED[tcpdump:$LOW_KEY]:-0}"
+PAIRS=("$MAIN_LOW")
+for _ in $(seq "$LOW_PAIRS"); do
+  restart_agent
+  wait_quiet "$(agent_hub_pid)" >/dev/null
+  phase "$LOW" wgjunk agent "$LOW_PPS"
+  lab_stop agent-r2
+  phase "$LOW" wgjunk tcpdump "$LOW_PPS"
+  PAIRS+=("${CPU_MS[agent:$LOW_KEY]} ${HANDLED[agent:$LOW_KEY]} ${CPU_MS[tcpdump:$LOW_KEY]} ${HANDLED[tcpdump:$LOW_KEY]}")
+done
+read -r CPU_MS[agent:$LOW_KEY] HANDLED[agent:$LOW_KEY] CPU_MS[tcpdump:$LOW_KEY] HANDLED[tcpdump:$LOW_KEY] <<<"$MAIN_LOW"
 lab_exec r2 nft delete table ip wgr_bench
 
 # === 4. mass move ==================================================================
@@ -525,6 +543,25 @@ report() {
     fi
     echo "| ${k%%:*} | ${k#*:} | $a / $tc | $r | $pa / $pt | $pr |$base"
   done
+  echo
+  echo "The same ratio at $LOW_PPS pps in $((${#PAIRS[@]})) pairs (the first is the pair above; each"
+  echo "further one a fresh agent's window, then tcpdump's, back to back):"
+  echo
+  echo "| pair | agent CPU ms / packets | tcpdump CPU ms / packets | agent µs per packet / tcpdump's | ratio per packet |"
+  echo "|---|---|---|---|---|"
+  local i=0 ratios=() p
+  for p in "${PAIRS[@]}"; do
+    i=$((i + 1))
+    read -r a ah tc th <<<"$p"
+    [ -n "$a" ] && [ -n "$tc" ] || continue
+    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')
+    ratios+=("$pr")
+    echo "| $i | $a / $ah | $tc / $th | $pa / $pt | $pr |"
+  done
+  echo
+  echo "Ratio per packet over the pairs: $(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "median %s, min %s, max %s", (NR % 2 ? v[(NR + 1) / 2] : sprintf("%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2)), v[1], v[NR] }')."
   echo
   echo "tcpdump: \`tcpdump -n -i wan -w /dev/null '$TCPDUMP_FILTER'\` (the agent's filter"
   echo "also accepts IPv6 and the hub's own responses). The kernel runs both filters in the"
