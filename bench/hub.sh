@@ -3,7 +3,7 @@
 # tables (Markdown) in which every number stands beside its baseline, measured in the
 # same run. Not a pass/fail test: it fails only when it cannot measure.
 #
-#   bash bench/hub.sh            # as root; 4-9 minutes; output also in
+#   bash bench/hub.sh            # as root; 8-10 minutes; output also in
 #                                # target/bench/hub-latest.md
 #   bash bench/hub.sh --vm mipsel   # the capture section (agent vs tcpdump) inside
 #                                # the mipsel test VM (qemu-system Malta, 24Kc,
@@ -473,6 +473,9 @@ lab_stop tcpdump-rss
 WGGO_RSS=$(status_kib "$(lab_pid wireguard-go-wg0)" VmRSS)
 
 # === report ========================================================================
+# us_per CPU_MS PACKETS: CPU µs per packet (0 without packets).
+us_per() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }'; }
+
 report() {
   local row poll n label b
   echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo),"
@@ -529,14 +532,13 @@ report() {
     [ -n "$a" ] && [ -n "$tc" ] || continue
     r=$(awk -v a="$a" -v t="$tc" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')
     local pa pt pr
-    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
-    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pa=$(us_per "$a" "$ah") pt=$(us_per "$tc" "$th")
     pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.1f", (t > 0 ? a / t : 0) }')
     base=""
     if [ -n "$BASE_BIN" ]; then
       base=" -"
       if [ -n "${CPU_MS[main:$k]:-}" ]; then
-        base=" ${CPU_MS[main:$k]} ms, $(awk -v c="${CPU_MS[main:$k]}" -v n="${HANDLED[main:$k]:-0}" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }') µs |"
+        base=" ${CPU_MS[main:$k]} ms, $(us_per "${CPU_MS[main:$k]}" "${HANDLED[main:$k]:-0}") µs |"
       else
         base=" - |"
       fi
@@ -554,8 +556,7 @@ report() {
     i=$((i + 1))
     read -r a ah tc th <<<"$p"
     [ -n "$a" ] && [ -n "$tc" ] || continue
-    pa=$(awk -v c="$a" -v n="$ah" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
-    pt=$(awk -v c="$tc" -v n="$th" 'BEGIN { printf "%.3f", (n > 0 ? c * 1000 / n : 0) }')
+    pa=$(us_per "$a" "$ah") pt=$(us_per "$tc" "$th")
     pr=$(awk -v a="$pa" -v t="$pt" 'BEGIN { printf "%.2f", (t > 0 ? a / t : 0) }')
     ratios+=("$pr")
     echo "| $i | $a / $ah | $tc / $th | $pa / $pt | $pr |"
