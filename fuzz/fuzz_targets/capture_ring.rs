@@ -1,13 +1,15 @@
 //! Any bytes as the blocks of a TPACKET_V3 ring, read the way the hub reads
 //! its capture (`capture::ring::Ring`, frame budget included), every frame
-//! through `capture_hub::classify`: never panics, never hangs, never reads
-//! outside the ring, hands every block back, and never yields more frames
-//! than the blocks claim (read + shed).
+//! through the drain's `capture::Verdicts` (mac1 four at a time): never
+//! panics, never hangs, never reads outside the ring, hands every block back,
+//! never yields more frames than the blocks claim (read + shed), and the
+//! drain's events are those of `capture::classify` frame by frame, in order.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wgroam::core::hub::{Event, Ignored};
+use wgroam::hub::capture::{Budget, Verdict, Verdicts, Who, classify};
 use wgroam::os::capture::ring::{Frames, Ring};
-use wgroam::hub::capture::{Who, classify};
 
 #[path = "fixture.rs"]
 mod fixture;
@@ -55,12 +57,45 @@ fuzz_target!(|data: &[u8]| {
         peers: &peers,
     };
     let mut read = 0u64;
-    let mut allow = || false;
+    // A budget of none or a few verifications, as `first` says.
+    let fresh = || {
+        let mut b = Budget::new();
+        while b.take(0) {}
+        let mut spare = Budget::new();
+        for _ in 0..first >> 6 {
+            spare.take(0);
+        }
+        if first & 0x20 == 0 { b } else { spare }
+    };
+    let mut batched = fresh();
+    let mut drain = Verdicts::new("wg0", who, &mut batched, 0);
+    let mut one_by_one = fresh();
+    let mut want = Vec::new();
+    let mut rejected: Vec<(Ignored, std::net::SocketAddr, u64)> = Vec::new();
     while let Some(f) = ring.next(0) {
         read += 1;
         assert!(read <= claimed, "more frames than the blocks claim");
-        let _ = classify("wg0", &who, f.data, f.direction, &mut allow);
+        drain.push(f.data, f.direction);
+        match classify("wg0", &who, f.data, f.direction, &mut || one_by_one.take(0)) {
+            Some(Verdict::Event(e)) => want.push(e),
+            Some(Verdict::Ignored(from, why)) => match rejected.iter_mut().find(|r| r.0 == why) {
+                Some(r) => r.2 += 1,
+                None => rejected.push((why, from, 1)),
+            },
+            None => {}
+        }
     }
+    want.extend(
+        rejected
+            .into_iter()
+            .map(|(why, from, count)| Event::Ignored {
+                iface: "wg0".into(),
+                from,
+                why,
+                count,
+            }),
+    );
+    assert_eq!(drain.finish().0, want);
     assert!(read + ring.take_shed() <= claimed);
     drop(ring);
     // Every block went back to the kernel.

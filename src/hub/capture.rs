@@ -14,7 +14,7 @@ use crate::hub::status::IfaceRuntime;
 use crate::os::capture::{Direction, PacketCapture, PacketSource, ifindex};
 use crate::os::wg::DeviceView;
 use crate::wire::noise::{Reject, Responder};
-use crate::wire::{self, Message};
+use crate::wire::{self, INITIATION_LEN, Message};
 
 /// Frames read per wakeup at most, so a flood cannot starve the loop (at
 /// about a microsecond each, about a millisecond). Room for what a hold
@@ -273,53 +273,18 @@ impl HubCapture {
         let Some(o) = &mut self.open else {
             return Vec::new();
         };
-        let mut events = Vec::new();
-        // Rejected frames by kind: (first source, how many).
-        let mut rejected: Vec<(Ignored, SocketAddr, u64)> = Vec::new();
+        let who = Who {
+            responder: &o.responder,
+            port: o.port,
+            peers: &o.peers,
+        };
+        let mut verdicts = Verdicts::new(iface, who, &mut o.budget, now_ms);
         self.saturated = true;
         for _ in 0..BURST {
             match o.source.next_frame(now_ms) {
-                Ok(Some(c)) => {
-                    let budget = &mut o.budget;
-                    // When a verification was allowed: it runs right after.
-                    let mut granted = None;
-                    let mut verify = || {
-                        let ok = budget.take(now_ms);
-                        if ok {
-                            granted = Some(std::time::Instant::now());
-                        }
-                        ok
-                    };
-                    // Classified where it lies, as far as a handshake
-                    // message and its headers go.
-                    let frame = &c.data[..c.data.len().min(FRAME_MAX)];
-                    let who = Who {
-                        responder: &o.responder,
-                        port: o.port,
-                        peers: &o.peers,
-                    };
-                    let v = classify(iface, &who, frame, c.direction, &mut verify);
-                    if let Some(t0) = granted {
-                        o.budget.charge(t0.elapsed());
-                    }
-                    // What the kernel may act on (news, or an initiation
-                    // left unverified) makes the hub read it; what it rejects
-                    // itself (bad mac1, malformed, forged) does not.
-                    self.seen |= matches!(
-                        v,
-                        Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
-                    );
-                    match v {
-                        Some(Verdict::Event(e)) => events.push(e),
-                        Some(Verdict::Ignored(from, why)) => {
-                            match rejected.iter_mut().find(|r| r.0 == why) {
-                                Some(r) => r.2 += 1,
-                                None => rejected.push((why, from, 1)),
-                            }
-                        }
-                        None => {}
-                    }
-                }
+                // Classified where it lies, as far as a handshake message
+                // and its headers go.
+                Ok(Some(c)) => verdicts.push(&c.data[..c.data.len().min(FRAME_MAX)], c.direction),
                 Ok(None) => {
                     self.saturated = false;
                     break;
@@ -333,12 +298,78 @@ impl HubCapture {
                 }
             }
         }
+        let (events, seen) = verdicts.finish();
+        self.seen |= seen;
         self.held = o.source.waits().is_some();
-        // After the drain's events: an initiation over the budget makes the
-        // core distrust its stamps, which is never undone by a verified one
-        // read earlier in the same drain.
-        events.extend(
-            rejected
+        events
+    }
+}
+
+/// A drain's frames turned into core events, in the order they came, with
+/// the mac1 checks of incoming initiations made four at a time
+/// ([`Responder::verify_mac1_x4`]: a flood of junk initiations is nothing
+/// but such checks). Initiations wait (copied) for the batch to fill; any
+/// other verdict first settles those waiting, so events keep frame order.
+pub struct Verdicts<'a> {
+    iface: &'a str,
+    who: Who<'a>,
+    budget: &'a mut Budget,
+    now_ms: u64,
+    /// Incoming initiations waiting for their mac1 check.
+    waiting: usize,
+    from: [SocketAddr; 4],
+    msgs: [[u8; INITIATION_LEN]; 4],
+    events: Vec<Event>,
+    /// Rejected frames by kind: (first source, how many).
+    rejected: Vec<(Ignored, SocketAddr, u64)>,
+    seen: bool,
+}
+
+impl<'a> Verdicts<'a> {
+    pub fn new(iface: &'a str, who: Who<'a>, budget: &'a mut Budget, now_ms: u64) -> Self {
+        Verdicts {
+            iface,
+            who,
+            budget,
+            now_ms,
+            waiting: 0,
+            from: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
+            msgs: [[0; INITIATION_LEN]; 4],
+            events: Vec::new(),
+            rejected: Vec::new(),
+            seen: false,
+        }
+    }
+
+    /// One captured L3 frame.
+    pub fn push(&mut self, frame: &[u8], direction: Direction) {
+        match step(self.iface, &self.who, frame, direction) {
+            Step::Mac1(from, msg) => {
+                self.from[self.waiting] = from;
+                self.msgs[self.waiting] = *msg;
+                self.waiting += 1;
+                if self.waiting == 4 {
+                    self.settle();
+                }
+            }
+            Step::Done(None) => {}
+            v @ Step::Done(Some(_)) => {
+                self.settle();
+                let Step::Done(v) = v else { unreachable!() };
+                self.take(v);
+            }
+        }
+    }
+
+    /// The core events, rejections last (one per kind: an initiation over
+    /// the budget makes the core distrust its stamps, which is never undone
+    /// by a verified one read earlier in the same drain), and whether a
+    /// frame the kernel may act on was among them.
+    pub fn finish(mut self) -> (Vec<Event>, bool) {
+        self.settle();
+        let iface = self.iface;
+        self.events.extend(
+            self.rejected
                 .into_iter()
                 .map(|(why, from, count)| Event::Ignored {
                     iface: iface.to_string(),
@@ -347,11 +378,62 @@ impl HubCapture {
                     count,
                 }),
         );
-        events
+        (self.events, self.seen)
+    }
+
+    /// Checks the waiting initiations' mac1 and takes their verdicts.
+    fn settle(&mut self) {
+        let n = std::mem::take(&mut self.waiting);
+        let responder = self.who.responder;
+        let ok = if n == 4 {
+            let m = &self.msgs;
+            responder.verify_mac1_x4([&m[0], &m[1], &m[2], &m[3]])
+        } else {
+            std::array::from_fn(|i| i < n && responder.verify_mac1(&self.msgs[i]))
+        };
+        for (i, ok) in ok.into_iter().enumerate().take(n) {
+            // When a verification was allowed: it runs right after.
+            let mut granted = None;
+            let (budget, now_ms) = (&mut *self.budget, self.now_ms);
+            let mut verify = || {
+                let allowed = budget.take(now_ms);
+                if allowed {
+                    granted = Some(std::time::Instant::now());
+                }
+                allowed
+            };
+            let msg = &self.msgs[i];
+            let v = after_mac1(self.iface, &self.who, self.from[i], msg, ok, &mut verify);
+            if let Some(t0) = granted {
+                self.budget.charge(t0.elapsed());
+            }
+            self.take(v);
+        }
+    }
+
+    fn take(&mut self, v: Option<Verdict>) {
+        // What the kernel may act on (news, or an initiation left
+        // unverified) makes the hub read it; what it rejects itself (bad
+        // mac1, malformed, forged) does not.
+        self.seen |= matches!(
+            v,
+            Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
+        );
+        match v {
+            Some(Verdict::Event(e)) => self.events.push(e),
+            Some(Verdict::Ignored(from, why)) => {
+                match self.rejected.iter_mut().find(|r| r.0 == why) {
+                    Some(r) => r.2 += 1,
+                    None => self.rejected.push((why, from, 1)),
+                }
+            }
+            None => {}
+        }
     }
 }
 
 /// What classification needs to know about the interface.
+#[derive(Clone, Copy)]
 pub struct Who<'a> {
     pub responder: &'a Responder,
     pub port: u16,
@@ -392,18 +474,37 @@ pub fn classify(
     direction: Direction,
     budget: &mut dyn FnMut() -> bool,
 ) -> Option<Verdict> {
-    let (responder, port) = (who.responder, who.port);
+    match step(iface, who, frame, direction) {
+        Step::Done(v) => v,
+        Step::Mac1(from, msg) => {
+            let ok = who.responder.verify_mac1(msg);
+            after_mac1(iface, who, from, msg, ok, budget)
+        }
+    }
+}
+
+/// A frame's verdict, or the incoming initiation whose verdict waits for
+/// its mac1 check (made one by one or four at a time).
+enum Step<'f> {
+    Done(Option<Verdict>),
+    Mac1(SocketAddr, &'f [u8; INITIATION_LEN]),
+}
+
+fn step<'f>(iface: &str, who: &Who<'_>, frame: &'f [u8], direction: Direction) -> Step<'f> {
+    let port = who.port;
     // Names are allocated only for an event: frames that make none (most
     // of a flood's) cost no allocation here.
-    let dg = wire::parse_l3_prefix(frame).ok()?;
+    let Ok(dg) = wire::parse_l3_prefix(frame) else {
+        return Step::Done(None);
+    };
     let payload = dg.payload(frame);
-    let ignored = |from: SocketAddr, why| Some(Verdict::Ignored(from, why));
-    let event = |e| Some(Verdict::Event(e));
+    let ignored = |from: SocketAddr, why| Step::Done(Some(Verdict::Ignored(from, why)));
+    let event = |e| Step::Done(Some(Verdict::Event(e)));
     match direction {
         Direction::Outgoing => {
             // Our own responses teach us which index we gave to whom.
             if dg.src.port() != port {
-                return None;
+                return Step::Done(None);
             }
             match wire::classify(payload) {
                 Ok(Message::Response(r)) => event(Event::Response {
@@ -415,19 +516,19 @@ pub fn classify(
                     .peers
                     .iter()
                     .find(|(_, k)| crate::wire::noise::verify_mac1_with(k, init.as_bytes()))
-                    .and_then(|(key, _)| {
+                    .map_or(Step::Done(None), |(key, _)| {
                         event(Event::OwnInitiation {
                             iface: iface.to_string(),
                             key: *key,
                             sender_index: init.sender_index(),
                         })
                     }),
-                _ => None,
+                _ => Step::Done(None),
             }
         }
         Direction::Incoming => {
             if dg.dst.port() != port {
-                return None;
+                return Step::Done(None);
             }
             let from = dg.src;
             if dg.truncated {
@@ -445,21 +546,9 @@ pub fn classify(
                 };
             }
             match wire::classify(payload) {
-                Ok(Message::Initiation(init)) if !responder.verify_mac1(init.as_bytes()) => {
-                    ignored(from, Ignored::BadMac1)
-                }
-                Ok(Message::Initiation(_)) if !budget() => ignored(from, Ignored::RateLimited),
-                Ok(Message::Initiation(init)) => match responder.identify(&init) {
-                    Ok(who) => event(Event::Initiation {
-                        iface: iface.to_string(),
-                        from,
-                        key: PublicKey(who.static_public),
-                        stamp: (who.timestamp.seconds, who.timestamp.nanos),
-                        sender_index: who.sender_index,
-                    }),
-                    Err(Reject::BadMac1) => ignored(from, Ignored::BadMac1),
-                    Err(Reject::Malformed) => ignored(from, Ignored::Malformed),
-                    Err(_) => ignored(from, Ignored::Forged),
+                Ok(Message::Initiation(_)) => match payload.try_into() {
+                    Ok(msg) => Step::Mac1(from, msg),
+                    Err(_) => ignored(from, Ignored::Malformed),
                 },
                 Ok(Message::Transport(t)) => event(Event::Transport {
                     iface: iface.to_string(),
@@ -468,10 +557,44 @@ pub fn classify(
                     counter: t.counter(),
                     len: udp_payload_len(frame, &dg),
                 }),
-                Ok(_) => None,
+                Ok(_) => Step::Done(None),
                 Err(_) => ignored(from, Ignored::Malformed),
             }
         }
+    }
+}
+
+/// The verdict on an incoming initiation once its mac1 was checked: the
+/// budget decides whether it is verified (two X25519) here.
+fn after_mac1(
+    iface: &str,
+    who: &Who<'_>,
+    from: SocketAddr,
+    msg: &[u8; INITIATION_LEN],
+    mac1_ok: bool,
+    budget: &mut dyn FnMut() -> bool,
+) -> Option<Verdict> {
+    let ignored = |why| Some(Verdict::Ignored(from, why));
+    if !mac1_ok {
+        return ignored(Ignored::BadMac1);
+    }
+    if !budget() {
+        return ignored(Ignored::RateLimited);
+    }
+    let Ok(init) = wire::HandshakeInitiation::new_checked(&msg[..]) else {
+        return ignored(Ignored::Malformed);
+    };
+    match who.responder.identify(&init) {
+        Ok(who) => Some(Verdict::Event(Event::Initiation {
+            iface: iface.to_string(),
+            from,
+            key: PublicKey(who.static_public),
+            stamp: (who.timestamp.seconds, who.timestamp.nanos),
+            sender_index: who.sender_index,
+        })),
+        Err(Reject::BadMac1) => ignored(Ignored::BadMac1),
+        Err(Reject::Malformed) => ignored(Ignored::Malformed),
+        Err(_) => ignored(Ignored::Forged),
     }
 }
 
@@ -818,6 +941,123 @@ mod tests {
                 .any(|x| matches!(x, Action::SetEndpoint { .. } | Action::StageEndpoint { .. }))
         );
         assert_eq!(hub.ifaces["wg0"].ignored[&Ignored::Replay], before + 1);
+    }
+
+    /// A drain checks mac1 four at a time; what it reports must be what
+    /// frame-by-frame classification reports, in the same order: random
+    /// runs of junk initiations, genuine and forged ones, transport, replies
+    /// of our own and malformed frames, with the budget running out midway
+    /// (rate-limited ones) and batches cut short by other verdicts and by
+    /// the end of the drain.
+    #[test]
+    fn batched_mac1_checks_keep_every_verdict_and_its_order() {
+        let hub_pub = public(HUB_PRIV);
+        let r = Responder::new(HUB_PRIV);
+        let peers = [(
+            PublicKey(public(PEER_PRIV)),
+            crate::wire::noise::mac1_key(&public(PEER_PRIV)),
+        )];
+        let who = || Who {
+            responder: &r,
+            port: PORT,
+            peers: &peers,
+        };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let genuine: Vec<[u8; 148]> = (0..4u8)
+            .map(|i| {
+                build_initiation(
+                    PEER_PRIV,
+                    [0x40 + i; 32],
+                    hub_pub,
+                    stamp(70 + u64::from(i)),
+                    9,
+                )
+            })
+            .collect();
+        let mut forged = build_initiation([0x55; 32], [0x56; 32], hub_pub, stamp(80), 5);
+        forged[90] ^= 0x40;
+        set_mac1(&mut forged, &hub_pub);
+        let mut transport = vec![4, 0, 0, 0, 7, 0, 0, 0];
+        transport.extend_from_slice(&[0; 24]);
+        for drain in 0..60 {
+            let mut frames: Vec<(Vec<u8>, Direction)> = Vec::new();
+            for _ in 0..(rnd() % 40) {
+                let sport = 20_000 + (rnd() % 1000) as u16;
+                let (payload, dir) = match rnd() % 12 {
+                    0 => (genuine[(rnd() % 4) as usize].to_vec(), Direction::Incoming),
+                    1 => (forged.to_vec(), Direction::Incoming),
+                    2 => (transport.clone(), Direction::Incoming),
+                    3 => (
+                        (0..(rnd() % 200) as usize).map(|_| rnd() as u8).collect(),
+                        Direction::Incoming,
+                    ),
+                    4 => (genuine[0].to_vec(), Direction::Outgoing),
+                    _ => {
+                        let mut m: Vec<u8> = (0..148).map(|_| rnd() as u8).collect();
+                        m[..4].copy_from_slice(&[1, 0, 0, 0]);
+                        (m, Direction::Incoming)
+                    }
+                };
+                let f = match dir {
+                    Direction::Incoming => inbound(&payload, sport),
+                    _ => frame([198, 51, 100, 2], PORT, [203, 0, 113, 5], sport, &payload),
+                };
+                frames.push((f, dir));
+            }
+            // A budget of a few verifications, so that some run out.
+            let fresh = || {
+                let mut b = Budget::new();
+                for _ in 0..VERIFY_BURST - 2 - drain % 4 {
+                    b.take(0);
+                }
+                b
+            };
+            let mut one_by_one = fresh();
+            let mut want = Vec::new();
+            let mut want_rejected: Vec<(Ignored, SocketAddr, u64)> = Vec::new();
+            let mut want_seen = false;
+            for (f, dir) in &frames {
+                let v = classify("wg0", &who(), f, *dir, &mut || one_by_one.take(0));
+                want_seen |= matches!(
+                    v,
+                    Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
+                );
+                match v {
+                    Some(Verdict::Event(e)) => want.push(e),
+                    Some(Verdict::Ignored(from, why)) => {
+                        match want_rejected.iter_mut().find(|r| r.0 == why) {
+                            Some(r) => r.2 += 1,
+                            None => want_rejected.push((why, from, 1)),
+                        }
+                    }
+                    None => {}
+                }
+            }
+            want.extend(
+                want_rejected
+                    .into_iter()
+                    .map(|(why, from, count)| Event::Ignored {
+                        iface: "wg0".into(),
+                        from,
+                        why,
+                        count,
+                    }),
+            );
+            let mut batched = fresh();
+            let mut v = Verdicts::new("wg0", who(), &mut batched, 0);
+            for (f, dir) in &frames {
+                v.push(f, *dir);
+            }
+            let (got, seen) = v.finish();
+            assert_eq!(got, want, "drain {drain}");
+            assert_eq!(seen, want_seen, "drain {drain}");
+        }
     }
 
     fn rnd_key(rnd: &mut impl FnMut() -> u64) -> [u8; 32] {

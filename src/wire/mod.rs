@@ -7,6 +7,8 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod bpf;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod noise;
 pub mod wireguard;
 

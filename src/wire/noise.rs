@@ -19,7 +19,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::wire::HandshakeInitiation;
+use crate::wire::{HandshakeInitiation, INITIATION_LEN};
 
 const CONSTRUCTION: &[u8] = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
 const IDENTIFIER: &[u8] = b"WireGuard v1 zx2c4 Jason@zx2c4.com";
@@ -151,6 +151,11 @@ impl Responder {
         self.mac1.verify(msg)
     }
 
+    /// [`Responder::verify_mac1`] of four initiations ([`Mac1::verify4`]).
+    pub fn verify_mac1_x4(&self, msgs: [&[u8; INITIATION_LEN]; 4]) -> [bool; 4] {
+        self.mac1.verify4(msgs)
+    }
+
     /// Verifies an initiation and tells who sent it.
     pub fn identify(&self, init: &HandshakeInitiation<&[u8]>) -> Result<Initiator, Reject> {
         if !self.verify_mac1(init.as_bytes()) {
@@ -214,6 +219,9 @@ pub fn mac1_key(public: &[u8; 32]) -> [u8; 32] {
 pub struct Mac1 {
     core: blake2::Blake2sVarCore,
     key: [u8; 32],
+    /// The same state for [`Mac1::verify4`] in SSE2 lanes.
+    #[cfg(target_arch = "x86_64")]
+    lanes: super::lanes::State,
 }
 
 impl Mac1 {
@@ -223,7 +231,22 @@ impl Mac1 {
         let mut block = Block::<blake2::Blake2sVarCore>::default();
         block[..32].copy_from_slice(key);
         core.update_blocks(std::slice::from_ref(&block));
-        Mac1 { core, key: *key }
+        Mac1 {
+            core,
+            key: *key,
+            #[cfg(target_arch = "x86_64")]
+            lanes: super::lanes::State::new(key),
+        }
+    }
+
+    /// [`Mac1::verify`] of four initiations: at once in SSE2 lanes on
+    /// x86_64 (about twice the cost of one, see [`super::lanes`]), one by
+    /// one elsewhere.
+    pub fn verify4(&self, msgs: [&[u8; INITIATION_LEN]; 4]) -> [bool; 4] {
+        #[cfg(target_arch = "x86_64")]
+        return self.lanes.verify(msgs);
+        #[cfg(not(target_arch = "x86_64"))]
+        return msgs.map(|m| self.verify(m));
     }
 
     /// Same answer as [`verify_mac1_with`], allocation-free. The covered
@@ -359,6 +382,53 @@ pub(crate) mod tests {
             }
         }
     }
+
+    /// Four at once, in every lane: each lane's answer is that lane's
+    /// message's, whatever the other three hold (valid, altered anywhere in
+    /// the covered bytes or the mac, random).
+    #[test]
+    fn mac1_of_four_agrees_with_one_by_one() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..400 {
+            let key: [u8; 32] = std::array::from_fn(|_| rnd() as u8);
+            let m = Mac1::new(&key);
+            let msgs: [[u8; INITIATION_LEN]; 4] = std::array::from_fn(|_| {
+                let mut msg: [u8; INITIATION_LEN] = std::array::from_fn(|_| rnd() as u8);
+                match rnd() % 4 {
+                    0 => {} // junk
+                    k => {
+                        let mut mac =
+                            <Blake2sMac<blake2::digest::consts::U16> as KeyInit>::new_from_slice(
+                                &key,
+                            )
+                            .unwrap();
+                        Mac::update(&mut mac, &msg[..INITIATION_MAC1_OFFSET]);
+                        msg[INITIATION_MAC1_OFFSET..][..16]
+                            .copy_from_slice(&mac.finalize().into_bytes());
+                        if k == 1 {
+                            // One bit off in the covered bytes or the mac.
+                            let bit = rnd() as usize % ((INITIATION_MAC1_OFFSET + 16) * 8);
+                            msg[bit / 8] ^= 1 << (bit % 8);
+                        }
+                    }
+                }
+                msg
+            });
+            let one: [bool; 4] = std::array::from_fn(|i| m.verify(&msgs[i]));
+            assert_eq!(
+                m.verify4([&msgs[0], &msgs[1], &msgs[2], &msgs[3]]),
+                one,
+                "round {round}"
+            );
+        }
+    }
+
     use crate::wire::{INITIATION_LEN, INITIATION_MAC1_OFFSET};
 
     fn hex32(s: &str) -> [u8; 32] {
