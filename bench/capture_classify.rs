@@ -1,18 +1,20 @@
-//! What the hub's capture does with one frame, in CPU time, without the lab:
-//! `hub::capture::classify` (IP/UDP parse, message type, mac1) on
-//! initiation-shaped junk, beside what tcpdump does with a frame it keeps (a
-//! copy) and beside the mac1 check alone, in the same run. Each measured twice:
-//! over 256 frames that stay in the cache (the flood's 256 prepared packets), and
-//! over 64 MiB of frames visited in order once a round, so that every frame
-//! comes from memory (in order, as the ring's do: the hardware prefetcher
-//! hides most of it). bench/hub.sh measures the whole capture path in the lab,
-//! with the ring, the wakeups and frames another core just wrote, beside
-//! tcpdump; this isolates the per-frame work and shows its floor: the mac1
-//! check, which the agent must make on every junk frame to tell a genuine
-//! initiation from it. Last, the same classification in the agent's rhythm
-//! under a junk trickle, a burst of frames a wakeup, then sleep (600 every
-//! 160 ms is its hold at 4 000 frames a second): what a wakeup costs beyond
-//! its frames (caches, and on a VM the vCPU, come back cold).
+//! What the hub's capture does with a frame, in CPU time, without the lab:
+//! on initiation-shaped junk, the agent's drain (`hub::capture::Verdicts`:
+//! IP/UDP parse and message type of each frame, mac1 four frames at a time)
+//! and `classify` (the same, one frame and its mac1 at a time), beside what
+//! tcpdump does with a frame it keeps (a copy) and beside the mac1 check
+//! alone, one by one and four at once, in the same run. Each measured twice:
+//! over 256 frames that stay in the cache (the flood's 256 prepared packets),
+//! and over 64 MiB of frames visited in order once a round, so that every
+//! frame comes from memory (in order, as the ring's do: the hardware
+//! prefetcher hides most of it). bench/hub.sh measures the whole capture path
+//! in the lab, with the ring, the wakeups and frames another core just wrote,
+//! beside tcpdump; this isolates the per-frame work and shows its floor: the
+//! mac1 check, which the agent must make on every junk frame to tell a
+//! genuine initiation from it. Last, the drain in the agent's rhythm under a
+//! junk trickle, a burst of frames a wakeup, then sleep (600 every 160 ms is
+//! its hold at 4 000 frames a second): what a wakeup costs beyond its frames
+//! (caches, and on a VM the vCPU, come back cold).
 //!
 //!     cargo bench --bench capture_classify
 //!

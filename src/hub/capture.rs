@@ -306,15 +306,20 @@ impl HubCapture {
 }
 
 /// A drain's frames turned into core events, in the order they came, with
-/// the mac1 checks of incoming initiations made four at a time
+/// the mac1 checks of incoming initiations made four at a time on x86_64
 /// ([`Responder::verify_mac1_x4`]: a flood of junk initiations is nothing
 /// but such checks). Initiations wait (copied) for the batch to fill; any
-/// other verdict first settles those waiting, so events keep frame order.
+/// other verdict first settles those waiting, so events keep frame order:
+/// the same events as [`classify`] frame by frame.
 pub struct Verdicts<'a> {
     iface: &'a str,
     who: Who<'a>,
     budget: &'a mut Budget,
     now_ms: u64,
+    /// Whether initiations wait to be checked four at a time (x86_64: see
+    /// [`Responder::verify_mac1_x4`]); elsewhere each is checked at once,
+    /// where it lies.
+    lanes: bool,
     /// Incoming initiations waiting for their mac1 check.
     waiting: usize,
     from: [SocketAddr; 4],
@@ -332,6 +337,7 @@ impl<'a> Verdicts<'a> {
             who,
             budget,
             now_ms,
+            lanes: cfg!(target_arch = "x86_64"),
             waiting: 0,
             from: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
             msgs: [[0; INITIATION_LEN]; 4],
@@ -344,6 +350,19 @@ impl<'a> Verdicts<'a> {
     /// One captured L3 frame.
     pub fn push(&mut self, frame: &[u8], direction: Direction) {
         match step(self.iface, &self.who, frame, direction) {
+            Step::Mac1(from, msg) if !self.lanes => {
+                let ok = self.who.responder.verify_mac1(msg);
+                let v = conclude(
+                    self.iface,
+                    &self.who,
+                    self.budget,
+                    self.now_ms,
+                    from,
+                    msg,
+                    ok,
+                );
+                self.take(v);
+            }
             Step::Mac1(from, msg) => {
                 self.from[self.waiting] = from;
                 self.msgs[self.waiting] = *msg;
@@ -353,10 +372,9 @@ impl<'a> Verdicts<'a> {
                 }
             }
             Step::Done(None) => {}
-            v @ Step::Done(Some(_)) => {
+            Step::Done(Some(v)) => {
                 self.settle();
-                let Step::Done(v) = v else { unreachable!() };
-                self.take(v);
+                self.take(Some(v));
             }
         }
     }
@@ -392,21 +410,16 @@ impl<'a> Verdicts<'a> {
             std::array::from_fn(|i| i < n && responder.verify_mac1(&self.msgs[i]))
         };
         for (i, ok) in ok.into_iter().enumerate().take(n) {
-            // When a verification was allowed: it runs right after.
-            let mut granted = None;
-            let (budget, now_ms) = (&mut *self.budget, self.now_ms);
-            let mut verify = || {
-                let allowed = budget.take(now_ms);
-                if allowed {
-                    granted = Some(std::time::Instant::now());
-                }
-                allowed
-            };
-            let msg = &self.msgs[i];
-            let v = after_mac1(self.iface, &self.who, self.from[i], msg, ok, &mut verify);
-            if let Some(t0) = granted {
-                self.budget.charge(t0.elapsed());
-            }
+            let (from, msg) = (self.from[i], &self.msgs[i]);
+            let v = conclude(
+                self.iface,
+                &self.who,
+                self.budget,
+                self.now_ms,
+                from,
+                msg,
+                ok,
+            );
             self.take(v);
         }
     }
@@ -430,6 +443,33 @@ impl<'a> Verdicts<'a> {
             None => {}
         }
     }
+}
+
+/// [`after_mac1`] with the verification budget: whether the check may
+/// run, and what it took.
+fn conclude(
+    iface: &str,
+    who: &Who<'_>,
+    budget: &mut Budget,
+    now_ms: u64,
+    from: SocketAddr,
+    msg: &[u8; INITIATION_LEN],
+    mac1_ok: bool,
+) -> Option<Verdict> {
+    // When a verification was allowed: it runs right after.
+    let mut granted = None;
+    let mut verify = || {
+        let allowed = budget.take(now_ms);
+        if allowed {
+            granted = Some(std::time::Instant::now());
+        }
+        allowed
+    };
+    let v = after_mac1(iface, who, from, msg, mac1_ok, &mut verify);
+    if let Some(t0) = granted {
+        budget.charge(t0.elapsed());
+    }
+    v
 }
 
 /// What classification needs to know about the interface.
@@ -943,8 +983,8 @@ mod tests {
         assert_eq!(hub.ifaces["wg0"].ignored[&Ignored::Replay], before + 1);
     }
 
-    /// A drain checks mac1 four at a time; what it reports must be what
-    /// frame-by-frame classification reports, in the same order: random
+    /// A drain checks mac1 four at a time (x86_64) or each at once; what it
+    /// reports must be what frame-by-frame classification reports, in the same order: random
     /// runs of junk initiations, genuine and forged ones, transport, replies
     /// of our own and malformed frames, with the budget running out midway
     /// (rate-limited ones) and batches cut short by other verdicts and by
@@ -1049,14 +1089,17 @@ mod tests {
                         count,
                     }),
             );
-            let mut batched = fresh();
-            let mut v = Verdicts::new("wg0", who(), &mut batched, 0);
-            for (f, dir) in &frames {
-                v.push(f, *dir);
+            for lanes in [true, false] {
+                let mut batched = fresh();
+                let mut v = Verdicts::new("wg0", who(), &mut batched, 0);
+                v.lanes = lanes;
+                for (f, dir) in &frames {
+                    v.push(f, *dir);
+                }
+                let (got, seen) = v.finish();
+                assert_eq!(got, want, "drain {drain}, lanes {lanes}");
+                assert_eq!(seen, want_seen, "drain {drain}, lanes {lanes}");
             }
-            let (got, seen) = v.finish();
-            assert_eq!(got, want, "drain {drain}");
-            assert_eq!(seen, want_seen, "drain {drain}");
         }
     }
 
