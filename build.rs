@@ -7,6 +7,9 @@
 //! from Cargo.toml, or `WGROAM_PKG_VERSION` as the feed Makefile passes it
 //! (PKG_VERSION-rPKG_RELEASE, so a release bumped in the feed shows), which
 //! must name the crate's version.
+//!
+//! And `cfg(mac1_lanes)` on the targets whose CPUs all have 128-bit vector
+//! lanes (see src/wire/lanes.rs).
 fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-env-changed=WGROAM_PKG_VERSION");
@@ -37,6 +40,15 @@ fn main() {
         );
     }
     println!("cargo:rustc-env=WGROAM_PKG_VERSION={version}");
+
+    // mac1 four at a time in vector lanes (src/wire/lanes.rs) where every CPU
+    // of the target has them: SSE2 on x86_64, NEON on (little-endian) aarch64.
+    println!("cargo::rustc-check-cfg=cfg(mac1_lanes)");
+    let target = |k: &str| std::env::var(k).unwrap_or_default();
+    let arch = target("CARGO_CFG_TARGET_ARCH");
+    if arch == "x86_64" || (arch == "aarch64" && target("CARGO_CFG_TARGET_ENDIAN") == "little") {
+        println!("cargo:rustc-cfg=mac1_lanes");
+    }
 }
 
 /// `release = N` of `[package.metadata.openwrt]` in Cargo.toml.

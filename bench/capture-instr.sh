@@ -68,13 +68,14 @@ window() {
   cp "$CG_OUT.$n" "$out"
 }
 
-# blake2 FILE: instructions in BLAKE2s functions (0 without symbols).
+# blake2 FILE: instructions in BLAKE2s functions, the crate's and the mac1 lanes'
+# (src/wire/lanes.rs) (0 without symbols).
 blake2() {
   # A function is named once, at its first fn= or cfn=, then "(id)" alone; a
   # cost line right after calls= is the callee's inclusive cost.
   awk '/^c?fn=/ { id = $1; sub(/^c?fn=/, "", id); sub(/\).*/, ")", id); if ($0 ~ /\) /) name[id] = $0 }
        /^cfn=/ { next }
-       /^fn=/ { on = (name[id] ~ /blake2|Blake2s/); next }
+       /^fn=/ { on = (name[id] ~ /blake2|Blake2s|wire::lanes::/); next }
        /^calls=/ { skip = 1; next }
        /^[0-9+*-]/ { if (on && !skip) s += $2; skip = 0; next }
        { skip = 0 }

@@ -167,7 +167,7 @@ fn main() {
         &mut |f| usize::from(mac1.verify(&f[IP_UDP..FRAME])),
     );
     measure(
-        "mac1 four at once (`Mac1::verify4`: SSE2 lanes on x86_64, one by one elsewhere)",
+        "mac1 four at once (`Mac1::verify4`: vector lanes where the CPU has them, else one by one)",
         4,
         &mut |f| {
             let msg = |i: usize| -> &[u8; 148] {

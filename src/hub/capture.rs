@@ -307,7 +307,7 @@ impl HubCapture {
 
 /// A drain's frames turned into core events, in the order they came, with
 /// the mac1 checks of incoming initiations made four at a time on x86_64
-/// ([`Responder::verify_mac1_x4`]: a flood of junk initiations is nothing
+/// and aarch64 ([`Responder::verify_mac1_x4`]: a flood of junk initiations is nothing
 /// but such checks). Initiations wait (copied) for the batch to fill; any
 /// other verdict first settles those waiting, so events keep frame order:
 /// the same events as [`classify`] frame by frame.
@@ -316,8 +316,8 @@ pub struct Verdicts<'a> {
     who: Who<'a>,
     budget: &'a mut Budget,
     now_ms: u64,
-    /// Whether initiations wait to be checked four at a time (x86_64: see
-    /// [`Responder::verify_mac1_x4`]); elsewhere each is checked at once,
+    /// Whether initiations wait to be checked four at a time (x86_64 and
+    /// aarch64: [`wire::noise::MAC1_LANES`]); elsewhere each is checked at once,
     /// where it lies.
     lanes: bool,
     /// Incoming initiations waiting for their mac1 check.
@@ -337,7 +337,7 @@ impl<'a> Verdicts<'a> {
             who,
             budget,
             now_ms,
-            lanes: cfg!(target_arch = "x86_64"),
+            lanes: wire::noise::MAC1_LANES,
             waiting: 0,
             from: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
             msgs: [[0; INITIATION_LEN]; 4],
@@ -983,7 +983,7 @@ mod tests {
         assert_eq!(hub.ifaces["wg0"].ignored[&Ignored::Replay], before + 1);
     }
 
-    /// A drain checks mac1 four at a time (x86_64) or each at once; what it
+    /// A drain checks mac1 four at a time (x86_64, aarch64) or each at once; what it
     /// reports must be what frame-by-frame classification reports, in the same order: random
     /// runs of junk initiations, genuine and forged ones, transport, replies
     /// of our own and malformed frames, with the budget running out midway

@@ -7,7 +7,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod bpf;
-#[cfg(target_arch = "x86_64")]
+#[cfg(mac1_lanes)]
 mod lanes;
 pub mod noise;
 pub mod wireguard;

@@ -211,6 +211,10 @@ pub fn mac1_key(public: &[u8; 32]) -> [u8; 32] {
     hash(&[LABEL_MAC1, public])
 }
 
+/// Whether [`Mac1::verify4`] checks four initiations at once (x86_64 and
+/// aarch64: see [`super::lanes`]), and is worth waiting for four.
+pub const MAC1_LANES: bool = cfg!(mac1_lanes);
+
 /// mac1 verification for one key with the keyed state precomputed: keyed
 /// BLAKE2s compresses the zero-padded key as a block of its own, so starting
 /// from the state after it saves one of the three compressions a 148-byte
@@ -219,8 +223,8 @@ pub fn mac1_key(public: &[u8; 32]) -> [u8; 32] {
 pub struct Mac1 {
     core: blake2::Blake2sVarCore,
     key: [u8; 32],
-    /// The same state for [`Mac1::verify4`] in SSE2 lanes.
-    #[cfg(target_arch = "x86_64")]
+    /// The same state for [`Mac1::verify4`], in vector lanes.
+    #[cfg(mac1_lanes)]
     lanes: super::lanes::State,
 }
 
@@ -234,18 +238,18 @@ impl Mac1 {
         Mac1 {
             core,
             key: *key,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(mac1_lanes)]
             lanes: super::lanes::State::new(key),
         }
     }
 
-    /// [`Mac1::verify`] of four initiations: at once in SSE2 lanes on
-    /// x86_64 (about twice the cost of one, see [`super::lanes`]), one by
-    /// one elsewhere.
+    /// [`Mac1::verify`] of four initiations: at once in vector lanes where
+    /// the CPU has them ([`MAC1_LANES`]: about twice the cost of one), one
+    /// by one elsewhere.
     pub fn verify4(&self, msgs: [&[u8; INITIATION_LEN]; 4]) -> [bool; 4] {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(mac1_lanes)]
         return self.lanes.verify(msgs);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(mac1_lanes))]
         return msgs.map(|m| self.verify(m));
     }
 
