@@ -307,18 +307,18 @@ impl HubCapture {
 
 /// A drain's frames turned into core events, in the order they came, with
 /// the mac1 checks of incoming initiations made four at a time on x86_64
-/// and aarch64 ([`Responder::verify_mac1_x4`]: a flood of junk initiations is nothing
-/// but such checks). Initiations wait (copied) for the batch to fill; any
-/// other verdict first settles those waiting, so events keep frame order:
-/// the same events as [`classify`] frame by frame.
+/// and aarch64 ([`Responder::verify_mac1_x4`]: a flood of junk initiations
+/// is nothing but such checks). Initiations wait (copied) for the batch to
+/// fill; any other verdict first settles those waiting, so events keep
+/// frame order: the same events as [`classify`] frame by frame.
 pub struct Verdicts<'a> {
     iface: &'a str,
     who: Who<'a>,
     budget: &'a mut Budget,
     now_ms: u64,
     /// Whether initiations wait to be checked four at a time (x86_64 and
-    /// aarch64: [`wire::noise::MAC1_LANES`]); elsewhere each is checked at once,
-    /// where it lies.
+    /// aarch64: [`wire::noise::MAC1_LANES`]); elsewhere each is checked at
+    /// once, where it lies.
     lanes: bool,
     /// Incoming initiations waiting for their mac1 check.
     waiting: usize,
