@@ -698,6 +698,7 @@ mod tests {
     use crate::core::{Action, PublicKey};
     use crate::wire::noise::Tai64n;
     use crate::wire::noise::tests::{build_initiation, set_mac1};
+    use crate::wire::tests::xorshift;
     use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 
     const PORT: u16 = 51820;
@@ -909,13 +910,7 @@ mod tests {
         };
         // Started after the peer's handshake: the kernel's view only.
         observe(&mut hub, now, now.wall - 30, 148);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
         // Impersonations of the configured peer by attackers with their own
         // ephemeral keys (the sealed timestamp cannot be made without the
         // peer's private key), built once: X25519 is slow in debug builds.
@@ -1002,13 +997,7 @@ mod tests {
             port: PORT,
             peers: &peers,
         };
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x2545_f491_4f6c_dd1d);
         let genuine: Vec<[u8; 148]> = (0..4u8)
             .map(|i| {
                 build_initiation(

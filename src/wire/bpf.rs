@@ -208,7 +208,7 @@ pub fn wireguard_filter(listen_port: u16, transport: bool) -> Vec<sock_filter> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::wire::tests::{hex, ipv4_udp, ipv6_udp};
+    use crate::wire::tests::{hex, ipv4_udp, ipv6_udp, xorshift};
 
     /// Runs a cBPF program like the kernel does for a packet socket and
     /// returns the snap length (0 = drop). Out-of-bounds loads drop.
@@ -454,13 +454,7 @@ pub(crate) mod tests {
     fn random_frames_never_accepted_by_accident() {
         // Random bytes must essentially never look like a handshake, and the
         // program must never run off its end (the interpreter would panic).
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x1234_5678_9abc_def1);
         let (f, t) = (wireguard_filter(PORT, false), wireguard_filter(PORT, true));
         for _ in 0..20_000 {
             let pkt: Vec<u8> = (0..(next() % 260) as usize).map(|_| next() as u8).collect();

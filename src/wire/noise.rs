@@ -359,13 +359,8 @@ pub(crate) mod tests {
 
     #[test]
     fn precomputed_mac1_agrees_with_keyed_blake2s() {
-        let mut x: u64 = 0x0123_4567_89ab_cdef;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        };
+        let mut next = xorshift(0x0123_4567_89ab_cdef);
+        let mut rnd = move || next() as u8;
         for len in 0..300usize {
             let key: [u8; 32] = std::array::from_fn(|_| rnd());
             let m = Mac1::new(&key);
@@ -392,13 +387,7 @@ pub(crate) mod tests {
     /// the covered bytes or the mac, random).
     #[test]
     fn mac1_of_four_agrees_with_one_by_one() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..400 {
             let key: [u8; 32] = std::array::from_fn(|_| rnd() as u8);
             let m = Mac1::new(&key);
@@ -433,6 +422,7 @@ pub(crate) mod tests {
         }
     }
 
+    use crate::wire::tests::xorshift;
     use crate::wire::{INITIATION_LEN, INITIATION_MAC1_OFFSET};
 
     fn hex32(s: &str) -> [u8; 32] {
@@ -686,13 +676,7 @@ pub(crate) mod tests {
     #[test]
     fn random_input_never_panics() {
         let r = Responder::new(responder_private());
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..3_000 {
             let len = if round % 2 == 0 {
                 INITIATION_LEN

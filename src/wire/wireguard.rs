@@ -356,6 +356,16 @@ fn parse(frame: &[u8], allow_short: bool) -> Result<Datagram, Error> {
 pub(crate) mod tests {
     use super::*;
 
+    /// Marsaglia's xorshift64: the tests' reproducible pseudo-random numbers.
+    pub(crate) fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     pub(crate) fn hex(s: &str) -> Vec<u8> {
         let s = s.trim();
         (0..s.len())
@@ -640,13 +650,7 @@ pub(crate) mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let seeds = [fixture!("initiation_v4.l3"), fixture!("transport_v6.l3")];
         let (mut parsed, mut classified) = (0, 0);
         for round in 0..20_000 {
