@@ -3,12 +3,12 @@
 //! through the drain's `capture::Verdicts` (mac1 four at a time): never
 //! panics, never hangs, never reads outside the ring, hands every block back,
 //! never yields more frames than the blocks claim (read + shed), and the
-//! drain's events are those of `capture::classify` frame by frame, in order.
+//! drain's events are those of `capture::classify` frame by frame, in order
+//! (`capture::classify_each`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wgroam::core::hub::{Event, Ignored};
-use wgroam::hub::capture::{Budget, Verdict, Verdicts, Who, classify};
+use wgroam::hub::capture::{Budget, Verdicts, Who, classify_each};
 use wgroam::os::capture::ring::{Frames, Ring};
 
 #[path = "fixture.rs"]
@@ -57,45 +57,36 @@ fuzz_target!(|data: &[u8]| {
         peers: &peers,
     };
     let mut read = 0u64;
-    // A budget of none or a few verifications, as `first` says.
+    // A budget with a few verifications left (first >> 5: 0 to 7), so that
+    // it can run out midway: all but those taken.
     let fresh = || {
-        let mut b = Budget::new();
-        while b.take(0) {}
-        let mut spare = Budget::new();
-        for _ in 0..first >> 6 {
-            spare.take(0);
+        let (mut all, mut n) = (Budget::new(), 0u64);
+        while all.take(0) {
+            n += 1;
         }
-        if first & 0x20 == 0 { b } else { spare }
+        let mut b = Budget::new();
+        for _ in 0..n.saturating_sub(u64::from(first >> 5)) {
+            b.take(0);
+        }
+        b
     };
     let mut batched = fresh();
     let mut drain = Verdicts::new("wg0", who, &mut batched, 0);
-    let mut one_by_one = fresh();
-    let mut want = Vec::new();
-    let mut rejected: Vec<(Ignored, std::net::SocketAddr, u64)> = Vec::new();
+    let mut frames = Vec::new();
     while let Some(f) = ring.next(0) {
         read += 1;
         assert!(read <= claimed, "more frames than the blocks claim");
         drain.push(f.data, f.direction);
-        match classify("wg0", &who, f.data, f.direction, &mut || one_by_one.take(0)) {
-            Some(Verdict::Event(e)) => want.push(e),
-            Some(Verdict::Ignored(from, why)) => match rejected.iter_mut().find(|r| r.0 == why) {
-                Some(r) => r.2 += 1,
-                None => rejected.push((why, from, 1)),
-            },
-            None => {}
-        }
+        frames.push((f.data.to_vec(), f.direction));
     }
-    want.extend(
-        rejected
-            .into_iter()
-            .map(|(why, from, count)| Event::Ignored {
-                iface: "wg0".into(),
-                from,
-                why,
-                count,
-            }),
+    let want = classify_each(
+        "wg0",
+        &who,
+        frames.iter().map(|(f, d)| (&f[..], *d)),
+        &mut fresh(),
+        0,
     );
-    assert_eq!(drain.finish().0, want);
+    assert_eq!(drain.finish(), want);
     assert!(read + ring.take_shed() <= claimed);
     drop(ring);
     // Every block went back to the kernel.

@@ -312,10 +312,7 @@ impl HubCapture {
 /// fill; any other verdict first settles those waiting, so events keep
 /// frame order: the same events as [`classify`] frame by frame.
 pub struct Verdicts<'a> {
-    iface: &'a str,
-    who: Who<'a>,
-    budget: &'a mut Budget,
-    now_ms: u64,
+    judge: Judge<'a>,
     /// Whether initiations wait to be checked four at a time (x86_64 and
     /// aarch64: [`wire::noise::MAC1_LANES`]); elsewhere each is checked at
     /// once, where it lies.
@@ -333,10 +330,12 @@ pub struct Verdicts<'a> {
 impl<'a> Verdicts<'a> {
     pub fn new(iface: &'a str, who: Who<'a>, budget: &'a mut Budget, now_ms: u64) -> Self {
         Verdicts {
-            iface,
-            who,
-            budget,
-            now_ms,
+            judge: Judge {
+                iface,
+                who,
+                budget,
+                now_ms,
+            },
             lanes: wire::noise::MAC1_LANES,
             waiting: 0,
             from: [SocketAddr::from(([0, 0, 0, 0], 0)); 4],
@@ -349,18 +348,10 @@ impl<'a> Verdicts<'a> {
 
     /// One captured L3 frame.
     pub fn push(&mut self, frame: &[u8], direction: Direction) {
-        match step(self.iface, &self.who, frame, direction) {
+        match step(self.judge.iface, &self.judge.who, frame, direction) {
             Step::Mac1(from, msg) if !self.lanes => {
-                let ok = self.who.responder.verify_mac1(msg);
-                let v = conclude(
-                    self.iface,
-                    &self.who,
-                    self.budget,
-                    self.now_ms,
-                    from,
-                    msg,
-                    ok,
-                );
+                let ok = self.judge.who.responder.verify_mac1(msg);
+                let v = self.judge.initiation(from, msg, ok);
                 self.take(v);
             }
             Step::Mac1(from, msg) => {
@@ -385,7 +376,7 @@ impl<'a> Verdicts<'a> {
     /// frame the kernel may act on was among them.
     pub fn finish(mut self) -> (Vec<Event>, bool) {
         self.settle();
-        let iface = self.iface;
+        let iface = self.judge.iface;
         self.events.extend(
             self.rejected
                 .into_iter()
@@ -402,7 +393,7 @@ impl<'a> Verdicts<'a> {
     /// Checks the waiting initiations' mac1 and takes their verdicts.
     fn settle(&mut self) {
         let n = std::mem::take(&mut self.waiting);
-        let responder = self.who.responder;
+        let responder = self.judge.who.responder;
         let ok = if n == 4 {
             let m = &self.msgs;
             responder.verify_mac1_x4([&m[0], &m[1], &m[2], &m[3]])
@@ -410,16 +401,7 @@ impl<'a> Verdicts<'a> {
             std::array::from_fn(|i| i < n && responder.verify_mac1(&self.msgs[i]))
         };
         for (i, ok) in ok.into_iter().enumerate().take(n) {
-            let (from, msg) = (self.from[i], &self.msgs[i]);
-            let v = conclude(
-                self.iface,
-                &self.who,
-                self.budget,
-                self.now_ms,
-                from,
-                msg,
-                ok,
-            );
+            let v = self.judge.initiation(self.from[i], &self.msgs[i], ok);
             self.take(v);
         }
     }
@@ -445,31 +427,84 @@ impl<'a> Verdicts<'a> {
     }
 }
 
-/// [`after_mac1`] with the verification budget: whether the check may
-/// run, and what it took.
-fn conclude(
+/// What decides on an incoming initiation in a drain: the interface, the
+/// verification budget and the drain's time.
+struct Judge<'a> {
+    iface: &'a str,
+    who: Who<'a>,
+    budget: &'a mut Budget,
+    now_ms: u64,
+}
+
+impl Judge<'_> {
+    /// [`after_mac1`] with the verification budget: whether the check may
+    /// run, and what it took.
+    fn initiation(
+        &mut self,
+        from: SocketAddr,
+        msg: &[u8; INITIATION_LEN],
+        mac1_ok: bool,
+    ) -> Option<Verdict> {
+        let (budget, now_ms) = (&mut *self.budget, self.now_ms);
+        // When a verification was allowed: it runs right after.
+        let mut granted = None;
+        let mut verify = || {
+            let allowed = budget.take(now_ms);
+            if allowed {
+                granted = Some(std::time::Instant::now());
+            }
+            allowed
+        };
+        let v = after_mac1(self.iface, &self.who, from, msg, mac1_ok, &mut verify);
+        if let Some(t0) = granted {
+            budget.charge(t0.elapsed());
+        }
+        v
+    }
+}
+
+/// Frame-by-frame [`classify`] with a drain's bookkeeping (rejections
+/// counted per kind and appended last; whether a frame the kernel may act
+/// on was read): what [`Verdicts`] must report for the same frames. The
+/// reference of its unit test and of the `capture_ring` fuzz target; the
+/// budget is only taken, not charged (timings would differ).
+#[cfg(any(test, feature = "test-support"))]
+pub fn classify_each<'f>(
     iface: &str,
     who: &Who<'_>,
+    frames: impl IntoIterator<Item = (&'f [u8], Direction)>,
     budget: &mut Budget,
     now_ms: u64,
-    from: SocketAddr,
-    msg: &[u8; INITIATION_LEN],
-    mac1_ok: bool,
-) -> Option<Verdict> {
-    // When a verification was allowed: it runs right after.
-    let mut granted = None;
-    let mut verify = || {
-        let allowed = budget.take(now_ms);
-        if allowed {
-            granted = Some(std::time::Instant::now());
+) -> (Vec<Event>, bool) {
+    let mut events = Vec::new();
+    let mut rejected: Vec<(Ignored, SocketAddr, u64)> = Vec::new();
+    let mut seen = false;
+    for (frame, direction) in frames {
+        let v = classify(iface, who, frame, direction, &mut || budget.take(now_ms));
+        seen |= matches!(
+            v,
+            Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
+        );
+        match v {
+            Some(Verdict::Event(e)) => events.push(e),
+            Some(Verdict::Ignored(from, why)) => match rejected.iter_mut().find(|r| r.0 == why) {
+                Some(r) => r.2 += 1,
+                None => rejected.push((why, from, 1)),
+            },
+            None => {}
         }
-        allowed
-    };
-    let v = after_mac1(iface, who, from, msg, mac1_ok, &mut verify);
-    if let Some(t0) = granted {
-        budget.charge(t0.elapsed());
     }
-    v
+    events.extend(
+        rejected
+            .into_iter()
+            .map(|(why, from, count)| Event::Ignored {
+                iface: iface.to_string(),
+                from,
+                why,
+                count,
+            }),
+    );
+    (events, seen)
 }
 
 /// What classification needs to know about the interface.
@@ -1047,36 +1082,12 @@ mod tests {
                 }
                 b
             };
-            let mut one_by_one = fresh();
-            let mut want = Vec::new();
-            let mut want_rejected: Vec<(Ignored, SocketAddr, u64)> = Vec::new();
-            let mut want_seen = false;
-            for (f, dir) in &frames {
-                let v = classify("wg0", &who(), f, *dir, &mut || one_by_one.take(0));
-                want_seen |= matches!(
-                    v,
-                    Some(Verdict::Event(_) | Verdict::Ignored(_, Ignored::RateLimited))
-                );
-                match v {
-                    Some(Verdict::Event(e)) => want.push(e),
-                    Some(Verdict::Ignored(from, why)) => {
-                        match want_rejected.iter_mut().find(|r| r.0 == why) {
-                            Some(r) => r.2 += 1,
-                            None => want_rejected.push((why, from, 1)),
-                        }
-                    }
-                    None => {}
-                }
-            }
-            want.extend(
-                want_rejected
-                    .into_iter()
-                    .map(|(why, from, count)| Event::Ignored {
-                        iface: "wg0".into(),
-                        from,
-                        why,
-                        count,
-                    }),
+            let (want, want_seen) = classify_each(
+                "wg0",
+                &who(),
+                frames.iter().map(|(f, d)| (&f[..], *d)),
+                &mut fresh(),
+                0,
             );
             for lanes in [true, false] {
                 let mut batched = fresh();
